@@ -1,0 +1,210 @@
+//! The delivery contract between the batcher and whatever ships batches.
+//!
+//! A [`Sink`] receives one encoded [`Batch`] at a time and answers with a
+//! [`Delivery`]. The batcher owns everything else: retries, backoff,
+//! splitting, expiry and the ledger. A sink only has to classify what happened.
+
+use std::error::Error;
+use std::fmt;
+use std::time::Duration;
+
+/// A boxed error carried by a failed [`Delivery`].
+pub type SinkError = Box<dyn Error + Send + Sync + 'static>;
+
+/// How the records of a [`Batch`] are laid out in its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// One JSON object per line, each line ending in `\n`.
+    /// Content type `application/x-ndjson`. The default.
+    #[default]
+    Ndjson,
+    /// One JSON array of objects. Content type `application/json`.
+    JsonArray,
+}
+
+impl Encoding {
+    /// The HTTP content type of a body in this encoding.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use vigil_events::Encoding;
+    /// assert_eq!(Encoding::Ndjson.content_type(), "application/x-ndjson");
+    /// assert_eq!(Encoding::JsonArray.content_type(), "application/json");
+    /// ```
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Ndjson => "application/x-ndjson",
+            Encoding::JsonArray => "application/json",
+        }
+    }
+}
+
+/// An encoded batch of events, ready to ship.
+///
+/// Every record in the body is a JSON object with a top-level `seq` field
+/// holding the event's process-unique sequence number. A retried batch keeps
+/// its [idempotency key](Batch::idempotency_key), so a receiver can drop
+/// duplicates.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Batch {
+    key: String,
+    encoding: Encoding,
+    seqs: Vec<u64>,
+    body: Vec<u8>,
+}
+
+impl Batch {
+    /// Builds a batch from an already encoded body.
+    ///
+    /// `seqs` lists the sequence numbers of the records in `body`, in order.
+    /// The batcher builds batches itself; this constructor exists for sinks'
+    /// tests and for tools that replay batches.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use vigil_events::{Batch, Encoding};
+    /// let batch = Batch::new("b-1", Encoding::Ndjson, vec![7], b"{\"seq\":7}\n".to_vec());
+    /// assert_eq!(batch.len(), 1);
+    /// assert_eq!(batch.idempotency_key(), "b-1");
+    /// ```
+    pub fn new(key: impl Into<String>, encoding: Encoding, seqs: Vec<u64>, body: Vec<u8>) -> Batch {
+        Batch { key: key.into(), encoding, seqs, body }
+    }
+
+    /// The idempotency key. It is the same on every retry of this batch.
+    pub fn idempotency_key(&self) -> &str {
+        &self.key
+    }
+
+    /// How the body is encoded.
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    /// The HTTP content type of the body.
+    pub fn content_type(&self) -> &'static str {
+        self.encoding.content_type()
+    }
+
+    /// The encoded body.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The sequence numbers of the records in the body, in order.
+    pub fn seqs(&self) -> &[u64] {
+        &self.seqs
+    }
+
+    /// The number of records.
+    pub fn len(&self) -> usize {
+        self.seqs.len()
+    }
+
+    /// Whether the batch holds no records.
+    pub fn is_empty(&self) -> bool {
+        self.seqs.is_empty()
+    }
+}
+
+impl fmt::Debug for Batch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Batch")
+            .field("key", &self.key)
+            .field("encoding", &self.encoding)
+            .field("events", &self.seqs.len())
+            .field("bytes", &self.body.len())
+            .finish()
+    }
+}
+
+/// What happened to one delivery attempt, as the sink classifies it.
+///
+/// | variant | what the batcher does |
+/// |---|---|
+/// | [`Delivered`](Delivery::Delivered) | counts the events as delivered |
+/// | [`Retryable`](Delivery::Retryable) | keeps the batch, backs off (exponential with jitter, at least `retry_after`) and tries again |
+/// | [`TooLarge`](Delivery::TooLarge) | splits the batch in halves and delivers each |
+/// | [`Rejected`](Delivery::Rejected) | drops the batch, counting its events under `rejected` |
+/// | [`Fatal`](Delivery::Fatal) | keeps the batch and fails the actor; the supervisor restarts it and a fresh sink is built |
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Delivery {
+    /// The receiver accepted the batch.
+    Delivered,
+    /// A transient failure: try again later.
+    Retryable {
+        /// What went wrong.
+        error: SinkError,
+        /// The receiver asked to wait at least this long before retrying.
+        retry_after: Option<Duration>,
+    },
+    /// The receiver refused the batch because of its size.
+    TooLarge {
+        /// What went wrong.
+        error: SinkError,
+    },
+    /// The receiver refused the batch for good.
+    Rejected {
+        /// What went wrong.
+        error: SinkError,
+    },
+    /// A configuration or trust failure that retrying with this sink cannot fix.
+    Fatal {
+        /// What went wrong.
+        error: SinkError,
+    },
+}
+
+impl Delivery {
+    /// A short name for the variant, for logs and counters:
+    /// `delivered`, `retryable`, `too_large`, `rejected` or `fatal`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Delivery::Delivered => "delivered",
+            Delivery::Retryable { .. } => "retryable",
+            Delivery::TooLarge { .. } => "too_large",
+            Delivery::Rejected { .. } => "rejected",
+            Delivery::Fatal { .. } => "fatal",
+        }
+    }
+
+    /// The error carried by a failed delivery, if any.
+    pub fn error(&self) -> Option<&SinkError> {
+        match self {
+            Delivery::Delivered => None,
+            Delivery::Retryable { error, .. }
+            | Delivery::TooLarge { error }
+            | Delivery::Rejected { error }
+            | Delivery::Fatal { error } => Some(error),
+        }
+    }
+}
+
+/// Ships batches somewhere. Synchronous, one batch at a time.
+///
+/// The batcher builds its sink through the child factory on every (re)start,
+/// so a sink that reads configuration (trust files, credentials) in its
+/// constructor picks up changes on restart.
+///
+/// A sink may block; it runs on the batcher's own thread. It should bound
+/// each attempt by `budget` when one is given: on flush and shutdown the
+/// batcher passes what is left of its time budget.
+///
+/// A panic inside `deliver` is caught by the supervisor; the batch is kept and
+/// retried by the next incarnation.
+pub trait Sink: Send + 'static {
+    /// Delivers one batch and classifies the outcome.
+    ///
+    /// `budget`, when set, is the most time this attempt may take.
+    fn deliver(&mut self, batch: &Batch, budget: Option<Duration>) -> Delivery;
+}
+
+impl<S: Sink + ?Sized> Sink for Box<S> {
+    fn deliver(&mut self, batch: &Batch, budget: Option<Duration>) -> Delivery {
+        (**self).deliver(batch, budget)
+    }
+}
