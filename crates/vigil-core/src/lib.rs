@@ -1,1 +1,93 @@
-//! placeholder
+//! vigil-core: actors on OS threads and supervisor trees with Erlang/OTP
+//! semantics, without an async runtime.
+//!
+//! # How the pieces fit
+//!
+//! - An [`Actor`] is plain state with a typed message handler. Each one runs
+//!   on its own OS thread, so blocking code is fine.
+//! - A [`ChildSpec`] says how to build a child (a factory closure called on
+//!   every start), when to restart it ([`Restart`]), how long it may take to
+//!   start and stop, and its [`Backoff`]. A worker's spec owns its mailbox;
+//!   [`WorkerSpec::addr`] hands out an [`Addr`] that stays valid across
+//!   restarts.
+//! - A supervisor ([`Supervisor::builder`]) starts its children in order,
+//!   restarts them by its [`Strategy`] within a restart intensity
+//!   ([`RestartWindow`]), stops them in reverse order, and gives up (escalates
+//!   to its parent) when the intensity is exceeded. Supervisors nest.
+//! - The root runs as a [`System`] that `main` holds. A panic or an error
+//!   anywhere in the tree reaches a supervisor as an [`ExitReason`]; it never
+//!   aborts the process or unwinds into `main`. When the root gives up,
+//!   [`System::wait`] returns a [`SystemError`] with the failure chain.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use vigil_core::*;
+//!
+//! enum Msg { Charge(u64), Total(Reply<u64>) }
+//!
+//! struct Ledger { total: u64 }
+//! impl Actor for Ledger {
+//!     type Msg = Msg;
+//!     fn handle(&mut self, msg: Msg, _: &mut Context<'_, Msg>) -> Result<(), BoxError> {
+//!         match msg {
+//!             Msg::Charge(0) => panic!("zero charge"),
+//!             Msg::Charge(n) => self.total += n,
+//!             Msg::Total(reply) => { let _ = reply.send(self.total); }
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let ledger = ChildSpec::worker("ledger", || Ledger { total: 0 })
+//!     .backoff(Backoff::exponential(Duration::from_millis(1), Duration::from_millis(50)));
+//! let addr = ledger.addr();
+//! let system = Supervisor::builder().intensity(3, Duration::from_secs(5)).child(ledger).start()?;
+//!
+//! addr.tell(Msg::Charge(5)).unwrap();
+//! addr.tell(Msg::Charge(0)).unwrap(); // panics; the supervisor restarts the ledger
+//! addr.tell(Msg::Charge(7)).unwrap(); // queued across the restart, not lost
+//! assert_eq!(addr.call(Msg::Total, Duration::from_secs(10)), Ok(7));
+//! assert!(system.shutdown().unwrap().is_clean());
+//! # Ok::<(), StartError>(())
+//! ```
+//!
+//! # What survives a restart?
+//!
+//! The mailbox and everything queued in it: the supervisor owns the
+//! receiving end and hands it to each incarnation. The actor value does not:
+//! the factory builds a new one. The message being handled when the failure
+//! happened is dropped, and its type is named in the exit reason.
+//!
+//! # Differences from OTP
+//!
+//! Threads cannot be killed, so there is no `brutal_kill`: a child that does
+//! not stop within its shutdown timeout is *abandoned* (its thread is left
+//! running, logged and counted) and shutdown goes on. See `docs/design.md`.
+
+mod actor;
+mod addr;
+mod backoff;
+mod error;
+mod exit;
+mod intensity;
+mod observe;
+mod panic;
+mod runner;
+mod spec;
+mod supervisor;
+mod system;
+
+pub use actor::{Actor, Context};
+pub use addr::{Addr, Reply};
+pub use backoff::Backoff;
+pub use error::{
+    BoxError, CallError, ConfigError, ControlError, StartError, SystemError, TellError, TellTimeoutError, TryTellError,
+};
+pub use exit::{ExitReason, Hook};
+pub use intensity::{RestartWindow, Verdict};
+pub use observe::{ChildState, ChildStats, SupervisionEvent, SupervisorStats};
+pub use spec::{ChildSpec, DEFAULT_MAILBOX, DEFAULT_SHUTDOWN, DEFAULT_START_TIMEOUT, Restart, WorkerSpec};
+pub use supervisor::{ChildCounts, Strategy, Supervisor, SupervisorBuilder, SupervisorRef};
+pub use system::{ShutdownHandle, ShutdownReport, System, exit_code};

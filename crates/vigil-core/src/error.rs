@@ -1,0 +1,280 @@
+//! Error types, one small enum per operation.
+
+use std::error::Error;
+use std::fmt;
+use std::time::Duration;
+
+use crate::ExitReason;
+
+/// A boxed error returned from an actor hook.
+pub type BoxError = Box<dyn Error + Send + Sync + 'static>;
+
+macro_rules! give_back {
+    ($name:ident { $($variant:ident => $text:literal),* $(,)? }) => {
+        impl<M> $name<M> {
+            /// Gives back the message that was not delivered.
+            pub fn into_inner(self) -> M {
+                match self { $($name::$variant(m) => m),* }
+            }
+        }
+        impl<M> fmt::Debug for $name<M> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self { $($name::$variant(_) => f.write_str(concat!(stringify!($variant), "(..)"))),* }
+            }
+        }
+        impl<M> fmt::Display for $name<M> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self { $($name::$variant(_) => f.write_str($text)),* }
+            }
+        }
+        impl<M> Error for $name<M> {}
+    };
+}
+
+/// [`Addr::tell`](crate::Addr::tell) failed: the actor stopped for good.
+/// The message is given back.
+#[derive(PartialEq, Eq, Clone, Copy)]
+pub enum TellError<M> {
+    /// The actor has stopped for good and will not read its mailbox again.
+    Closed(M),
+}
+give_back!(TellError { Closed => "sending to a stopped actor" });
+
+/// [`Addr::try_tell`](crate::Addr::try_tell) failed. The message is given back.
+#[derive(PartialEq, Eq, Clone, Copy)]
+pub enum TryTellError<M> {
+    /// The mailbox is full.
+    Full(M),
+    /// The actor has stopped for good.
+    Closed(M),
+}
+give_back!(TryTellError { Full => "sending to a full mailbox", Closed => "sending to a stopped actor" });
+
+/// [`Addr::tell_timeout`](crate::Addr::tell_timeout) failed. The message is given back.
+#[derive(PartialEq, Eq, Clone, Copy)]
+pub enum TellTimeoutError<M> {
+    /// The mailbox stayed full until the timeout.
+    Timeout(M),
+    /// The actor has stopped for good.
+    Closed(M),
+}
+give_back!(TellTimeoutError { Timeout => "timed out sending to a full mailbox", Closed => "sending to a stopped actor" });
+
+/// [`Addr::call`](crate::Addr::call) failed. It never hangs past its timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallError {
+    /// The actor has stopped for good. Returned at once.
+    Closed,
+    /// No reply arrived within the timeout. A reply that comes later is dropped.
+    Timeout,
+    /// The actor dropped the request without replying, for example because it
+    /// panicked while handling it.
+    Dropped,
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CallError::Closed => "calling a stopped actor",
+            CallError::Timeout => "call timed out waiting for a reply",
+            CallError::Dropped => "the actor dropped the request without replying",
+        })
+    }
+}
+
+impl Error for CallError {}
+
+/// A supervisor tree's configuration is invalid. Reported by `start` before
+/// any thread is spawned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A mailbox capacity of zero.
+    ZeroCapacity {
+        /// The child's path.
+        child: String,
+    },
+    /// A restart intensity of zero. (OTP allows it; Vigil asks for a
+    /// temporary child instead, which makes the intent explicit.)
+    ZeroIntensity {
+        /// The supervisor's path.
+        supervisor: String,
+    },
+    /// A restart period of zero.
+    ZeroPeriod {
+        /// The supervisor's path.
+        supervisor: String,
+    },
+    /// An invalid backoff, for example `min > max`.
+    Backoff {
+        /// The child's path.
+        child: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Two children of one supervisor share an id.
+    DuplicateId {
+        /// The supervisor's path.
+        supervisor: String,
+        /// The repeated id.
+        id: String,
+    },
+    /// An id that is empty or contains `/`.
+    InvalidId {
+        /// The offending id.
+        id: String,
+    },
+    /// A static supervisor with no children. Use
+    /// [`Supervisor::dynamic`](crate::Supervisor::dynamic) for one that starts empty.
+    EmptyTree {
+        /// The supervisor's path.
+        supervisor: String,
+    },
+    /// A timeout of zero.
+    ZeroTimeout {
+        /// The child's path.
+        child: String,
+        /// Which timeout.
+        which: &'static str,
+    },
+    /// The mailbox capacity was changed after [`WorkerSpec::addr`](crate::WorkerSpec::addr)
+    /// handed out an address.
+    MailboxAfterAddr {
+        /// The child's path.
+        child: String,
+    },
+    /// This binary was built with `panic = "abort"`: panics cannot be caught,
+    /// so supervision cannot keep its promises.
+    PanicAbort,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::ZeroCapacity { child } => write!(f, "{child}: mailbox capacity must be at least 1"),
+            ConfigError::ZeroIntensity { supervisor } => write!(
+                f,
+                "{supervisor}: restart intensity must be at least 1 (use Restart::Temporary children for no restarts)"
+            ),
+            ConfigError::ZeroPeriod { supervisor } => {
+                write!(f, "{supervisor}: restart period must be longer than zero")
+            }
+            ConfigError::Backoff { child, problem } => write!(f, "{child}: {problem}"),
+            ConfigError::DuplicateId { supervisor, id } => write!(f, "{supervisor}: duplicate child id {id:?}"),
+            ConfigError::InvalidId { id } => {
+                write!(f, "invalid child id {id:?}: ids must be non-empty and contain no '/'")
+            }
+            ConfigError::EmptyTree { supervisor } => write!(
+                f,
+                "{supervisor}: a supervisor needs at least one child (use Supervisor::dynamic() for one that starts empty)"
+            ),
+            ConfigError::ZeroTimeout { child, which } => write!(f, "{child}: {which} timeout must be longer than zero"),
+            ConfigError::MailboxAfterAddr { child } => {
+                write!(f, "{child}: mailbox capacity changed after addr() handed out an address; set it first")
+            }
+            ConfigError::PanicAbort => f.write_str(
+                "this binary is built with panic = \"abort\": vigil cannot catch panics; build with panic = \"unwind\"",
+            ),
+        }
+    }
+}
+
+impl Error for ConfigError {}
+
+/// Starting a tree, or a child, failed. Children already started were stopped
+/// in reverse order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration is invalid.
+    Config(ConfigError),
+    /// A child failed to start.
+    Child {
+        /// The path of the child that failed.
+        path: String,
+        /// Why it failed.
+        reason: ExitReason,
+    },
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Config(e) => write!(f, "invalid configuration: {e}"),
+            StartError::Child { path, reason } => write!(f, "child {path} failed to start: {reason}"),
+        }
+    }
+}
+
+impl Error for StartError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            StartError::Config(e) => Some(e),
+            StartError::Child { .. } => None,
+        }
+    }
+}
+
+impl From<ConfigError> for StartError {
+    fn from(e: ConfigError) -> Self {
+        StartError::Config(e)
+    }
+}
+
+/// A request to a supervisor through [`SupervisorRef`](crate::SupervisorRef) failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// No child has this id.
+    NotFound(String),
+    /// A child with this id already exists.
+    AlreadyExists(String),
+    /// The child is running; terminate it first.
+    Running(String),
+    /// The supervisor already has its `max_children`.
+    MaxChildren(usize),
+    /// The new child is invalid.
+    Config(ConfigError),
+    /// The child failed to start.
+    Start(StartError),
+    /// The supervisor has stopped for good.
+    SupervisorGone,
+    /// The supervisor did not answer within the timeout.
+    Timeout(Duration),
+}
+
+impl fmt::Display for ControlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ControlError::NotFound(id) => write!(f, "no child with id {id:?}"),
+            ControlError::AlreadyExists(id) => write!(f, "a child with id {id:?} already exists"),
+            ControlError::Running(id) => write!(f, "child {id:?} is running"),
+            ControlError::MaxChildren(n) => write!(f, "the supervisor already has its maximum of {n} children"),
+            ControlError::Config(e) => write!(f, "invalid child: {e}"),
+            ControlError::Start(e) => write!(f, "{e}"),
+            ControlError::SupervisorGone => f.write_str("the supervisor has stopped"),
+            ControlError::Timeout(d) => write!(f, "the supervisor did not answer within {d:?}"),
+        }
+    }
+}
+
+impl Error for ControlError {}
+
+/// The root supervisor gave up: returned by [`System::wait`](crate::System::wait).
+/// [`reason`](SystemError::reason) holds the whole failure chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemError {
+    /// Why the root exited.
+    pub reason: ExitReason,
+    /// Children that did not stop within their shutdown timeout while the
+    /// tree was torn down.
+    pub abandoned: Vec<String>,
+}
+
+impl fmt::Display for SystemError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the supervision tree gave up: {}", self.reason)
+    }
+}
+
+impl Error for SystemError {}

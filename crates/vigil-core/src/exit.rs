@@ -1,0 +1,180 @@
+//! Why an actor or a supervisor stopped.
+
+use std::fmt;
+use std::time::Duration;
+
+/// The lifecycle hook that was running when an incarnation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hook {
+    /// The child spec's factory closure, which builds the actor.
+    Factory,
+    /// [`Actor::started`](crate::Actor::started).
+    Start,
+    /// [`Actor::handle`](crate::Actor::handle).
+    Handle,
+    /// [`Actor::timeout`](crate::Actor::timeout).
+    Timeout,
+    /// [`Actor::stopped`](crate::Actor::stopped).
+    Stopped,
+}
+
+impl fmt::Display for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Hook::Factory => "factory",
+            Hook::Start => "start",
+            Hook::Handle => "handle",
+            Hook::Timeout => "timeout",
+            Hook::Stopped => "stopped",
+        })
+    }
+}
+
+/// Why an incarnation of a child ended. Every failure reaches the supervisor
+/// as one of these values; none of them unwinds into another thread.
+///
+/// `Normal` and `Shutdown` are *normal* exits (see [`ExitReason::is_normal`]):
+/// a [transient](crate::Restart::Transient) child is not restarted after them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ExitReason {
+    /// The actor stopped itself with [`Context::stop`](crate::Context::stop).
+    Normal,
+    /// Its supervisor stopped it (shutdown, a sibling's restart, or the API).
+    Shutdown,
+    /// A hook panicked.
+    Panicked {
+        /// The hook that panicked.
+        hook: Hook,
+        /// The panic message (the payload if it was a string).
+        message: String,
+        /// `file:line:column` of the panic, when the panic hook saw it.
+        location: Option<String>,
+        /// The type of the message being handled, which was dropped.
+        message_type: Option<&'static str>,
+    },
+    /// A hook returned `Err`.
+    Failed {
+        /// The hook that failed.
+        hook: Hook,
+        /// The error and its sources, rendered as `error: source: source`.
+        error: String,
+        /// The type of the message being handled, which was dropped.
+        message_type: Option<&'static str>,
+    },
+    /// The start hook did not return within the child's start timeout.
+    /// The thread was abandoned.
+    StartTimeout {
+        /// The start timeout that passed.
+        #[serde(serialize_with = "crate::observe::as_millis", rename = "timeout_ms")]
+        timeout: Duration,
+    },
+    /// The OS refused to spawn a thread for the child.
+    Spawn {
+        /// The I/O error, rendered.
+        error: String,
+    },
+    /// A supervisor's child failed to start, so the supervisor's own start
+    /// failed. Children started before it were stopped in reverse order.
+    ChildStartFailed {
+        /// The path of the child that failed to start.
+        child: String,
+        /// Why it failed.
+        cause: Box<ExitReason>,
+    },
+    /// A supervisor reached its maximum restart intensity and gave up.
+    /// Its parent treats this like any other failure.
+    Escalated {
+        /// The path of the supervisor that gave up.
+        supervisor: String,
+        /// Its intensity.
+        intensity: u32,
+        /// Its period.
+        #[serde(serialize_with = "crate::observe::as_millis", rename = "period_ms")]
+        period: Duration,
+        /// The path of the child whose failure broke the limit.
+        child: String,
+        /// That child's exit reason.
+        cause: Box<ExitReason>,
+    },
+}
+
+impl ExitReason {
+    /// Whether this is a normal exit (`Normal` or `Shutdown`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use vigil_core::ExitReason;
+    /// assert!(ExitReason::Normal.is_normal());
+    /// assert!(!ExitReason::StartTimeout { timeout: std::time::Duration::from_secs(1) }.is_normal());
+    /// ```
+    pub fn is_normal(&self) -> bool {
+        matches!(self, ExitReason::Normal | ExitReason::Shutdown)
+    }
+
+    /// The chain of failures, outermost first: for an escalation, the
+    /// supervisors that gave up and finally the child failure at the bottom.
+    pub fn chain(&self) -> Vec<&ExitReason> {
+        let mut chain = vec![self];
+        let mut current = self;
+        while let ExitReason::Escalated { cause, .. } | ExitReason::ChildStartFailed { cause, .. } = current {
+            chain.push(cause);
+            current = cause;
+        }
+        chain
+    }
+
+    pub(crate) fn failed(
+        hook: Hook,
+        error: &(dyn std::error::Error + 'static),
+        message_type: Option<&'static str>,
+    ) -> Self {
+        let mut text = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        ExitReason::Failed { hook, error: text, message_type }
+    }
+}
+
+impl fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitReason::Normal => f.write_str("normal"),
+            ExitReason::Shutdown => f.write_str("shutdown"),
+            ExitReason::Panicked { hook, message, location, message_type } => {
+                f.write_str("panicked")?;
+                if let Some(location) = location {
+                    write!(f, " at {location}")?;
+                }
+                write!(f, ": {message} (in {hook}")?;
+                if let Some(ty) = message_type {
+                    write!(f, ", dropped message of type {ty}")?;
+                }
+                f.write_str(")")
+            }
+            ExitReason::Failed { hook, error, message_type } => {
+                write!(f, "{hook} failed: {error}")?;
+                if let Some(ty) = message_type {
+                    write!(f, " (dropped message of type {ty})")?;
+                }
+                Ok(())
+            }
+            ExitReason::StartTimeout { timeout } => {
+                write!(f, "start did not finish within {timeout:?}; thread abandoned")
+            }
+            ExitReason::Spawn { error } => write!(f, "could not spawn thread: {error}"),
+            ExitReason::ChildStartFailed { child, cause } => write!(f, "child {child} failed to start: {cause}"),
+            ExitReason::Escalated { supervisor, intensity, period, child, cause } => write!(
+                f,
+                "{supervisor} reached max restart intensity ({intensity} in {period:?}) after {child} exited: {cause}"
+            ),
+        }
+    }
+}

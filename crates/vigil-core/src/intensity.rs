@@ -1,0 +1,150 @@
+//! The restart-intensity rule, exactly as OTP's `supervisor:add_restart/1`.
+//!
+//! One sliding window of restart times per supervisor. On each restart
+//! decision the supervisor adds `now`, drops the entries older than the
+//! period, and gives up if more than `intensity` entries remain. The clock is
+//! injected: callers pass `now`, so the rule is a pure function of its inputs.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// What the window says about one restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The restart may go ahead. `count` restarts (this one included) fall in
+    /// the current period.
+    Restart {
+        /// Restarts in the window, this one included.
+        count: u32,
+    },
+    /// More than `intensity` restarts in the period: the supervisor gives up
+    /// without doing this restart.
+    GiveUp {
+        /// Restarts in the window, this one included.
+        count: u32,
+    },
+}
+
+/// A sliding window of restart times.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use vigil_core::{RestartWindow, Verdict};
+///
+/// let mut window = RestartWindow::new(2, Duration::from_secs(5));
+/// let t0 = Instant::now();
+/// assert_eq!(window.record(t0), Verdict::Restart { count: 1 });
+/// assert_eq!(window.record(t0), Verdict::Restart { count: 2 });
+/// assert_eq!(window.record(t0), Verdict::GiveUp { count: 3 });
+/// // Restarts older than the period no longer count.
+/// let mut window = RestartWindow::new(1, Duration::from_secs(5));
+/// window.record(t0);
+/// assert_eq!(window.record(t0 + Duration::from_secs(6)), Verdict::Restart { count: 1 });
+/// ```
+#[derive(Debug, Clone)]
+pub struct RestartWindow {
+    intensity: u32,
+    period: Duration,
+    times: VecDeque<Instant>,
+}
+
+impl RestartWindow {
+    /// A window allowing `intensity` restarts in any `period`.
+    pub fn new(intensity: u32, period: Duration) -> RestartWindow {
+        RestartWindow { intensity, period, times: VecDeque::new() }
+    }
+
+    /// Records a restart at `now` and says whether it may go ahead.
+    ///
+    /// Entries with `time < now - period` are dropped first (an entry exactly
+    /// `period` old still counts, as in OTP).
+    pub fn record(&mut self, now: Instant) -> Verdict {
+        self.expire(now);
+        self.times.push_back(now);
+        let count = u32::try_from(self.times.len()).unwrap_or(u32::MAX);
+        if count > self.intensity { Verdict::GiveUp { count } } else { Verdict::Restart { count } }
+    }
+
+    /// The number of restarts within the period ending at `now`.
+    pub fn count(&mut self, now: Instant) -> u32 {
+        self.expire(now);
+        u32::try_from(self.times.len()).unwrap_or(u32::MAX)
+    }
+
+    /// The configured intensity.
+    pub fn intensity(&self) -> u32 {
+        self.intensity
+    }
+
+    /// The configured period.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+
+    fn expire(&mut self, now: Instant) {
+        // `checked_sub` fails only when `now` is closer to the clock's origin
+        // than `period`; then nothing can be older than the period.
+        let Some(threshold) = now.checked_sub(self.period) else { return };
+        while self.times.front().is_some_and(|&t| t < threshold) {
+            self.times.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The OTP rule written as directly as possible: keep every restart time
+    /// ever seen, count the ones inside the period.
+    fn model(intensity: u32, period: u64, history: &[u64], now: u64) -> bool {
+        let in_window = history.iter().filter(|&&t| t + period >= now).count() + 1;
+        in_window as u32 > intensity
+    }
+
+    #[test]
+    fn exactly_intensity_restarts_pass_and_one_more_gives_up() {
+        let t0 = Instant::now();
+        let mut window = RestartWindow::new(3, Duration::from_secs(5));
+        for n in 1..=3 {
+            assert_eq!(window.record(t0 + Duration::from_millis(n)), Verdict::Restart { count: n as u32 });
+        }
+        assert_eq!(window.record(t0 + Duration::from_millis(4)), Verdict::GiveUp { count: 4 });
+    }
+
+    #[test]
+    fn an_entry_exactly_one_period_old_still_counts() {
+        let t0 = Instant::now();
+        let mut window = RestartWindow::new(1, Duration::from_secs(5));
+        window.record(t0);
+        assert_eq!(window.record(t0 + Duration::from_secs(5)), Verdict::GiveUp { count: 2 });
+        let mut window = RestartWindow::new(1, Duration::from_secs(5));
+        window.record(t0);
+        assert_eq!(window.record(t0 + Duration::from_secs(5) + Duration::from_nanos(1)), Verdict::Restart { count: 1 });
+    }
+
+    proptest! {
+        #[test]
+        fn matches_the_otp_model(intensity in 1u32..6, period in 1u64..50, gaps in proptest::collection::vec(0u64..20, 1..60)) {
+            let t0 = Instant::now();
+            let mut window = RestartWindow::new(intensity, Duration::from_millis(period));
+            let mut history: Vec<u64> = Vec::new();
+            let mut now = 0;
+            for gap in gaps {
+                now += gap;
+                let expected_give_up = model(intensity, period, &history, now);
+                let verdict = window.record(t0 + Duration::from_millis(now));
+                prop_assert_eq!(matches!(verdict, Verdict::GiveUp { .. }), expected_give_up);
+                history.push(now);
+                if expected_give_up {
+                    // A supervisor that gives up is gone; start a fresh one.
+                    window = RestartWindow::new(intensity, Duration::from_millis(period));
+                    history.clear();
+                }
+            }
+        }
+    }
+}

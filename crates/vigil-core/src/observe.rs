@@ -1,0 +1,271 @@
+//! Observability: supervision events, the subscription bus, and `stats()`
+//! snapshots of the tree.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use crate::exit::ExitReason;
+use crate::spec::{Body, Restart};
+use crate::supervisor::Strategy;
+
+pub(crate) fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A lifecycle event in the tree, delivered to every
+/// [subscriber](crate::System::subscribe). Serialises to JSON with an
+/// `event` tag; durations are in milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SupervisionEvent {
+    /// A child started (or restarted).
+    Started {
+        /// The child's path.
+        path: String,
+        /// 0 for the first start, then 1, 2 … for restarts.
+        incarnation: u64,
+    },
+    /// A child exited.
+    Exited {
+        /// The child's path.
+        path: String,
+        /// Why.
+        reason: ExitReason,
+    },
+    /// A supervisor decided to restart a child.
+    Restarting {
+        /// The child's path.
+        path: String,
+        /// Restarts in the supervisor's current window, this one included.
+        restarts: u32,
+        /// The supervisor's intensity.
+        intensity: u32,
+        /// The supervisor's period, in ms.
+        #[serde(serialize_with = "as_millis", rename = "period_ms")]
+        period: Duration,
+        /// The backoff before the restart, in ms.
+        #[serde(serialize_with = "as_millis", rename = "backoff_ms")]
+        backoff: Duration,
+        /// The exit that caused it.
+        reason: ExitReason,
+    },
+    /// A supervisor reached its restart intensity and gave up.
+    GaveUp {
+        /// The supervisor's path.
+        path: String,
+        /// The exit it escalates.
+        reason: ExitReason,
+    },
+    /// A child did not stop within its shutdown timeout; its thread was left
+    /// running and the shutdown went on.
+    Abandoned {
+        /// The child's path.
+        path: String,
+        /// The timeout that passed, in ms.
+        #[serde(serialize_with = "as_millis", rename = "timeout_ms")]
+        timeout: Duration,
+    },
+}
+
+/// Shared by every supervisor of one tree: subscribers and abandoned paths.
+#[derive(Debug, Default)]
+pub(crate) struct Bus {
+    subscribers: Mutex<Vec<Sender<SupervisionEvent>>>,
+    count: AtomicUsize,
+    abandoned: Mutex<Vec<String>>,
+}
+
+impl Bus {
+    pub(crate) fn subscribe(&self) -> Receiver<SupervisionEvent> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut subscribers = self.subscribers.lock();
+        subscribers.push(tx);
+        self.count.store(subscribers.len(), Ordering::Release);
+        rx
+    }
+
+    pub(crate) fn publish(&self, event: impl FnOnce() -> SupervisionEvent) {
+        if self.count.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let event = event();
+        let mut subscribers = self.subscribers.lock();
+        subscribers.retain(|s| s.send(event.clone()).is_ok());
+        self.count.store(subscribers.len(), Ordering::Release);
+    }
+
+    pub(crate) fn abandoned(&self, path: &str) {
+        self.abandoned.lock().push(path.to_owned());
+    }
+
+    pub(crate) fn abandoned_paths(&self) -> Vec<String> {
+        self.abandoned.lock().clone()
+    }
+}
+
+/// The state of a child, as [`stats`](crate::System::stats) shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChildState {
+    /// Its start is in progress.
+    Starting,
+    /// Started and running.
+    Running,
+    /// Waiting for its restart (backoff, or a sibling's restart).
+    Restarting,
+    /// Not running and not going to be restarted by the supervisor: a
+    /// transient child that exited normally, or one terminated through the API.
+    Stopped,
+}
+
+/// A snapshot of one child.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChildStats {
+    /// The child's id.
+    pub id: String,
+    /// Its path in the tree.
+    pub path: String,
+    /// `worker` or `supervisor`.
+    pub kind: &'static str,
+    /// Its restart type.
+    pub restart: Restart,
+    /// Its state.
+    pub state: ChildState,
+    /// Restarts since its supervisor started.
+    pub restarts_total: u64,
+    /// Restarts within its supervisor's current intensity period.
+    pub restarts_in_window: u32,
+    /// Its last exit reason.
+    pub last_exit: Option<ExitReason>,
+    /// How long the current incarnation has run, in ms.
+    pub uptime_ms: Option<u64>,
+    /// Messages waiting in its mailbox.
+    pub mailbox_len: usize,
+    /// For a supervisor: its own snapshot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub supervisor: Option<Box<SupervisorStats>>,
+}
+
+/// A snapshot of one supervisor and its children.
+#[derive(Debug, Clone, Serialize)]
+pub struct SupervisorStats {
+    /// The supervisor's path.
+    pub path: String,
+    /// Its strategy.
+    pub strategy: Strategy,
+    /// Its restart intensity.
+    pub intensity: u32,
+    /// Its restart period, in ms.
+    pub period_ms: u64,
+    /// Restarts within the current period.
+    pub restarts_in_window: u32,
+    /// Restarts since it started.
+    pub restarts_total: u64,
+    /// Children it abandoned because they did not stop in time.
+    pub abandoned: u64,
+    /// Its children, in start order.
+    pub children: Vec<ChildStats>,
+}
+
+impl SupervisorStats {
+    /// Finds a child anywhere below this supervisor by path.
+    pub fn find(&self, path: &str) -> Option<&ChildStats> {
+        self.children
+            .iter()
+            .find_map(|c| if c.path == path { Some(c) } else { c.supervisor.as_deref().and_then(|s| s.find(path)) })
+    }
+}
+
+/// One child's row in its supervisor's [`Node`].
+#[derive(Clone)]
+pub(crate) struct Row {
+    pub(crate) key: u64,
+    pub(crate) id: String,
+    pub(crate) path: String,
+    pub(crate) restart: Restart,
+    pub(crate) state: ChildState,
+    pub(crate) restarts: Vec<Instant>,
+    pub(crate) restarts_total: u64,
+    pub(crate) last_exit: Option<ExitReason>,
+    pub(crate) since: Option<Instant>,
+    pub(crate) body: Arc<dyn Body>,
+}
+
+/// What a supervisor publishes about itself for `stats()`; outlives its
+/// incarnations.
+#[derive(Default)]
+pub(crate) struct Node {
+    pub(crate) inner: Mutex<NodeState>,
+}
+
+#[derive(Default)]
+pub(crate) struct NodeState {
+    pub(crate) path: String,
+    pub(crate) strategy: Strategy,
+    pub(crate) intensity: u32,
+    pub(crate) period: Duration,
+    pub(crate) restart_times: Vec<Instant>,
+    pub(crate) restarts_total: u64,
+    pub(crate) abandoned: u64,
+    pub(crate) rows: Vec<Row>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("path", &self.inner.lock().path).finish()
+    }
+}
+
+impl Node {
+    pub(crate) fn snapshot(&self) -> SupervisorStats {
+        let now = Instant::now();
+        let state = self.inner.lock();
+        let in_window = |times: &[Instant]| {
+            times.iter().filter(|&&t| now.saturating_duration_since(t) <= state.period).count() as u32
+        };
+        let rows: Vec<Row> = state.rows.clone();
+        let stats = SupervisorStats {
+            path: state.path.clone(),
+            strategy: state.strategy,
+            intensity: state.intensity,
+            period_ms: u64::try_from(state.period.as_millis()).unwrap_or(u64::MAX),
+            restarts_in_window: in_window(&state.restart_times),
+            restarts_total: state.restarts_total,
+            abandoned: state.abandoned,
+            children: Vec::new(),
+        };
+        let children = rows
+            .iter()
+            .map(|row| ChildStats {
+                id: row.id.clone(),
+                path: row.path.clone(),
+                kind: if row.body.supervisor().is_some() { "supervisor" } else { "worker" },
+                restart: row.restart,
+                state: row.state,
+                restarts_total: row.restarts_total,
+                restarts_in_window: in_window(&row.restarts),
+                last_exit: row.last_exit.clone(),
+                uptime_ms: row
+                    .since
+                    .map(|s| u64::try_from(now.saturating_duration_since(s).as_millis()).unwrap_or(u64::MAX)),
+                mailbox_len: row.body.mailbox_len(),
+                supervisor: None,
+            })
+            .collect();
+        drop(state);
+        let mut stats = SupervisorStats { children, ..stats };
+        // Nested snapshots are taken after this node's lock is released.
+        for (child, row) in stats.children.iter_mut().zip(&rows) {
+            if let Some(sup) = row.body.supervisor() {
+                child.supervisor = Some(Box::new(sup.node().snapshot()));
+            }
+        }
+        stats
+    }
+}

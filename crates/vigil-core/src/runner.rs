@@ -1,0 +1,216 @@
+//! Runner threads: one OS thread per child, reused across restarts.
+//!
+//! A runner waits for a [`Cmd::Start`], runs one incarnation of its child to
+//! the end, reports the exit reason to the supervisor, and waits again. A
+//! restart therefore costs no thread spawn. A runner whose incarnation did
+//! not stop in time is abandoned: the supervisor drops its command channel and
+//! spawns a fresh runner for the next start; the old thread ends on its own
+//! whenever its hook returns.
+
+use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use crate::actor::{Actor, Context};
+use crate::addr::{Envelope, Mailbox};
+use crate::error::BoxError;
+use crate::exit::{ExitReason, Hook};
+use crate::panic;
+use crate::supervisor::SupMsg;
+
+/// A command from the supervisor to a runner.
+pub(crate) enum Cmd {
+    Start { generation: u64, incarnation: u64, stop: Arc<AtomicBool> },
+    Quit,
+}
+
+/// Where a runner reports, and what it is called.
+#[derive(Clone)]
+pub(crate) struct Link {
+    pub(crate) parent: Sender<SupMsg>,
+    pub(crate) key: u64,
+    pub(crate) path: Arc<str>,
+    pub(crate) bus: Arc<crate::observe::Bus>,
+}
+
+impl Link {
+    pub(crate) fn started(&self, generation: u64) {
+        let _ = self.parent.send(SupMsg::Started { key: self.key, generation });
+    }
+}
+
+/// One incarnation's worth of work: a worker's actor or a supervisor.
+pub(crate) trait Incarnate: Send + 'static {
+    /// Runs one incarnation. Calls `link.started(generation)` once started,
+    /// and returns why it ended.
+    fn run(&mut self, link: &Link, generation: u64, incarnation: u64, stop: &AtomicBool) -> ExitReason;
+}
+
+/// The supervisor's handle on a runner thread.
+pub(crate) struct Runner {
+    cmds: Sender<Cmd>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Runner {
+    pub(crate) fn spawn(body: Box<dyn Incarnate>, link: Link, stack_size: Option<usize>) -> io::Result<Runner> {
+        let (cmds, commands) = crossbeam_channel::unbounded();
+        let mut builder = std::thread::Builder::new().name(thread_name(&link.path));
+        if let Some(size) = stack_size {
+            builder = builder.stack_size(size);
+        }
+        let thread = builder.spawn(move || run_loop(body, link, commands))?;
+        Ok(Runner { cmds, thread: Some(thread) })
+    }
+
+    /// Tells the runner to start an incarnation. False if the thread is gone.
+    pub(crate) fn start(&self, generation: u64, incarnation: u64, stop: Arc<AtomicBool>) -> bool {
+        self.cmds.send(Cmd::Start { generation, incarnation, stop }).is_ok()
+    }
+
+    /// Ends an idle runner's thread and waits for it.
+    pub(crate) fn quit(mut self) {
+        let _ = self.cmds.send(Cmd::Quit);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    /// Leaves a runner whose incarnation did not stop in time. Its thread ends
+    /// by itself once the incarnation returns, because the command channel
+    /// is gone.
+    pub(crate) fn abandon(mut self) {
+        drop(self.thread.take());
+    }
+}
+
+/// Thread names are limited to 15 bytes on Linux; keep the end of the path,
+/// which is the most specific part.
+fn thread_name(path: &str) -> String {
+    let tail = path.rsplit('/').next().unwrap_or(path);
+    let mut name = String::from("vigil:");
+    name.extend(tail.chars().take(9));
+    name
+}
+
+fn run_loop(mut body: Box<dyn Incarnate>, link: Link, commands: Receiver<Cmd>) {
+    panic::mark_runner_thread();
+    while let Ok(Cmd::Start { generation, incarnation, stop }) = commands.recv() {
+        let reason = body.run(&link, generation, incarnation, &stop);
+        let sent = link.parent.send(SupMsg::Exited { key: link.key, generation, reason });
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+pub(crate) type Factory<A> = Arc<dyn Fn() -> Result<A, BoxError> + Send + Sync>;
+
+/// A worker's incarnation: build the actor, start it, run its message loop.
+pub(crate) struct WorkerBody<A: Actor> {
+    pub(crate) factory: Factory<A>,
+    pub(crate) mailbox: Arc<Mailbox<A::Msg>>,
+}
+
+impl<A: Actor> Incarnate for WorkerBody<A> {
+    fn run(&mut self, link: &Link, generation: u64, incarnation: u64, stop: &AtomicBool) -> ExitReason {
+        let factory = &self.factory;
+        let mut actor = match catch_unwind(AssertUnwindSafe(|| factory())) {
+            Ok(Ok(actor)) => actor,
+            Ok(Err(error)) => return ExitReason::failed(Hook::Factory, &*error, None),
+            Err(payload) => return panic::panicked(Hook::Factory, payload, None),
+        };
+        let mut ctx = Context {
+            addr: &self.mailbox.addr,
+            path: &link.path,
+            incarnation,
+            receive_timeout: None,
+            stop: false,
+            stop_requested: stop,
+        };
+        match catch_unwind(AssertUnwindSafe(|| actor.started(&mut ctx))) {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return ExitReason::failed(Hook::Start, &*error, None),
+            Err(payload) => return panic::panicked(Hook::Start, payload, None),
+        }
+        link.started(generation);
+
+        let hook = std::cell::Cell::new(Hook::Handle);
+        let rx = &self.mailbox.rx;
+        let reason = match catch_unwind(AssertUnwindSafe(|| message_loop(&mut actor, &mut ctx, rx, stop, &hook))) {
+            Ok(reason) => reason,
+            Err(payload) => {
+                let message_type = (hook.get() == Hook::Handle).then(std::any::type_name::<A::Msg>);
+                panic::panicked(hook.get(), payload, message_type)
+            }
+        };
+        match catch_unwind(AssertUnwindSafe(|| actor.stopped(&reason))) {
+            Ok(()) => reason,
+            Err(payload) => {
+                let stopped = panic::panicked(Hook::Stopped, payload, None);
+                if reason.is_normal() {
+                    stopped
+                } else {
+                    log::warn!(target: "vigil", "{}: stopped hook {stopped} after {reason}", link.path);
+                    reason
+                }
+            }
+        }
+    }
+}
+
+fn message_loop<A: Actor>(
+    actor: &mut A,
+    ctx: &mut Context<'_, A::Msg>,
+    rx: &Receiver<Envelope<A::Msg>>,
+    stop: &AtomicBool,
+    hook: &std::cell::Cell<Hook>,
+) -> ExitReason {
+    let message_type = std::any::type_name::<A::Msg>;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return ExitReason::Shutdown;
+        }
+        if ctx.stop {
+            return ExitReason::Normal;
+        }
+        let next = match ctx.receive_timeout {
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(timeout) => rx.recv_timeout(timeout.max(Duration::from_nanos(1))),
+        };
+        match next {
+            Ok(Envelope::Msg(msg)) => {
+                hook.set(Hook::Handle);
+                if let Err(error) = actor.handle(msg, ctx) {
+                    return ExitReason::failed(Hook::Handle, &*error, Some(message_type()));
+                }
+            }
+            Ok(Envelope::Wake) => {}
+            Err(RecvTimeoutError::Timeout) => {
+                hook.set(Hook::Timeout);
+                if let Err(error) = actor.timeout(ctx) {
+                    return ExitReason::failed(Hook::Timeout, &*error, None);
+                }
+            }
+            // The runner holds an address of this mailbox, so it cannot
+            // disconnect; treat it as a shutdown all the same.
+            Err(RecvTimeoutError::Disconnected) => return ExitReason::Shutdown,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_names_keep_the_most_specific_part() {
+        assert_eq!(thread_name("root/pool/worker-12345"), "vigil:worker-12");
+        assert_eq!(thread_name("root"), "vigil:root");
+    }
+}

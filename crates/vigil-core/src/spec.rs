@@ -1,0 +1,329 @@
+//! Child specifications: how a supervisor starts, restarts and stops a child.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use crate::actor::Actor;
+use crate::addr::{Addr, Mailbox};
+use crate::backoff::Backoff;
+use crate::error::{BoxError, ConfigError};
+use crate::runner::{Factory, Incarnate, WorkerBody};
+use crate::supervisor::SupervisorBuilder;
+
+/// When a supervisor restarts a child that exited, as OTP's restart types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Restart {
+    /// Restarted on any exit, normal or not. The default.
+    #[default]
+    Permanent,
+    /// Restarted only after an abnormal exit (not [`Normal`](crate::ExitReason::Normal)
+    /// or [`Shutdown`](crate::ExitReason::Shutdown)).
+    Transient,
+    /// Never restarted; removed from the supervisor when it exits. Its exits
+    /// never count toward the restart intensity.
+    Temporary,
+}
+
+/// The default mailbox capacity of a worker.
+pub const DEFAULT_MAILBOX: usize = 1024;
+/// The default time a worker gets to stop before it is abandoned.
+pub const DEFAULT_SHUTDOWN: Duration = Duration::from_secs(5);
+/// The default time a child's start hook gets before the start fails.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What every child spec has, worker or supervisor.
+#[derive(Debug, Clone)]
+pub(crate) struct Common {
+    pub(crate) id: String,
+    pub(crate) restart: Restart,
+    pub(crate) backoff: Option<Backoff>,
+    pub(crate) shutdown: Duration,
+    pub(crate) start_timeout: Duration,
+    pub(crate) stack_size: Option<usize>,
+}
+
+/// The type-erased part of a child: how to run it and what it exposes.
+pub(crate) trait Body: Send + Sync + 'static {
+    fn incarnation(&self) -> Box<dyn Incarnate>;
+    /// Wakes the child so it notices its stop flag.
+    fn wake(&self, generation: u64);
+    fn mailbox_len(&self) -> usize;
+    /// Marks the child stopped for good; returns the messages dropped.
+    fn close(&self) -> usize;
+    fn reopen(&self);
+    fn validate(&self, path: &str) -> Result<(), ConfigError>;
+    fn supervisor(&self) -> Option<&SupervisorBuilder> {
+        None
+    }
+}
+
+/// A type-erased child specification, ready to put in a supervisor.
+///
+/// Build one with [`ChildSpec::worker`], [`ChildSpec::try_worker`] or
+/// [`ChildSpec::supervisor`].
+#[must_use]
+#[derive(Clone)]
+pub struct ChildSpec {
+    pub(crate) common: Common,
+    pub(crate) body: Arc<dyn Body>,
+}
+
+impl fmt::Debug for ChildSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChildSpec")
+            .field("id", &self.common.id)
+            .field("kind", &if self.is_supervisor() { "supervisor" } else { "worker" })
+            .field("restart", &self.common.restart)
+            .finish()
+    }
+}
+
+macro_rules! common_setters {
+    () => {
+        /// When to restart the child. Defaults to [`Restart::Permanent`].
+        pub fn restart(mut self, restart: Restart) -> Self {
+            self.common.restart = restart;
+            self
+        }
+
+        /// Waits between restarts of this child. Defaults to no backoff: an
+        /// immediate restart, as in OTP.
+        pub fn backoff(mut self, backoff: Backoff) -> Self {
+            self.common.backoff = Some(backoff);
+            self
+        }
+
+        /// How long the child gets to stop before it is abandoned (threads
+        /// cannot be killed). For a supervisor it covers its whole subtree.
+        /// `Duration::MAX` waits forever. Defaults to 5 s for a worker and
+        /// forever for a supervisor, as OTP.
+        pub fn shutdown(mut self, timeout: Duration) -> Self {
+            self.common.shutdown = timeout;
+            self
+        }
+
+        /// How long the start hook may take before the start fails and the
+        /// thread is abandoned. Defaults to 5 s for a worker and 60 s for a
+        /// supervisor, whose start includes its children's.
+        pub fn start_timeout(mut self, timeout: Duration) -> Self {
+            self.common.start_timeout = timeout;
+            self
+        }
+
+        /// The stack size of the child's OS thread, in bytes. Defaults to
+        /// Rust's default (2 MiB, or `RUST_MIN_STACK`); only touched pages
+        /// use memory.
+        pub fn stack_size(mut self, bytes: usize) -> Self {
+            self.common.stack_size = Some(bytes);
+            self
+        }
+
+        /// The child's id, unique among its siblings.
+        pub fn id(&self) -> &str {
+            &self.common.id
+        }
+    };
+}
+
+impl ChildSpec {
+    /// A worker built by `factory` on every (re)start.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use vigil_core::*;
+    ///
+    /// struct Echo;
+    /// impl Actor for Echo {
+    ///     type Msg = String;
+    ///     fn handle(&mut self, msg: String, _: &mut Context<'_, String>) -> Result<(), BoxError> {
+    ///         println!("{msg}");
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let spec = ChildSpec::worker("echo", || Echo)
+    ///     .restart(Restart::Transient)
+    ///     .backoff(Backoff::exponential(Duration::from_millis(10), Duration::from_secs(5)))
+    ///     .mailbox(64);
+    /// let echo: Addr<String> = spec.addr();
+    /// # drop(echo);
+    /// ```
+    pub fn worker<A, F>(id: impl Into<String>, factory: F) -> WorkerSpec<A>
+    where
+        A: Actor,
+        F: Fn() -> A + Send + Sync + 'static,
+    {
+        WorkerSpec::new(id.into(), Arc::new(move || Ok(factory())))
+    }
+
+    /// A worker whose factory may fail. A failure counts as a failed start.
+    pub fn try_worker<A, E, F>(id: impl Into<String>, factory: F) -> WorkerSpec<A>
+    where
+        A: Actor,
+        E: Into<BoxError>,
+        F: Fn() -> Result<A, E> + Send + Sync + 'static,
+    {
+        WorkerSpec::new(id.into(), Arc::new(move || factory().map_err(Into::into)))
+    }
+
+    /// A nested supervisor. Its [`handle`](SupervisorBuilder::handle) stays
+    /// valid across its restarts.
+    pub fn supervisor(id: impl Into<String>, builder: SupervisorBuilder) -> ChildSpec {
+        let id = id.into();
+        let builder = builder.with_id(id.clone());
+        ChildSpec {
+            common: Common {
+                id,
+                restart: Restart::Permanent,
+                backoff: None,
+                shutdown: Duration::MAX,
+                start_timeout: Duration::from_secs(60),
+                stack_size: None,
+            },
+            body: Arc::new(builder),
+        }
+    }
+
+    common_setters!();
+
+    pub(crate) fn is_supervisor(&self) -> bool {
+        self.body.supervisor().is_some()
+    }
+
+    pub(crate) fn validate(&self, parent: &str) -> Result<(), ConfigError> {
+        let id = &self.common.id;
+        if id.is_empty() || id.contains('/') {
+            return Err(ConfigError::InvalidId { id: id.clone() });
+        }
+        let path = format!("{parent}/{id}");
+        if let Some(backoff) = &self.common.backoff {
+            backoff.validate().map_err(|problem| ConfigError::Backoff { child: path.clone(), problem })?;
+        }
+        if self.common.shutdown.is_zero() {
+            return Err(ConfigError::ZeroTimeout { child: path, which: "shutdown" });
+        }
+        if self.common.start_timeout.is_zero() {
+            return Err(ConfigError::ZeroTimeout { child: path, which: "start" });
+        }
+        self.body.validate(&path)
+    }
+}
+
+/// A worker's specification, with its mailbox. Convert it into a
+/// [`ChildSpec`] by passing it to a supervisor builder.
+#[must_use]
+pub struct WorkerSpec<A: Actor> {
+    common: Common,
+    factory: Factory<A>,
+    capacity: usize,
+    mailbox: OnceLock<Arc<Mailbox<A::Msg>>>,
+    capacity_after_addr: bool,
+}
+
+impl<A: Actor> fmt::Debug for WorkerSpec<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerSpec")
+            .field("id", &self.common.id)
+            .field("actor", &std::any::type_name::<A>())
+            .field("restart", &self.common.restart)
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+impl<A: Actor> WorkerSpec<A> {
+    fn new(id: String, factory: Factory<A>) -> WorkerSpec<A> {
+        WorkerSpec {
+            common: Common {
+                id,
+                restart: Restart::Permanent,
+                backoff: None,
+                shutdown: DEFAULT_SHUTDOWN,
+                start_timeout: DEFAULT_START_TIMEOUT,
+                stack_size: None,
+            },
+            factory,
+            capacity: DEFAULT_MAILBOX,
+            mailbox: OnceLock::new(),
+            capacity_after_addr: false,
+        }
+    }
+
+    common_setters!();
+
+    /// The mailbox capacity. Set it before calling [`addr`](WorkerSpec::addr).
+    /// Zero is reported by `start` as [`ConfigError::ZeroCapacity`].
+    /// Defaults to [`DEFAULT_MAILBOX`] (1024).
+    pub fn mailbox(mut self, capacity: usize) -> Self {
+        if self.mailbox.get().is_some() {
+            self.capacity_after_addr = true;
+        }
+        self.capacity = capacity;
+        self
+    }
+
+    /// The worker's address. It stays valid across restarts, and messages
+    /// sent before the tree starts wait in the mailbox.
+    pub fn addr(&self) -> Addr<A::Msg> {
+        self.shared_mailbox().addr.clone()
+    }
+
+    fn shared_mailbox(&self) -> &Arc<Mailbox<A::Msg>> {
+        self.mailbox.get_or_init(|| Arc::new(Mailbox::bounded(self.capacity)))
+    }
+}
+
+impl<A: Actor> From<WorkerSpec<A>> for ChildSpec {
+    fn from(spec: WorkerSpec<A>) -> ChildSpec {
+        let mailbox = Arc::clone(spec.shared_mailbox());
+        let body = WorkerDef {
+            factory: spec.factory,
+            mailbox,
+            capacity: spec.capacity,
+            capacity_after_addr: spec.capacity_after_addr,
+        };
+        ChildSpec { common: spec.common, body: Arc::new(body) }
+    }
+}
+
+struct WorkerDef<A: Actor> {
+    factory: Factory<A>,
+    mailbox: Arc<Mailbox<A::Msg>>,
+    capacity: usize,
+    capacity_after_addr: bool,
+}
+
+impl<A: Actor> Body for WorkerDef<A> {
+    fn incarnation(&self) -> Box<dyn Incarnate> {
+        Box::new(WorkerBody { factory: Arc::clone(&self.factory), mailbox: Arc::clone(&self.mailbox) })
+    }
+
+    fn wake(&self, _generation: u64) {
+        self.mailbox.addr.wake();
+    }
+
+    fn mailbox_len(&self) -> usize {
+        self.mailbox.addr.len()
+    }
+
+    fn close(&self) -> usize {
+        self.mailbox.close()
+    }
+
+    fn reopen(&self) {
+        self.mailbox.reopen();
+    }
+
+    fn validate(&self, path: &str) -> Result<(), ConfigError> {
+        if self.capacity == 0 {
+            return Err(ConfigError::ZeroCapacity { child: path.to_owned() });
+        }
+        if self.capacity_after_addr {
+            return Err(ConfigError::MailboxAfterAddr { child: path.to_owned() });
+        }
+        Ok(())
+    }
+}

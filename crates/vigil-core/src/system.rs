@@ -1,0 +1,309 @@
+//! The running tree, as `main` holds it.
+
+use std::fmt;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::error::{ConfigError, StartError, SystemError};
+use crate::exit::ExitReason;
+use crate::observe::{Bus, SupervisionEvent, SupervisorStats};
+use crate::panic;
+use crate::runner::{Link, Runner};
+use crate::spec::Body;
+use crate::supervisor::{SupMsg, SupervisorBuilder, SupervisorRef, next_key};
+
+const ROOT_GENERATION: u64 = 1;
+
+impl SupervisorBuilder {
+    /// Validates the whole tree, then starts it as the root of a [`System`]:
+    /// the root supervisor starts on its own thread, starts its children in
+    /// order, and returns once all of them have started.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError::Config`] for an invalid tree (nothing is started), or
+    /// [`StartError::Child`] naming the deepest child that failed to start
+    /// and why; the children started before it were stopped in reverse order.
+    /// A binary built with `panic = "abort"` gets
+    /// [`ConfigError::PanicAbort`].
+    pub fn start(self) -> Result<System, StartError> {
+        if cfg!(panic = "abort") {
+            return Err(StartError::Config(ConfigError::PanicAbort));
+        }
+        let path = self.id.clone();
+        if path.is_empty() || path.contains('/') {
+            return Err(StartError::Config(ConfigError::InvalidId { id: path }));
+        }
+        self.validate_tree(&path)?;
+        panic::install_hook();
+        let bus = Arc::new(Bus::default());
+        let (tx, events) = crossbeam_channel::unbounded();
+        let key = next_key();
+        let link = Link { parent: tx, key, path: path.clone().into(), bus: Arc::clone(&bus) };
+        let handle = self.handle();
+        let inbox = self.inbox.tx.clone();
+        let runner = Runner::spawn(self.incarnation(), link, None).map_err(|e| StartError::Child {
+            path: path.clone(),
+            reason: ExitReason::Spawn { error: e.to_string() },
+        })?;
+        let stop = Arc::new(AtomicBool::new(false));
+        runner.start(ROOT_GENERATION, 0, Arc::clone(&stop));
+        let started = events.recv();
+        match started {
+            Ok(SupMsg::Started { .. }) => {}
+            Ok(SupMsg::Exited { reason, .. }) => {
+                runner.quit();
+                return Err(start_error(path, reason));
+            }
+            _ => {
+                runner.quit();
+                return Err(StartError::Child {
+                    path,
+                    reason: ExitReason::Spawn { error: "the root thread ended unexpectedly".to_owned() },
+                });
+            }
+        }
+        log::info!(target: "vigil", "started {path}");
+        Ok(System {
+            root: self,
+            handle,
+            shutdown: ShutdownHandle { inbox, stop },
+            events,
+            runner: Some(runner),
+            bus,
+            started: Instant::now(),
+        })
+    }
+}
+
+/// The deepest child that failed, with its own reason.
+fn start_error(path: String, reason: ExitReason) -> StartError {
+    match reason {
+        ExitReason::ChildStartFailed { child, cause } => start_error(child, *cause),
+        reason => StartError::Child { path, reason },
+    }
+}
+
+/// A running supervision tree. `main` holds it and decides what to do when
+/// the tree ends: [`wait`](System::wait) returns `Err` with the whole
+/// failure chain if the root gave up.
+///
+/// Dropping a `System` shuts the tree down in order.
+pub struct System {
+    root: SupervisorBuilder,
+    handle: SupervisorRef,
+    shutdown: ShutdownHandle,
+    events: Receiver<SupMsg>,
+    runner: Option<Runner>,
+    bus: Arc<Bus>,
+    started: Instant,
+}
+
+impl fmt::Debug for System {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("System").field("root", &self.root.id).field("uptime", &self.started.elapsed()).finish()
+    }
+}
+
+/// How an orderly shutdown went.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ShutdownReport {
+    /// Paths of children that did not stop within their shutdown timeout
+    /// and were left running. Empty after a clean shutdown.
+    pub abandoned: Vec<String>,
+    /// How long the system ran, in ms.
+    pub uptime_ms: u64,
+}
+
+impl ShutdownReport {
+    /// Whether every child stopped within its timeout.
+    pub fn is_clean(&self) -> bool {
+        self.abandoned.is_empty()
+    }
+}
+
+/// The process exit code for a tree's outcome, for orchestrators: 0 after a
+/// clean shutdown, 1 when the root gave up, 2 when the shutdown completed but
+/// abandoned children.
+///
+/// # Examples
+///
+/// ```no_run
+/// # use vigil_core::*;
+/// # fn tree() -> SupervisorBuilder { unimplemented!() }
+/// fn main() -> std::process::ExitCode {
+///     let system = tree().start().expect("start");
+///     system.shutdown_on_signals().expect("signal handler");
+///     exit_code(&system.wait())
+/// }
+/// ```
+pub fn exit_code(outcome: &Result<ShutdownReport, SystemError>) -> ExitCode {
+    match outcome {
+        Ok(report) if report.is_clean() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(2),
+        Err(_) => ExitCode::from(1),
+    }
+}
+
+/// Asks the tree to shut down, from any thread. Cheap to clone.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    inbox: Sender<SupMsg>,
+    stop: Arc<AtomicBool>,
+}
+
+impl fmt::Debug for ShutdownHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ShutdownHandle")
+    }
+}
+
+impl ShutdownHandle {
+    /// Requests an orderly shutdown and returns at once. The thread holding
+    /// the [`System`] sees [`wait`](System::wait) return.
+    pub fn shutdown(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.inbox.send(SupMsg::Stop { generation: ROOT_GENERATION });
+    }
+}
+
+impl System {
+    /// A handle to the root supervisor, for the dynamic children API.
+    pub fn root(&self) -> &SupervisorRef {
+        &self.handle
+    }
+
+    /// A snapshot of the whole tree. Never blocks on a supervisor.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let system = Supervisor::builder().child(ChildSpec::worker("w", || W)).start()?;
+    /// let json = serde_json::to_string(&system.stats()).unwrap();
+    /// assert!(json.contains("\"path\":\"root/w\""));
+    /// # Ok::<(), StartError>(())
+    /// ```
+    pub fn stats(&self) -> SupervisorStats {
+        self.handle.stats()
+    }
+
+    /// Subscribes to lifecycle events of the whole tree.
+    pub fn subscribe(&self) -> Receiver<SupervisionEvent> {
+        self.bus.subscribe()
+    }
+
+    /// A handle that can request shutdown from other threads.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// Turns SIGTERM and SIGINT into an orderly shutdown of the tree (opt-in).
+    /// A second signal while the shutdown runs ends the process at once with
+    /// exit code 130.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error from registering the handlers or spawning their thread.
+    pub fn shutdown_on_signals(&self) -> std::io::Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+        let handle = self.shutdown_handle();
+        std::thread::Builder::new().name("vigil:signals".to_owned()).spawn(move || {
+            let mut seen = 0;
+            for signal in signals.forever() {
+                seen += 1;
+                if seen == 1 {
+                    log::info!(target: "vigil", "signal {signal}: shutting down");
+                    handle.shutdown();
+                } else {
+                    log::warn!(target: "vigil", "signal {signal} during shutdown: exiting now");
+                    std::process::exit(130);
+                }
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Waits until the tree ends: after a [shutdown request](ShutdownHandle),
+    /// or when the root gives up.
+    ///
+    /// # Errors
+    ///
+    /// [`SystemError`] with the whole failure chain when the root gave up.
+    pub fn wait(mut self) -> Result<ShutdownReport, SystemError> {
+        self.wait_inner(None).unwrap_or_else(|| unreachable_outcome())
+    }
+
+    /// Like [`wait`](System::wait), for at most `timeout`; gives the system
+    /// back if it is still running.
+    ///
+    /// # Errors
+    ///
+    /// `Err(Ok(system))` on timeout; `Err(Err(error))` when the root gave up.
+    #[allow(clippy::result_large_err)]
+    pub fn wait_timeout(mut self, timeout: Duration) -> Result<ShutdownReport, Result<System, SystemError>> {
+        match self.wait_inner(Some(Instant::now() + timeout)) {
+            Some(Ok(report)) => Ok(report),
+            Some(Err(error)) => Err(Err(error)),
+            None => Err(Ok(self)),
+        }
+    }
+
+    /// Shuts the tree down in order (children in reverse start order, each
+    /// within its shutdown timeout) and waits for it.
+    ///
+    /// # Errors
+    ///
+    /// [`SystemError`] if the root had already given up.
+    pub fn shutdown(self) -> Result<ShutdownReport, SystemError> {
+        self.shutdown.shutdown();
+        self.wait()
+    }
+
+    fn wait_inner(&mut self, deadline: Option<Instant>) -> Option<Result<ShutdownReport, SystemError>> {
+        loop {
+            let msg = match deadline {
+                Some(deadline) => self.events.recv_deadline(deadline).ok()?,
+                None => self.events.recv().ok()?,
+            };
+            if let SupMsg::Exited { reason, .. } = msg {
+                if let Some(runner) = self.runner.take() {
+                    runner.quit();
+                }
+                let abandoned = self.bus.abandoned_paths();
+                let uptime_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                return Some(if reason == ExitReason::Shutdown {
+                    log::info!(target: "vigil", "{} shut down ({} abandoned)", self.root.id, abandoned.len());
+                    Ok(ShutdownReport { abandoned, uptime_ms })
+                } else {
+                    log::error!(target: "vigil", "{} gave up: {reason}", self.root.id);
+                    Err(SystemError { reason, abandoned })
+                });
+            }
+        }
+    }
+}
+
+/// `wait` without a deadline only returns `None` if the root's report
+/// channel disconnected, which the runner loop never does before reporting.
+fn unreachable_outcome() -> Result<ShutdownReport, SystemError> {
+    Err(SystemError {
+        reason: ExitReason::Spawn { error: "the root thread ended without reporting".to_owned() },
+        abandoned: Vec::new(),
+    })
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        if self.runner.is_some() {
+            self.shutdown.shutdown();
+            let _ = self.wait_inner(None);
+        }
+    }
+}
