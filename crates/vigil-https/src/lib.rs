@@ -1,1 +1,98 @@
-//! placeholder
+//! vigil-https: an HTTPS [`Sink`](vigil_events::Sink) for the vigil batcher
+//! that keeps working through certificate rotations and shows them coming.
+//!
+//! # How the types fit together
+//!
+//! - [`HttpsSinkConfig`] is a cheap, cloneable builder: endpoint, trust files,
+//!   optional client identity, timeouts. The batcher's child factory calls
+//!   [`HttpsSinkConfig::build`] on every (re)start, and building reads the PEM
+//!   files anew, so a supervisor restart picks up a new trust bundle.
+//! - [`HttpsSink`] POSTs one [`Batch`](vigil_events::Batch) per request with
+//!   ureq over rustls (*ring* provider, certificate verification always on)
+//!   and answers with a [`Delivery`](vigil_events::Delivery). While running it
+//!   polls its trust files and swaps in a changed, valid set; a bad file is
+//!   refused and the last good set stays.
+//! - [`HttpsError`] says what went wrong, naming the endpoint or file and, for
+//!   a rejected certificate, what was wrong with it. Its
+//!   [`class`](HttpsError::class) decides the `Delivery`: TLS failures and
+//!   401/403 are fatal (the supervisor restarts the sink, which reloads the
+//!   trust set), network trouble and 5xx are retryable (honouring
+//!   `Retry-After`), 413 is too large, other 4xx are rejected.
+//! - [`HttpsStats`], obtained from the config, outlives the sinks: it holds the
+//!   last server certificate seen ([`CertificateInfo`]: subject, issuer,
+//!   notAfter, SHA-256 fingerprint), how many times it changed, TLS failures,
+//!   deliveries by outcome and trust reloads.
+//!
+//! Logs go to the `log` target `vigil::https`: every trust load (how many
+//! certificates from which files), `server certificate changed` with both
+//! fingerprints, and a warning when the server certificate comes within the
+//! [expiry horizon](HttpsSinkConfig::expiry_warning) and again within 7 days.
+//! The `Authorization` header is never logged.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use vigil_events::{Batch, Delivery, Encoding, Sink};
+//! use vigil_https::{HttpsError, HttpsSinkConfig};
+//!
+//! let config = HttpsSinkConfig::new("https://collector.internal:8443/ingest")
+//!     .trust_file("/etc/vigil/collector-ca.pem")
+//!     .trust_poll_interval(Duration::from_secs(30))
+//!     .authorization("Bearer s3cr3t");
+//! let stats = config.stats();
+//!
+//! // What the batcher's child factory does on every (re)start:
+//! let mut sink = config.build()?;
+//!
+//! let batch = Batch::new("batch-1", Encoding::Ndjson, vec![1], b"{\"seq\":1}\n".to_vec());
+//! match sink.deliver(&batch, None) {
+//!     Delivery::Delivered => {}
+//!     Delivery::Fatal { error } => {
+//!         let error = error.downcast_ref::<HttpsError>().expect("an HttpsError");
+//!         eprintln!("restart needed: {error}");
+//!     }
+//!     other => eprintln!("{}: {:?}", other.kind(), other.error()),
+//! }
+//! if let Some(cert) = stats.snapshot().server_certificate {
+//!     println!("server certificate {} expires {}", cert.sha256, cert.not_after);
+//! }
+//! # Ok::<_, HttpsError>(())
+//! ```
+//!
+//! # Certificate rotation
+//!
+//! List the old and the new CA during the rotation window (two
+//! [`trust_file`](HttpsSinkConfig::trust_file)s, or both in one file). If the
+//! server rotates to a CA the client does not trust yet, deliveries fail as
+//! fatal with `certificate for HOST:PORT not trusted: unknown issuer …`; the
+//! batcher keeps the events and the supervisor restarts the sink with backoff.
+//! As soon as the new CA is written to a trust file, the running sink picks it
+//! up within one [poll interval](HttpsSinkConfig::trust_poll_interval) and a
+//! restarted sink picks it up immediately.
+//!
+//! # Why a custom TLS connector
+//!
+//! ureq's own TLS configuration takes root certificates but not a verifier,
+//! and may fall back to a process-wide crypto provider. This crate plugs its
+//! own connector into ureq's transport chain: ureq opens the TCP connection,
+//! then the connector runs the rustls handshake with a `ClientConfig` built on
+//! `rustls::crypto::ring::default_provider()` whose verifier wraps webpki over
+//! the current trust set and records the leaf it was shown. Session resumption
+//! is off, so every new connection is verified against the current trust set.
+
+mod cert;
+mod config;
+mod error;
+mod pem;
+mod retry_after;
+mod sink;
+mod stats;
+mod tls;
+
+pub use cert::CertificateInfo;
+pub use config::HttpsSinkConfig;
+pub use error::{CertificateProblem, ErrorClass, HttpsError, PemProblem, PemRole, Phase};
+pub use retry_after::RETRY_AFTER_CAP;
+pub use sink::HttpsSink;
+pub use stats::{DeliveryCounts, HttpsStats, HttpsStatsSnapshot};

@@ -1,0 +1,536 @@
+//! The one error type of this crate, and the pieces of context it carries.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cert::CertificateInfo;
+
+/// Everything that can go wrong while building an [`HttpsSink`](crate::HttpsSink)
+/// or delivering a batch with it.
+///
+/// Every variant names the endpoint or the file it is about, so a message in
+/// a log line is enough to act on. Failed deliveries carry this error boxed in
+/// the [`Delivery`](vigil_events::Delivery); get it back with
+/// `error.downcast_ref::<HttpsError>()`.
+///
+/// Which [`Delivery`](vigil_events::Delivery) each variant turns into is told
+/// by [`HttpsError::class`].
+///
+/// # Examples
+///
+/// ```
+/// use vigil_https::{HttpsError, HttpsSinkConfig};
+///
+/// let err = HttpsSinkConfig::new("http://collector.example/ingest")
+///     .build()
+///     .unwrap_err();
+/// assert!(matches!(err, HttpsError::InsecureEndpoint { .. }));
+/// assert!(err.to_string().contains("http://collector.example/ingest"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HttpsError {
+    /// The endpoint is not an absolute `https://` (or allowed `http://`) URL.
+    InvalidEndpoint {
+        /// The endpoint as configured.
+        endpoint: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The endpoint uses plain `http://` and
+    /// [`allow_http`](crate::HttpsSinkConfig::allow_http) is off.
+    InsecureEndpoint {
+        /// The endpoint as configured.
+        endpoint: String,
+    },
+    /// Neither a trust file nor the webpki roots were configured, so no
+    /// server certificate could ever be trusted.
+    NoTrustConfigured {
+        /// The endpoint as configured.
+        endpoint: String,
+    },
+    /// A PEM file (trust bundle, client chain or client key) could not be used.
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What the file was supposed to hold.
+        role: PemRole,
+        /// What is wrong with it.
+        problem: PemProblem,
+    },
+    /// The client key does not belong to the leaf certificate of the client chain.
+    KeyMismatch {
+        /// The certificate chain file.
+        chain: PathBuf,
+        /// The private key file.
+        key: PathBuf,
+    },
+    /// rustls refused the TLS client configuration (for example an unsupported
+    /// key type for the client identity).
+    TlsSetup {
+        /// The endpoint as configured.
+        endpoint: String,
+        /// Why.
+        reason: String,
+    },
+    /// The server presented a certificate that is not acceptable: untrusted
+    /// issuer, expired, not valid for the endpoint's name, and so on.
+    Certificate {
+        /// The endpoint as configured.
+        endpoint: String,
+        /// `host:port` of the server.
+        authority: String,
+        /// What is wrong with the certificate.
+        problem: CertificateProblem,
+        /// The leaf certificate the server presented, when it could be parsed.
+        presented: Option<Box<CertificateInfo>>,
+    },
+    /// The TLS layer failed for a reason other than the server certificate:
+    /// a handshake alert (for example the server refused the client
+    /// certificate), a protocol mismatch or a corrupt record.
+    Tls {
+        /// The endpoint as configured.
+        endpoint: String,
+        /// In which phase of the request.
+        phase: Phase,
+        /// What rustls reported.
+        reason: String,
+    },
+    /// The host name of the endpoint could not be resolved.
+    Dns {
+        /// The endpoint as configured.
+        endpoint: String,
+        /// What the resolver reported.
+        reason: String,
+    },
+    /// A socket operation failed: connection refused, reset, closed early.
+    Io {
+        /// The endpoint as configured.
+        endpoint: String,
+        /// In which phase of the request.
+        phase: Phase,
+        /// The kind of the underlying I/O error.
+        kind: io::ErrorKind,
+        /// The underlying error's message.
+        reason: String,
+    },
+    /// A timeout expired.
+    Timeout {
+        /// The endpoint as configured.
+        endpoint: String,
+        /// In which phase of the request.
+        phase: Phase,
+        /// The limit that applied, when known.
+        limit: Option<Duration>,
+    },
+    /// The server's answer was not valid HTTP/1.1.
+    Protocol {
+        /// The endpoint as configured.
+        endpoint: String,
+        /// What was wrong with the answer.
+        reason: String,
+    },
+    /// The request could not be formed from the batch (for example an
+    /// idempotency key that is not a valid header value).
+    InvalidRequest {
+        /// The endpoint as configured.
+        endpoint: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The server answered with a status other than 2xx.
+    Status {
+        /// The endpoint as configured.
+        endpoint: String,
+        /// The HTTP status code.
+        status: u16,
+        /// The server's `Retry-After`, parsed and clamped to
+        /// [`RETRY_AFTER_CAP`](crate::RETRY_AFTER_CAP); `None` when absent or malformed.
+        retry_after: Option<Duration>,
+        /// The first bytes of the response body (at most 256, lossy UTF-8),
+        /// to see what the server complained about.
+        body: String,
+    },
+    /// Any other transport failure reported by the HTTP client.
+    Other {
+        /// The endpoint as configured.
+        endpoint: String,
+        /// What happened.
+        reason: String,
+    },
+}
+
+/// What a PEM file was supposed to hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PemRole {
+    /// A trust bundle: one or more CA certificates.
+    Trust,
+    /// The client certificate chain, leaf first.
+    ClientChain,
+    /// The client private key.
+    ClientKey,
+}
+
+impl fmt::Display for PemRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PemRole::Trust => "trust file",
+            PemRole::ClientChain => "client certificate chain",
+            PemRole::ClientKey => "client key",
+        })
+    }
+}
+
+/// What is wrong with a PEM file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PemProblem {
+    /// The file could not be read.
+    Unreadable {
+        /// The kind of the I/O error.
+        kind: io::ErrorKind,
+        /// The I/O error's message.
+        reason: String,
+    },
+    /// The PEM syntax or base64 is broken.
+    Malformed {
+        /// What the PEM parser reported.
+        reason: String,
+    },
+    /// The file holds no item of the wanted kind.
+    Empty,
+    /// The file holds an item that does not belong in it, such as a private
+    /// key in a trust file.
+    WrongItem {
+        /// The kind of item found, e.g. `"private key"`.
+        found: &'static str,
+    },
+    /// A certificate in the file is not a valid X.509 certificate.
+    InvalidCertificate {
+        /// Zero-based position of the certificate in the file.
+        index: usize,
+        /// What the parser reported.
+        reason: String,
+    },
+    /// The key file holds more than one private key.
+    SeveralKeys {
+        /// How many.
+        count: usize,
+    },
+    /// The private key is not usable with the ring crypto provider.
+    UnsupportedKey {
+        /// What rustls reported.
+        reason: String,
+    },
+}
+
+impl fmt::Display for PemProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PemProblem::Unreadable { reason, .. } => write!(f, "cannot be read: {reason}"),
+            PemProblem::Malformed { reason } => write!(f, "is not valid PEM: {reason}"),
+            PemProblem::Empty => f.write_str("contains no usable item"),
+            PemProblem::WrongItem { found } => {
+                write!(f, "contains a {found}, which does not belong there")
+            }
+            PemProblem::InvalidCertificate { index, reason } => {
+                write!(f, "certificate #{index} is not a valid X.509 certificate: {reason}")
+            }
+            PemProblem::SeveralKeys { count } => {
+                write!(f, "contains {count} private keys; exactly one is needed")
+            }
+            PemProblem::UnsupportedKey { reason } => {
+                write!(f, "holds a key that cannot be used: {reason}")
+            }
+        }
+    }
+}
+
+/// What is wrong with a server certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CertificateProblem {
+    /// The certificate was not issued by any CA in the trust set.
+    UnknownIssuer,
+    /// The certificate's notAfter has passed.
+    Expired {
+        /// notAfter, seconds since the Unix epoch, when known.
+        not_after: Option<u64>,
+        /// The verification time, seconds since the Unix epoch, when known.
+        now: Option<u64>,
+    },
+    /// The certificate's notBefore is still in the future.
+    NotYetValid,
+    /// The certificate does not name the endpoint's host.
+    NotValidForName {
+        /// The names the certificate presents, when known.
+        presented: Vec<String>,
+    },
+    /// The certificate was revoked.
+    Revoked,
+    /// A signature in the chain does not verify.
+    BadSignature,
+    /// The certificate is not valid for TLS server authentication.
+    InvalidPurpose,
+    /// Any other certificate problem, as rustls reported it.
+    Other(String),
+}
+
+impl fmt::Display for CertificateProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CertificateProblem::UnknownIssuer => f.write_str("not trusted: unknown issuer"),
+            CertificateProblem::Expired { not_after, now } => {
+                f.write_str("expired")?;
+                if let Some(not_after) = not_after {
+                    write!(f, ": notAfter {}", crate::cert::rfc3339(*not_after as i64))?;
+                }
+                if let Some(now) = now {
+                    write!(f, " is before now ({})", crate::cert::rfc3339(*now as i64))?;
+                }
+                Ok(())
+            }
+            CertificateProblem::NotYetValid => f.write_str("not valid yet"),
+            CertificateProblem::NotValidForName { presented } => {
+                f.write_str("not valid for this name")?;
+                if !presented.is_empty() {
+                    write!(f, ": it names {}", presented.join(", "))?;
+                }
+                Ok(())
+            }
+            CertificateProblem::Revoked => f.write_str("revoked"),
+            CertificateProblem::BadSignature => f.write_str("has a bad signature"),
+            CertificateProblem::InvalidPurpose => f.write_str("not valid for TLS server authentication"),
+            CertificateProblem::Other(reason) => write!(f, "rejected: {reason}"),
+        }
+    }
+}
+
+/// The phase of a request in which something failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Phase {
+    /// Resolving the host name.
+    Resolve,
+    /// Opening the TCP connection.
+    Connect,
+    /// The TLS handshake.
+    Handshake,
+    /// Sending the request or receiving the response, on an open connection.
+    Exchange,
+    /// The request as a whole (the global timeout, capped by the batcher's budget).
+    Request,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Resolve => "resolve",
+            Phase::Connect => "connect",
+            Phase::Handshake => "TLS handshake",
+            Phase::Exchange => "request/response exchange",
+            Phase::Request => "request",
+        })
+    }
+}
+
+/// How the batcher should treat a failure: the [`Delivery`](vigil_events::Delivery)
+/// variant an [`HttpsError`] becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// Try again later ([`Delivery::Retryable`](vigil_events::Delivery::Retryable)).
+    Retryable,
+    /// Split the batch ([`Delivery::TooLarge`](vigil_events::Delivery::TooLarge)).
+    TooLarge,
+    /// Drop the batch ([`Delivery::Rejected`](vigil_events::Delivery::Rejected)).
+    Rejected,
+    /// Restart the sink ([`Delivery::Fatal`](vigil_events::Delivery::Fatal)).
+    Fatal,
+}
+
+impl HttpsError {
+    /// How the batcher should treat this error.
+    ///
+    /// | error | class |
+    /// |---|---|
+    /// | [`Certificate`](HttpsError::Certificate) (untrusted issuer, expired, wrong name, …), [`Tls`](HttpsError::Tls) | fatal |
+    /// | [`Status`](HttpsError::Status) 401 or 403 | fatal |
+    /// | [`Status`](HttpsError::Status) 1xx or 3xx (redirects are not followed) | fatal |
+    /// | configuration errors (bad endpoint, PEM files, key mismatch, TLS setup) | fatal |
+    /// | [`Dns`](HttpsError::Dns), [`Io`](HttpsError::Io) (refused, reset, closed early), [`Timeout`](HttpsError::Timeout), [`Protocol`](HttpsError::Protocol) (garbage), [`Other`](HttpsError::Other) | retryable |
+    /// | [`Status`](HttpsError::Status) 429 or 503, with or without `Retry-After` | retryable, honouring `Retry-After` |
+    /// | [`Status`](HttpsError::Status) other 5xx | retryable |
+    /// | [`Status`](HttpsError::Status) 413 | too large |
+    /// | [`Status`](HttpsError::Status) other 4xx | rejected |
+    /// | [`InvalidRequest`](HttpsError::InvalidRequest) | rejected |
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use vigil_https::{ErrorClass, HttpsError};
+    ///
+    /// let err = HttpsError::Status {
+    ///     endpoint: "https://127.0.0.1:8443/ingest".into(),
+    ///     status: 413,
+    ///     retry_after: None,
+    ///     body: String::new(),
+    /// };
+    /// assert_eq!(err.class(), ErrorClass::TooLarge);
+    /// ```
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            HttpsError::Status { status, .. } => match *status {
+                413 => ErrorClass::TooLarge,
+                401 | 403 => ErrorClass::Fatal,
+                429 | 500..=599 => ErrorClass::Retryable,
+                400..=499 => ErrorClass::Rejected,
+                _ => ErrorClass::Fatal,
+            },
+            HttpsError::Dns { .. }
+            | HttpsError::Io { .. }
+            | HttpsError::Timeout { .. }
+            | HttpsError::Protocol { .. }
+            | HttpsError::Other { .. } => ErrorClass::Retryable,
+            HttpsError::InvalidRequest { .. } => ErrorClass::Rejected,
+            HttpsError::InvalidEndpoint { .. }
+            | HttpsError::InsecureEndpoint { .. }
+            | HttpsError::NoTrustConfigured { .. }
+            | HttpsError::Pem { .. }
+            | HttpsError::KeyMismatch { .. }
+            | HttpsError::TlsSetup { .. }
+            | HttpsError::Certificate { .. }
+            | HttpsError::Tls { .. } => ErrorClass::Fatal,
+        }
+    }
+
+    /// The `Retry-After` the server asked for, if this is a 429 or 503 that carried one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            HttpsError::Status { status: 429 | 503, retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Whether this is a TLS failure: a rejected server certificate or another
+    /// TLS-layer error.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, HttpsError::Certificate { .. } | HttpsError::Tls { .. })
+    }
+
+    /// The endpoint this error is about, if it is about one (PEM and key
+    /// errors are about files).
+    pub fn endpoint(&self) -> Option<&str> {
+        match self {
+            HttpsError::InvalidEndpoint { endpoint, .. }
+            | HttpsError::InsecureEndpoint { endpoint }
+            | HttpsError::NoTrustConfigured { endpoint }
+            | HttpsError::TlsSetup { endpoint, .. }
+            | HttpsError::Certificate { endpoint, .. }
+            | HttpsError::Tls { endpoint, .. }
+            | HttpsError::Dns { endpoint, .. }
+            | HttpsError::Io { endpoint, .. }
+            | HttpsError::Timeout { endpoint, .. }
+            | HttpsError::Protocol { endpoint, .. }
+            | HttpsError::InvalidRequest { endpoint, .. }
+            | HttpsError::Status { endpoint, .. }
+            | HttpsError::Other { endpoint, .. } => Some(endpoint),
+            HttpsError::Pem { .. } | HttpsError::KeyMismatch { .. } => None,
+        }
+    }
+
+    /// Turns this error into the [`Delivery`](vigil_events::Delivery) the
+    /// batcher expects, boxing it as the delivery's error.
+    pub fn into_delivery(self) -> vigil_events::Delivery {
+        use vigil_events::Delivery;
+        let class = self.class();
+        let retry_after = self.retry_after();
+        let error: vigil_events::SinkError = Box::new(self);
+        match class {
+            ErrorClass::Retryable => Delivery::Retryable { error, retry_after },
+            ErrorClass::TooLarge => Delivery::TooLarge { error },
+            ErrorClass::Rejected => Delivery::Rejected { error },
+            ErrorClass::Fatal => Delivery::Fatal { error },
+        }
+    }
+}
+
+impl fmt::Display for HttpsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HttpsError::InvalidEndpoint { endpoint, reason } => {
+                write!(f, "invalid endpoint {endpoint:?}: {reason}")
+            }
+            HttpsError::InsecureEndpoint { endpoint } => {
+                write!(f, "refusing plain http endpoint {endpoint}: use https, or allow_http(true) for loopback tests")
+            }
+            HttpsError::NoTrustConfigured { endpoint } => {
+                write!(f, "no trust configured for {endpoint}: add a trust file or enable the webpki roots")
+            }
+            HttpsError::Pem { path, role, problem } => {
+                write!(f, "{role} {} {problem}", path.display())
+            }
+            HttpsError::KeyMismatch { chain, key } => {
+                write!(f, "client key {} does not match the leaf certificate of {}", key.display(), chain.display())
+            }
+            HttpsError::TlsSetup { endpoint, reason } => {
+                write!(f, "cannot set up TLS for {endpoint}: {reason}")
+            }
+            HttpsError::Certificate { endpoint, authority, problem, presented } => {
+                write!(f, "certificate for {authority} {problem}")?;
+                if let Some(cert) = presented {
+                    if matches!(problem, CertificateProblem::UnknownIssuer) {
+                        write!(f, " {}", cert.issuer)?;
+                    }
+                    write!(
+                        f,
+                        " (endpoint {endpoint}; server presented subject {}, issuer {}, notAfter {}, sha256 {})",
+                        cert.subject, cert.issuer, cert.not_after, cert.sha256
+                    )
+                } else {
+                    write!(f, " (endpoint {endpoint})")
+                }
+            }
+            HttpsError::Tls { endpoint, phase, reason } => {
+                write!(f, "TLS failure with {endpoint} during {phase}: {reason}")
+            }
+            HttpsError::Dns { endpoint, reason } => {
+                write!(f, "cannot resolve the host of {endpoint}: {reason}")
+            }
+            HttpsError::Io { endpoint, phase, reason, .. } => {
+                write!(f, "I/O failure with {endpoint} during {phase}: {reason}")
+            }
+            HttpsError::Timeout { endpoint, phase, limit } => {
+                write!(f, "{phase} timeout with {endpoint}")?;
+                if let Some(limit) = limit {
+                    write!(f, " after {limit:?}")?;
+                }
+                Ok(())
+            }
+            HttpsError::Protocol { endpoint, reason } => {
+                write!(f, "invalid HTTP response from {endpoint}: {reason}")
+            }
+            HttpsError::InvalidRequest { endpoint, reason } => {
+                write!(f, "cannot form a request to {endpoint}: {reason}")
+            }
+            HttpsError::Status { endpoint, status, retry_after, body } => {
+                write!(f, "{endpoint} answered {status}")?;
+                if let Some(retry_after) = retry_after {
+                    write!(f, " (retry after {retry_after:?})")?;
+                }
+                if !body.is_empty() {
+                    write!(f, ": {body}")?;
+                }
+                Ok(())
+            }
+            HttpsError::Other { endpoint, reason } => {
+                write!(f, "request to {endpoint} failed: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for HttpsError {}

@@ -1,0 +1,405 @@
+//! The TLS layer: a recording certificate verifier and a ureq connector that
+//! performs the rustls handshake with our own `ClientConfig`.
+//!
+//! ureq's `TlsConfig` only takes root certificates, not a verifier, and it may
+//! fall back to a process-wide crypto provider. So this crate plugs its own
+//! connector into ureq's transport chain: TCP from ureq's `TcpConnector`, then
+//! a rustls `ClientConnection` built from a `ClientConfig` on the *ring*
+//! provider whose verifier wraps a `WebPkiServerVerifier` over the current
+//! trust set and remembers the leaf it was shown.
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::{CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, StreamOwned};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use ureq::unversioned::transport::time::{Duration as UreqDuration, Instant as UreqInstant};
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, LazyBuffers, NextTimeout, TcpConnector, Transport, TransportAdapter,
+};
+
+use crate::cert::CertificateInfo;
+use crate::error::{CertificateProblem, HttpsError, Phase};
+use crate::pem::{ClientIdentity, TrustSet};
+use crate::stats::HttpsStats;
+
+/// A server certificate verifier that delegates to webpki and remembers the
+/// leaf certificate it was shown, accepted or not.
+#[derive(Debug)]
+pub(crate) struct RecordingVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    presented: Mutex<Option<CertificateDer<'static>>>,
+}
+
+impl RecordingVerifier {
+    /// Takes the leaf shown in the last handshake, if any.
+    fn take_presented(&self) -> Option<CertificateDer<'static>> {
+        self.presented.lock().take()
+    }
+}
+
+impl ServerCertVerifier for RecordingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        *self.presented.lock() = Some(end_entity.clone().into_owned());
+        self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        self.inner.requires_raw_public_keys()
+    }
+
+    fn root_hint_subjects(&self) -> Option<&[rustls::DistinguishedName]> {
+        self.inner.root_hint_subjects()
+    }
+}
+
+/// Builds the rustls client configuration for a trust set and an optional identity.
+///
+/// Session resumption is off, so every new connection performs a full
+/// handshake and its certificate is verified against the current trust set
+/// and recorded.
+pub(crate) fn client_config(
+    endpoint: &str,
+    provider: &Arc<CryptoProvider>,
+    trust: &TrustSet,
+    identity: Option<&ClientIdentity>,
+) -> Result<(Arc<ClientConfig>, Arc<RecordingVerifier>), HttpsError> {
+    let setup = |reason: String| HttpsError::TlsSetup { endpoint: endpoint.to_string(), reason };
+    let webpki = WebPkiServerVerifier::builder_with_provider(trust.roots.clone(), provider.clone())
+        .build()
+        .map_err(|e| setup(e.to_string()))?;
+    let verifier = Arc::new(RecordingVerifier { inner: webpki, presented: Mutex::new(None) });
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| setup(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier.clone());
+    let mut config = match identity {
+        Some(identity) => builder
+            .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
+            .map_err(|e| setup(format!("client identity refused: {e}")))?,
+        None => builder.with_no_client_auth(),
+    };
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok((Arc::new(config), verifier))
+}
+
+/// Turns a rustls error into an [`HttpsError`]: certificate problems into
+/// [`HttpsError::Certificate`], everything else into [`HttpsError::Tls`].
+pub(crate) fn tls_error(
+    endpoint: &str,
+    authority: &str,
+    phase: Phase,
+    error: &rustls::Error,
+    presented: Option<CertificateInfo>,
+) -> HttpsError {
+    let rustls::Error::InvalidCertificate(cert_error) = error else {
+        return HttpsError::Tls { endpoint: endpoint.to_string(), phase, reason: error.to_string() };
+    };
+    #[allow(deprecated)] // UnsupportedSignatureAlgorithm falls into `Other` with the rest.
+    let problem = match cert_error {
+        CertificateError::UnknownIssuer => CertificateProblem::UnknownIssuer,
+        CertificateError::Expired => CertificateProblem::Expired { not_after: None, now: None },
+        CertificateError::ExpiredContext { time, not_after } => {
+            CertificateProblem::Expired { not_after: Some(not_after.as_secs()), now: Some(time.as_secs()) }
+        }
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => CertificateProblem::NotYetValid,
+        CertificateError::NotValidForName => CertificateProblem::NotValidForName { presented: Vec::new() },
+        CertificateError::NotValidForNameContext { presented, .. } => {
+            CertificateProblem::NotValidForName { presented: presented.clone() }
+        }
+        CertificateError::Revoked => CertificateProblem::Revoked,
+        CertificateError::BadSignature => CertificateProblem::BadSignature,
+        CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+            CertificateProblem::InvalidPurpose
+        }
+        _ => CertificateProblem::Other(error.to_string()),
+    };
+    HttpsError::Certificate {
+        endpoint: endpoint.to_string(),
+        authority: authority.to_string(),
+        problem,
+        presented: presented.map(Box::new),
+    }
+}
+
+/// The TLS half of [`VigilConnector`].
+pub(crate) struct TlsParts {
+    pub(crate) config: Arc<ClientConfig>,
+    pub(crate) verifier: Arc<RecordingVerifier>,
+    pub(crate) stats: HttpsStats,
+    pub(crate) expiry_warning: Duration,
+}
+
+impl fmt::Debug for TlsParts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsParts").field("expiry_warning", &self.expiry_warning).finish_non_exhaustive()
+    }
+}
+
+/// ureq connector: TCP through ureq's [`TcpConnector`], then (for https) a
+/// rustls handshake with our own configuration.
+#[derive(Debug)]
+pub(crate) struct VigilConnector {
+    pub(crate) endpoint: String,
+    pub(crate) tcp: TcpConnector,
+    pub(crate) tls: Option<TlsParts>,
+}
+
+impl Connector<()> for VigilConnector {
+    type Out = Box<dyn Transport>;
+
+    fn connect(&self, details: &ConnectionDetails<'_>, _chained: Option<()>) -> Result<Option<Self::Out>, ureq::Error> {
+        let Some(tcp) = Connector::<()>::connect(&self.tcp, details, None)? else {
+            return Ok(None);
+        };
+        let tcp: Box<dyn Transport> = Box::new(tcp);
+        if !details.needs_tls() {
+            return Ok(Some(tcp));
+        }
+        let Some(tls) = &self.tls else {
+            return Err(ureq::Error::TlsRequired);
+        };
+
+        let host = details.uri.host().unwrap_or_default();
+        let port = details.uri.port_u16().unwrap_or(443);
+        let authority = format!("{host}:{port}");
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let name = ServerName::try_from(bare.to_string()).map_err(|e| {
+            ureq::Error::Other(Box::new(HttpsError::InvalidEndpoint {
+                endpoint: self.endpoint.clone(),
+                reason: format!("{bare:?} is not a valid TLS server name: {e}"),
+            }))
+        })?;
+
+        let mut conn = ClientConnection::new(tls.config.clone(), name).map_err(|e| {
+            ureq::Error::Other(Box::new(tls_error(&self.endpoint, &authority, Phase::Handshake, &e, None)))
+        })?;
+        let mut sock = TransportAdapter::new(tcp, details.current_time.clone());
+        sock.set_timeout(remaining(details));
+        tls.verifier.take_presented();
+        if let Err(e) = conn.complete_io(&mut sock) {
+            let presented = tls.verifier.take_presented().and_then(|der| CertificateInfo::from_der(&der).ok());
+            return Err(self.handshake_error(e, &authority, presented));
+        }
+        tls.verifier.take_presented();
+        if let Some(leaf) = conn.peer_certificates().and_then(|certs| certs.first()) {
+            match CertificateInfo::from_der(leaf) {
+                Ok(info) => tls.stats.observe_certificate(info, tls.expiry_warning),
+                Err(e) => log::warn!(
+                    target: "vigil::https",
+                    "cannot parse the server certificate of {}: {e}",
+                    self.endpoint
+                ),
+            }
+        }
+        let buffers = LazyBuffers::new(details.config.input_buffer_size(), details.config.output_buffer_size());
+        Ok(Some(Box::new(TlsTransport { buffers, stream: StreamOwned::new(conn, sock) })))
+    }
+}
+
+impl VigilConnector {
+    fn handshake_error(
+        &self,
+        error: std::io::Error,
+        authority: &str,
+        presented: Option<CertificateInfo>,
+    ) -> ureq::Error {
+        if let Some(tls) = error.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+            return ureq::Error::Other(Box::new(tls_error(
+                &self.endpoint,
+                authority,
+                Phase::Handshake,
+                tls,
+                presented,
+            )));
+        }
+        match ureq::Error::from(error) {
+            // Timeouts keep ureq's own type, which says which limit expired.
+            ureq::Error::Io(io) => ureq::Error::Other(Box::new(HttpsError::Io {
+                endpoint: self.endpoint.clone(),
+                phase: Phase::Handshake,
+                kind: io.kind(),
+                reason: io.to_string(),
+            })),
+            other => other,
+        }
+    }
+}
+
+/// What is left of the connect timeout after the TCP connection was made.
+fn remaining(details: &ConnectionDetails<'_>) -> NextTimeout {
+    let mut timeout = details.timeout;
+    if let (UreqInstant::Exact(start), UreqInstant::Exact(now), UreqDuration::Exact(after)) =
+        (details.now, (details.current_time)(), timeout.after)
+    {
+        timeout.after = UreqDuration::Exact(after.saturating_sub(now.saturating_duration_since(start)));
+    }
+    timeout
+}
+
+/// A rustls stream as a ureq transport.
+struct TlsTransport {
+    buffers: LazyBuffers,
+    stream: StreamOwned<ClientConnection, TransportAdapter>,
+}
+
+impl Transport for TlsTransport {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        &mut self.buffers
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        self.stream.get_mut().set_timeout(timeout);
+        let output = &self.buffers.output()[..amount];
+        self.stream.write_all(output)?;
+        Ok(())
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        self.stream.get_mut().set_timeout(timeout);
+        let input = self.buffers.input_append_buf();
+        let amount = self.stream.read(input)?;
+        self.buffers.input_appended(amount);
+        Ok(amount > 0)
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.stream.get_mut().get_mut().is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        true
+    }
+}
+
+impl fmt::Debug for TlsTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsTransport").field("inner", &self.stream.sock.inner()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classify(e: rustls::Error) -> HttpsError {
+        tls_error("https://127.0.0.1:8443/ingest", "127.0.0.1:8443", Phase::Handshake, &e, None)
+    }
+
+    fn problem(e: rustls::Error) -> CertificateProblem {
+        match classify(e) {
+            HttpsError::Certificate { problem, .. } => problem,
+            other => panic!("expected a certificate error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn certificate_errors_map_to_problems() {
+        assert_eq!(
+            problem(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)),
+            CertificateProblem::UnknownIssuer
+        );
+        assert_eq!(
+            problem(rustls::Error::InvalidCertificate(CertificateError::ExpiredContext {
+                time: UnixTime::since_unix_epoch(Duration::from_secs(2_000_000_000)),
+                not_after: UnixTime::since_unix_epoch(Duration::from_secs(1_900_000_000)),
+            })),
+            CertificateProblem::Expired { not_after: Some(1_900_000_000), now: Some(2_000_000_000) }
+        );
+        assert_eq!(
+            problem(rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
+                expected: ServerName::try_from("127.0.0.1").unwrap(),
+                presented: vec!["DnsName(\"wrong.example\")".into()],
+            })),
+            CertificateProblem::NotValidForName { presented: vec!["DnsName(\"wrong.example\")".into()] }
+        );
+        assert_eq!(
+            problem(rustls::Error::InvalidCertificate(CertificateError::NotValidYet)),
+            CertificateProblem::NotYetValid
+        );
+        assert_eq!(
+            problem(rustls::Error::InvalidCertificate(CertificateError::BadEncoding)),
+            CertificateProblem::Other("invalid peer certificate: BadEncoding".into())
+        );
+    }
+
+    #[test]
+    fn certificate_error_messages_name_endpoint_and_issuer() {
+        let presented = CertificateInfo {
+            subject: "CN=127.0.0.1".into(),
+            issuer: "CN=Vigil Collector CA 2".into(),
+            not_after: "2030-01-01T00:00:00Z".into(),
+            not_after_unix: 1_893_456_000,
+            sha256: "AB:CD".into(),
+        };
+        let err = tls_error(
+            "https://127.0.0.1:8443/ingest",
+            "127.0.0.1:8443",
+            Phase::Handshake,
+            &rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
+            Some(presented),
+        );
+        let text = err.to_string();
+        assert!(
+            text.starts_with("certificate for 127.0.0.1:8443 not trusted: unknown issuer CN=Vigil Collector CA 2"),
+            "{text}"
+        );
+        assert!(text.contains("https://127.0.0.1:8443/ingest"), "{text}");
+        assert!(text.contains("sha256 AB:CD"), "{text}");
+        assert_eq!(err.class(), crate::ErrorClass::Fatal);
+
+        let expired = classify(rustls::Error::InvalidCertificate(CertificateError::ExpiredContext {
+            time: UnixTime::since_unix_epoch(Duration::from_secs(1_700_000_000)),
+            not_after: UnixTime::since_unix_epoch(Duration::from_secs(1_600_000_000)),
+        }));
+        assert_eq!(
+            expired.to_string(),
+            "certificate for 127.0.0.1:8443 expired: notAfter 2020-09-13T12:26:40Z is before now (2023-11-14T22:13:20Z) (endpoint https://127.0.0.1:8443/ingest)"
+        );
+    }
+
+    #[test]
+    fn other_tls_errors_are_fatal_tls_failures() {
+        let err = classify(rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure));
+        assert!(matches!(err, HttpsError::Tls { phase: Phase::Handshake, .. }), "{err:?}");
+        assert!(err.is_tls());
+        assert_eq!(err.class(), crate::ErrorClass::Fatal);
+        assert!(err.to_string().contains("https://127.0.0.1:8443/ingest"));
+    }
+}
