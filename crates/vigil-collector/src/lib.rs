@@ -1,1 +1,99 @@
-//! placeholder
+//! A loopback HTTPS ingestion server that misbehaves on request.
+//!
+//! [`Collector`] is a real HTTPS server on std threads (rustls with the
+//! *ring* provider, certificates made at start-up with rcgen). It receives
+//! event batches the way `vigil-https` sends them, keeps exactly one copy of
+//! each, and can be told at run time to fail in the ways real servers fail:
+//!
+//! - [`Fault`]: how requests are answered (status codes, `Retry-After`,
+//!   never, slowly, with a reset, cut off, or with garbage). Set one for
+//!   every request with [`Collector::set_fault`], or for the next few with
+//!   [`Collector::fail_next`].
+//! - [`CertMode`] and [`Collector::rotate_ca`]: which certificate new
+//!   connections get (valid, expired, for the wrong name, expiring soon) and
+//!   which CA signs it. The CA is written to a PEM file
+//!   ([`Collector::ca_pem_path`]) that clients load as their trust anchor.
+//! - [`CollectorStats`], [`Collector::seqs`] and
+//!   [`Collector::wait_for_events`]: what arrived, for assertions.
+//! - [`Command`]: the same controls as text, for the `vigil-collector`
+//!   binary's stdin and its optional `POST /control` endpoint.
+//!
+//! # The wire contract
+//!
+//! `POST /ingest` takes a batch as NDJSON (`application/x-ndjson`) or a JSON
+//! array (`application/json`), optionally gzip'd (`Content-Encoding: gzip`).
+//! Every record must be a JSON object with an unsigned integer `seq`. The
+//! `Idempotency-Key` header names the batch: a key already accepted is
+//! answered `200` with `"duplicate": true` and its events are not counted
+//! again. A body that does not parse is answered `400` (`415` for an unknown
+//! content type or encoding, `413` when larger than
+//! [`max_body`](CollectorBuilder::max_body)). `GET /health` answers `200`.
+//!
+//! Connections are HTTP/1.1 keep-alive (`Connection: close` is honoured),
+//! one thread each, at most [`max_connections`](CollectorBuilder::max_connections).
+//!
+//! Everything is logged through `log` with target `vigil::collector`.
+//!
+//! # Example
+//!
+//! A client that trusts the collector's CA delivers a batch, then sees a
+//! `503` with `Retry-After`:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
+//! use vigil_collector::{Collector, Fault};
+//!
+//! let collector = Collector::builder().start()?;
+//!
+//! let ca = Certificate::from_pem(&std::fs::read(collector.ca_pem_path())?)?;
+//! let tls = TlsConfig::builder()
+//!     .provider(TlsProvider::Rustls)
+//!     .root_certs(RootCerts::new_with_certs(&[ca]))
+//!     .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+//!     .build();
+//! let agent = ureq::Agent::config_builder()
+//!     .tls_config(tls)
+//!     .http_status_as_error(false)
+//!     .build()
+//!     .new_agent();
+//!
+//! let send = |key: &str| {
+//!     agent
+//!         .post(&collector.endpoint())
+//!         .header("Content-Type", "application/x-ndjson")
+//!         .header("Idempotency-Key", key)
+//!         .send("{\"seq\":1}\n{\"seq\":2}\n")
+//! };
+//! assert_eq!(send("batch-1")?.status(), 200);
+//! assert!(collector.wait_for_events(2, Duration::from_secs(10)));
+//!
+//! collector.fail_next(1, Fault::RetryAfter { status: 503, value: "2".into() });
+//! let refused = send("batch-2")?;
+//! assert_eq!(refused.status(), 503);
+//! assert_eq!(refused.headers()["retry-after"], "2");
+//!
+//! assert_eq!(collector.seqs().into_iter().collect::<Vec<_>>(), [1, 2]);
+//! assert_eq!(collector.stats().faults_served, 1);
+//! collector.shutdown();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod certs;
+mod control;
+mod error;
+mod fault;
+mod http;
+mod ingest;
+mod server;
+mod stats;
+
+pub use control::{COMMAND_HELP, Command, ParseCommandError};
+pub use error::CollectorError;
+pub use fault::{CertMode, Fault};
+pub use server::{Collector, CollectorBuilder};
+pub use stats::CollectorStats;
+
+/// The `log` target of everything this crate logs.
+pub(crate) const TARGET: &str = "vigil::collector";

@@ -1,0 +1,279 @@
+//! The control language shared by the binary's stdin and the HTTP control endpoint.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::fault::{CertMode, Fault};
+
+/// One control command, as typed on the binary's stdin or posted to
+/// `/control`.
+///
+/// | line | command |
+/// |---|---|
+/// | `rotate` | [`Command::Rotate`] |
+/// | `valid`, `expired`, `wrong-name`, `expires-in 10d` | [`Command::Serve`] |
+/// | `healthy`, `never-answer`, `slow 3s`, `reset`, `close-mid`, `garbage` | [`Command::Fault`] |
+/// | `status 500` (or `fault 500`), `status 503 retry-after=2`, `fault 429 retry-after=Wed, 21 Oct 2015 07:28:00 GMT` | [`Command::Fault`] |
+/// | `next 3 <fault>` | [`Command::FailNext`] |
+/// | `stats` | [`Command::Stats`] |
+///
+/// Durations are an integer with a unit: `ms`, `s`, `m`, `h` or `d` (a bare
+/// integer is seconds). A `retry-after=` value is everything after the `=`,
+/// passed verbatim.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use vigil_collector::{CertMode, Command, Fault};
+///
+/// let cmd: Command = "fault 503 retry-after=2".parse()?;
+/// assert_eq!(cmd, Command::Fault(Fault::RetryAfter { status: 503, value: "2".into() }));
+/// assert_eq!("slow 3s".parse::<Command>()?, Command::Fault(Fault::Slow(Duration::from_secs(3))));
+/// assert_eq!("expires-in 10d".parse::<Command>()?, Command::Serve(CertMode::ExpiresIn(Duration::from_secs(864_000))));
+/// assert_eq!("next 2 reset".parse::<Command>()?, Command::FailNext { count: 2, fault: Fault::Reset });
+/// assert!("explode".parse::<Command>().is_err());
+/// # Ok::<(), vigil_collector::ParseCommandError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Command {
+    /// Rotate to a new CA: [`Collector::rotate_ca`](crate::Collector::rotate_ca).
+    Rotate,
+    /// Serve another certificate: [`Collector::serve`](crate::Collector::serve).
+    Serve(CertMode),
+    /// Set the persistent fault: [`Collector::set_fault`](crate::Collector::set_fault).
+    Fault(Fault),
+    /// Fault the next `count` requests: [`Collector::fail_next`](crate::Collector::fail_next).
+    FailNext {
+        /// How many requests.
+        count: u64,
+        /// The fault they get.
+        fault: Fault,
+    },
+    /// Report the counters: [`Collector::stats`](crate::Collector::stats).
+    Stats,
+}
+
+/// Why a control line could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseCommandError {
+    input: String,
+    reason: String,
+}
+
+impl ParseCommandError {
+    fn new(input: &str, reason: impl Into<String>) -> ParseCommandError {
+        ParseCommandError { input: input.to_owned(), reason: reason.into() }
+    }
+
+    /// The line that was refused.
+    pub fn input(&self) -> &str {
+        &self.input
+    }
+
+    /// Why, in words.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl fmt::Display for ParseCommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot parse control command {:?}: {}", self.input, self.reason)
+    }
+}
+
+impl std::error::Error for ParseCommandError {}
+
+/// A one-line summary of the control language, for `help`.
+pub const COMMAND_HELP: &str = "commands: rotate | valid | expired | wrong-name | expires-in DUR | healthy | never-answer | \
+slow DUR | status CODE [retry-after=VALUE] | fault CODE [retry-after=VALUE] | reset | close-mid | garbage | \
+next N FAULT | stats | quit   (DUR: 500ms, 3s, 2m, 1h, 10d)";
+
+impl FromStr for Command {
+    type Err = ParseCommandError;
+
+    fn from_str(line: &str) -> Result<Command, ParseCommandError> {
+        let trimmed = line.trim();
+        let (word, rest) = match trimmed.split_once(char::is_whitespace) {
+            Some((w, r)) => (w, r.trim()),
+            None => (trimmed, ""),
+        };
+        let err = |reason: &str| ParseCommandError::new(line, reason);
+        let no_args = |cmd: Command| if rest.is_empty() { Ok(cmd) } else { Err(err("takes no arguments")) };
+        match word.to_ascii_lowercase().as_str() {
+            "" => Err(err("empty command")),
+            "rotate" | "rotate-ca" => no_args(Command::Rotate),
+            "stats" => no_args(Command::Stats),
+            "valid" => no_args(Command::Serve(CertMode::Valid)),
+            "expired" => no_args(Command::Serve(CertMode::Expired)),
+            "wrong-name" => no_args(Command::Serve(CertMode::WrongName)),
+            "expires-in" => {
+                let d = parse_duration(rest).map_err(|r| err(&r))?;
+                Ok(Command::Serve(CertMode::ExpiresIn(d)))
+            }
+            "next" => {
+                let (count, fault) = rest.split_once(char::is_whitespace).ok_or_else(|| err("usage: next N FAULT"))?;
+                let count: u64 = count.parse().map_err(|_| err("N must be a non-negative integer"))?;
+                match parse_fault(line, fault.trim())? {
+                    Some(fault) => Ok(Command::FailNext { count, fault }),
+                    None => Err(err("`next` takes a fault, e.g. `next 2 status 500`")),
+                }
+            }
+            _ => match parse_fault(line, trimmed)? {
+                Some(fault) => Ok(Command::Fault(fault)),
+                None => Err(err("unknown command; try `help`")),
+            },
+        }
+    }
+}
+
+/// Parses a fault; `Ok(None)` when the first word is not a fault at all.
+fn parse_fault(line: &str, text: &str) -> Result<Option<Fault>, ParseCommandError> {
+    let (word, rest) = match text.split_once(char::is_whitespace) {
+        Some((w, r)) => (w, r.trim()),
+        None => (text, ""),
+    };
+    let err = |reason: &str| ParseCommandError::new(line, reason);
+    let no_args = |fault: Fault| if rest.is_empty() { Ok(Some(fault)) } else { Err(err("takes no arguments")) };
+    match word.to_ascii_lowercase().as_str() {
+        "healthy" | "heal" => no_args(Fault::Healthy),
+        "never-answer" => no_args(Fault::NeverAnswer),
+        "reset" => no_args(Fault::Reset),
+        "close-mid" | "close-mid-response" => no_args(Fault::CloseMidResponse),
+        "garbage" => no_args(Fault::Garbage),
+        "slow" => Ok(Some(Fault::Slow(parse_duration(rest).map_err(|r| err(&r))?))),
+        "status" | "fault" => {
+            let (code, option) = match rest.split_once(char::is_whitespace) {
+                Some((c, o)) => (c, o.trim()),
+                None => (rest, ""),
+            };
+            let status: u16 = code.parse().map_err(|_| err("status must be an integer from 100 to 999"))?;
+            if !(100..=999).contains(&status) {
+                return Err(err("status must be an integer from 100 to 999"));
+            }
+            if option.is_empty() {
+                return Ok(Some(Fault::Status(status)));
+            }
+            let value =
+                option.strip_prefix("retry-after=").ok_or_else(|| err("the only option is retry-after=VALUE"))?.trim();
+            if value.is_empty() {
+                return Err(err("retry-after needs a value"));
+            }
+            Ok(Some(Fault::RetryAfter { status, value: value.to_owned() }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Parses `500ms`, `3s`, `2m`, `1h`, `10d` or a bare number of seconds.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    if number.is_empty() {
+        return Err(format!("expected a duration such as 3s or 500ms, found {text:?}"));
+    }
+    let n: u64 = number.parse().map_err(|_| format!("duration {text:?} is too large"))?;
+    let scale: u64 = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        other => return Err(format!("unknown duration unit {other:?} (use ms, s, m, h or d)")),
+    };
+    n.checked_mul(scale).map(Duration::from_secs).ok_or_else(|| format!("duration {text:?} is too large"))
+}
+
+/// Formats a duration in the largest unit that represents it exactly
+/// (milliseconds at the finest).
+pub(crate) fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1000 != 0 || ms == 0 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if secs % size == 0 {
+            return format!("{}{unit}", secs / size);
+        }
+    }
+    format!("{secs}s")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Command, ParseCommandError> {
+        line.parse()
+    }
+
+    #[test]
+    fn parses_every_command() {
+        assert_eq!(parse("rotate").unwrap(), Command::Rotate);
+        assert_eq!(parse("  STATS ").unwrap(), Command::Stats);
+        assert_eq!(parse("wrong-name").unwrap(), Command::Serve(CertMode::WrongName));
+        assert_eq!(parse("expired").unwrap(), Command::Serve(CertMode::Expired));
+        assert_eq!(parse("valid").unwrap(), Command::Serve(CertMode::Valid));
+        assert_eq!(parse("never-answer").unwrap(), Command::Fault(Fault::NeverAnswer));
+        assert_eq!(parse("slow 250ms").unwrap(), Command::Fault(Fault::Slow(Duration::from_millis(250))));
+        assert_eq!(parse("fault 500").unwrap(), Command::Fault(Fault::Status(500)));
+        assert_eq!(parse("status 413").unwrap(), Command::Fault(Fault::Status(413)));
+        assert_eq!(
+            parse("fault 429 retry-after=Wed, 21 Oct 2015 07:28:00 GMT").unwrap(),
+            Command::Fault(Fault::RetryAfter { status: 429, value: "Wed, 21 Oct 2015 07:28:00 GMT".into() })
+        );
+        assert_eq!(parse("close-mid").unwrap(), Command::Fault(Fault::CloseMidResponse));
+        assert_eq!(parse("garbage").unwrap(), Command::Fault(Fault::Garbage));
+        assert_eq!(parse("reset").unwrap(), Command::Fault(Fault::Reset));
+        assert_eq!(parse("healthy").unwrap(), Command::Fault(Fault::Healthy));
+        assert_eq!(
+            parse("next 3 fault 503 retry-after=1").unwrap(),
+            Command::FailNext { count: 3, fault: Fault::RetryAfter { status: 503, value: "1".into() } }
+        );
+    }
+
+    #[test]
+    fn refuses_bad_lines_with_a_reason() {
+        for (line, words) in [
+            ("", "empty"),
+            ("explode", "unknown command"),
+            ("rotate now", "no arguments"),
+            ("slow", "expected a duration"),
+            ("slow 3 weeks", "unknown duration unit"),
+            ("slow 99999999999999999999s", "too large"),
+            ("expires-in 99999999999999999d", "too large"),
+            ("fault", "status must be"),
+            ("fault 42", "status must be"),
+            ("fault 503 after=2", "retry-after"),
+            ("fault 503 retry-after=", "needs a value"),
+            ("next", "usage"),
+            ("next x reset", "non-negative integer"),
+            ("next 2 rotate", "takes a fault"),
+        ] {
+            let err = parse(line).unwrap_err();
+            assert_eq!(err.input(), line);
+            assert!(err.reason().contains(words), "{line:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn durations_round_trip() {
+        for (text, d) in [
+            ("0ms", Duration::ZERO),
+            ("1500ms", Duration::from_millis(1500)),
+            ("3s", Duration::from_secs(3)),
+            ("2m", Duration::from_secs(120)),
+            ("1h", Duration::from_secs(3600)),
+            ("10d", Duration::from_secs(864_000)),
+        ] {
+            assert_eq!(parse_duration(text).unwrap(), d);
+            assert_eq!(format_duration(d), text);
+        }
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+    }
+}
