@@ -1,0 +1,470 @@
+//! The ledger: where every event ends up.
+//!
+//! Emitters count into cache-padded stripes (one per thread, round robin), so
+//! counting on the hot path never contends on a shared cache line. The
+//! batcher is the only writer of its own counters. A snapshot sums them up;
+//! it takes no lock the batcher holds while delivering.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+
+use crate::local::{STRIPES, stripe};
+
+const TARGET: &str = "vigil::events";
+
+/// Why an event was dropped. Every drop is counted under exactly one reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropReason {
+    /// `emit` found the buffer full under [`OverflowPolicy::DropNewest`](crate::OverflowPolicy::DropNewest).
+    QueueFull,
+    /// Evicted from a full buffer under [`OverflowPolicy::DropOldest`](crate::OverflowPolicy::DropOldest).
+    OldestEvicted,
+    /// The sink answered [`Delivery::Rejected`](crate::Delivery::Rejected) for the batch.
+    Rejected,
+    /// Too large to deliver on its own: the encoded record exceeds
+    /// `max_batch_bytes`, or the sink answered
+    /// [`Delivery::TooLarge`](crate::Delivery::TooLarge) for a batch of this
+    /// one event.
+    TooLarge,
+    /// Its batch kept failing past `max_batch_age`.
+    Expired,
+    /// Still undelivered when the final flush ran out of budget, or emitted
+    /// after the pipeline closed.
+    Shutdown,
+    /// Serializing the event failed (or panicked).
+    Encode,
+}
+
+impl DropReason {
+    /// Every reason, in the order the ledger lists them.
+    pub const ALL: [DropReason; 7] = [
+        DropReason::QueueFull,
+        DropReason::OldestEvicted,
+        DropReason::Rejected,
+        DropReason::TooLarge,
+        DropReason::Expired,
+        DropReason::Shutdown,
+        DropReason::Encode,
+    ];
+
+    /// The reason's name as it appears in the ledger and in logs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use vigil_events::DropReason;
+    /// assert_eq!(DropReason::QueueFull.as_str(), "queue_full");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::OldestEvicted => "oldest_evicted",
+            DropReason::Rejected => "rejected",
+            DropReason::TooLarge => "too_large",
+            DropReason::Expired => "expired",
+            DropReason::Shutdown => "shutdown",
+            DropReason::Encode => "encode",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Dropped events, counted by [`DropReason`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct DropCounts {
+    /// See [`DropReason::QueueFull`].
+    pub queue_full: u64,
+    /// See [`DropReason::OldestEvicted`].
+    pub oldest_evicted: u64,
+    /// See [`DropReason::Rejected`].
+    pub rejected: u64,
+    /// See [`DropReason::TooLarge`].
+    pub too_large: u64,
+    /// See [`DropReason::Expired`].
+    pub expired: u64,
+    /// See [`DropReason::Shutdown`].
+    pub shutdown: u64,
+    /// See [`DropReason::Encode`].
+    pub encode: u64,
+}
+
+impl DropCounts {
+    /// The count for one reason.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use vigil_events::{DropCounts, DropReason};
+    /// let counts = DropCounts { expired: 3, ..DropCounts::default() };
+    /// assert_eq!(counts.get(DropReason::Expired), 3);
+    /// assert_eq!(counts.total(), 3);
+    /// ```
+    pub fn get(&self, reason: DropReason) -> u64 {
+        match reason {
+            DropReason::QueueFull => self.queue_full,
+            DropReason::OldestEvicted => self.oldest_evicted,
+            DropReason::Rejected => self.rejected,
+            DropReason::TooLarge => self.too_large,
+            DropReason::Expired => self.expired,
+            DropReason::Shutdown => self.shutdown,
+            DropReason::Encode => self.encode,
+        }
+    }
+
+    fn get_mut(&mut self, reason: DropReason) -> &mut u64 {
+        match reason {
+            DropReason::QueueFull => &mut self.queue_full,
+            DropReason::OldestEvicted => &mut self.oldest_evicted,
+            DropReason::Rejected => &mut self.rejected,
+            DropReason::TooLarge => &mut self.too_large,
+            DropReason::Expired => &mut self.expired,
+            DropReason::Shutdown => &mut self.shutdown,
+            DropReason::Encode => &mut self.encode,
+        }
+    }
+
+    /// The per-reason difference `self - earlier`.
+    pub(crate) fn since(&self, earlier: &DropCounts) -> DropCounts {
+        let mut out = DropCounts::default();
+        for reason in DropReason::ALL {
+            *out.get_mut(reason) = self.get(reason).saturating_sub(earlier.get(reason));
+        }
+        out
+    }
+
+    /// All drops, whatever the reason.
+    pub fn total(&self) -> u64 {
+        DropReason::ALL.iter().map(|&r| self.get(r)).sum()
+    }
+}
+
+/// The most recent delivery failure.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LastError {
+    /// What failed: `retryable`, `too_large`, `rejected`, `fatal`, `panic`
+    /// (the batcher died during a delivery or while encoding) or
+    /// `sink_factory` (building the sink failed).
+    pub kind: String,
+    /// The error's message.
+    pub message: String,
+    /// When it happened, in milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+}
+
+/// A point-in-time copy of the ledger. Serializes with serde.
+///
+/// **The invariant.** `accepted = delivered + dropped.total() + pending`
+/// holds whenever no `emit` is running and the batcher is between steps
+/// (idle, waiting for a retry, or stopped); [`is_balanced`](Self::is_balanced)
+/// checks it. While events move the counts can be off by the few events in
+/// motion.
+///
+/// # Examples
+///
+/// ```
+/// use vigil_events::LedgerSnapshot;
+/// let snapshot = LedgerSnapshot::default();
+/// assert!(snapshot.is_balanced());
+/// let json = serde_json::to_value(&snapshot).unwrap();
+/// assert_eq!(json["dropped"]["queue_full"], 0);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct LedgerSnapshot {
+    /// Every event handed to `emit`. An event refused by `emit` counts here
+    /// and under its drop reason (`queue_full` or `shutdown`).
+    pub accepted: u64,
+    /// Events in batches the sink reported delivered.
+    pub delivered: u64,
+    /// Dropped events by reason.
+    pub dropped: DropCounts,
+    /// Events neither delivered nor dropped: `queued + in_flight`.
+    pub pending: u64,
+    /// Events waiting in the buffer.
+    pub queued: u64,
+    /// Events the batcher has taken from the buffer and not yet resolved: the
+    /// batch being assembled, the batch being delivered or waiting for a retry
+    /// (and the other half of a split batch), and an event being encoded.
+    pub in_flight: u64,
+    /// Batches delivered.
+    pub batches: u64,
+    /// Delivery attempts, first tries and retries.
+    pub attempts: u64,
+    /// Delivery attempts that repeated an earlier failed attempt of the same batch.
+    pub retries: u64,
+    /// Batches split in halves after [`Delivery::TooLarge`](crate::Delivery::TooLarge).
+    pub splits: u64,
+    /// Batcher restarts (incarnations after the first).
+    pub restarts: u64,
+    /// The most recent failure, if any.
+    pub last_error: Option<LastError>,
+}
+
+impl LedgerSnapshot {
+    /// Whether `accepted = delivered + dropped + pending`.
+    pub fn is_balanced(&self) -> bool {
+        self.accepted == self.delivered + self.dropped.total() + self.pending
+    }
+}
+
+impl fmt::Display for LedgerSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "accepted={} delivered={} pending={} (queued={} in_flight={}) dropped={}",
+            self.accepted,
+            self.delivered,
+            self.pending,
+            self.queued,
+            self.in_flight,
+            self.dropped.total()
+        )?;
+        for reason in DropReason::ALL {
+            let n = self.dropped.get(reason);
+            if n > 0 {
+                write!(f, " {reason}={n}")?;
+            }
+        }
+        write!(
+            f,
+            " batches={} attempts={} retries={} splits={} restarts={}",
+            self.batches, self.attempts, self.retries, self.splits, self.restarts
+        )
+    }
+}
+
+/// Counters written by emitters; one per thread stripe, padded to its own
+/// cache lines.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Stripe {
+    accepted: AtomicU64,
+    queue_full: AtomicU64,
+    oldest_evicted: AtomicU64,
+    shutdown: AtomicU64,
+}
+
+/// The shared ledger behind [`LedgerSnapshot`].
+#[derive(Debug)]
+pub(crate) struct Ledger {
+    stripes: Box<[Stripe]>,
+    // Written only by the batcher.
+    delivered: AtomicU64,
+    batcher_drops: [AtomicU64; 7],
+    batches: AtomicU64,
+    attempts: AtomicU64,
+    retries: AtomicU64,
+    splits: AtomicU64,
+    restarts: AtomicU64,
+    in_flight: AtomicU64,
+    warned: [AtomicBool; 7],
+    last_error: Mutex<Option<LastError>>,
+}
+
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Ledger {
+    pub(crate) fn new() -> Ledger {
+        Ledger {
+            stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
+            delivered: AtomicU64::new(0),
+            batcher_drops: Default::default(),
+            batches: AtomicU64::new(0),
+            attempts: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            splits: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            warned: Default::default(),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    // ---- emitter side (hot path) ----
+
+    #[inline]
+    pub(crate) fn accept(&self) -> usize {
+        let s = stripe();
+        self.stripes[s].accepted.fetch_add(1, Ordering::Relaxed);
+        s
+    }
+
+    /// Counts a drop on the emitting thread. `stripe` comes from [`Ledger::accept`].
+    #[cold]
+    pub(crate) fn emitter_drop(&self, stripe: usize, reason: DropReason) {
+        let stripe = &self.stripes[stripe];
+        let counter = match reason {
+            DropReason::QueueFull => &stripe.queue_full,
+            DropReason::OldestEvicted => &stripe.oldest_evicted,
+            _ => &stripe.shutdown,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.warn_first(reason);
+    }
+
+    fn warn_first(&self, reason: DropReason) {
+        let flag = &self.warned[reason.index()];
+        if !flag.load(Ordering::Relaxed) && !flag.swap(true, Ordering::Relaxed) {
+            let why = match reason {
+                DropReason::QueueFull => "the buffer is full; emit refuses new events",
+                DropReason::OldestEvicted => "the buffer is full; the oldest events are evicted",
+                DropReason::Rejected => "the sink rejected a batch",
+                DropReason::TooLarge => "an event is too large to deliver on its own",
+                DropReason::Expired => "a batch kept failing past max_batch_age",
+                DropReason::Shutdown => "events were undelivered at shutdown or emitted after it",
+                DropReason::Encode => "an event failed to serialize",
+            };
+            log::warn!(target: TARGET, "first event dropped for reason `{reason}`: {why}; later drops of this reason are counted in the ledger");
+        }
+    }
+
+    // ---- batcher side ----
+
+    pub(crate) fn batcher_drop(&self, reason: DropReason, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.batcher_drops[reason.index()].fetch_add(n, Ordering::Relaxed);
+        self.warn_first(reason);
+    }
+
+    pub(crate) fn delivered(&self, events: u64) {
+        self.delivered.fetch_add(events, Ordering::Relaxed);
+        self.batches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn attempt(&self, retry: bool) {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        if retry {
+            self.retries.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn split(&self) {
+        self.splits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn restarted(&self) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_in_flight(&self, n: u64) {
+        self.in_flight.store(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_last_error(&self, kind: &str, message: String) {
+        *self.last_error.lock() = Some(LastError { kind: kind.to_owned(), message, at_unix_ms: unix_ms() });
+    }
+
+    /// What the batcher itself has resolved: events delivered, and dropped by reason.
+    pub(crate) fn batcher_totals(&self) -> (u64, DropCounts) {
+        let mut dropped = DropCounts::default();
+        for reason in DropReason::ALL {
+            *dropped.get_mut(reason) = self.batcher_drops[reason.index()].load(Ordering::Relaxed);
+        }
+        (self.delivered.load(Ordering::Relaxed), dropped)
+    }
+
+    /// Failures and drops so far, for deciding whether to log a summary.
+    pub(crate) fn trouble(&self) -> (u64, u64) {
+        let s = self.snapshot(0);
+        (s.dropped.total(), s.attempts - s.batches)
+    }
+
+    pub(crate) fn snapshot(&self, queued: u64) -> LedgerSnapshot {
+        let mut dropped = DropCounts::default();
+        let mut accepted = 0;
+        for s in self.stripes.iter() {
+            accepted += s.accepted.load(Ordering::Relaxed);
+            dropped.queue_full += s.queue_full.load(Ordering::Relaxed);
+            dropped.oldest_evicted += s.oldest_evicted.load(Ordering::Relaxed);
+            dropped.shutdown += s.shutdown.load(Ordering::Relaxed);
+        }
+        for reason in DropReason::ALL {
+            *dropped.get_mut(reason) += self.batcher_drops[reason.index()].load(Ordering::Relaxed);
+        }
+        let in_flight = self.in_flight.load(Ordering::Relaxed);
+        LedgerSnapshot {
+            accepted,
+            delivered: self.delivered.load(Ordering::Relaxed),
+            dropped,
+            pending: queued + in_flight,
+            queued,
+            in_flight,
+            batches: self.batches.load(Ordering::Relaxed),
+            attempts: self.attempts.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            splits: self.splits.load(Ordering::Relaxed),
+            restarts: self.restarts.load(Ordering::Relaxed),
+            last_error: self.last_error.lock().clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stripes_are_padded() {
+        assert!(std::mem::align_of::<Stripe>() >= 128);
+    }
+
+    #[test]
+    fn snapshot_sums_stripes_and_batcher_counters() {
+        let ledger = Ledger::new();
+        for _ in 0..40 {
+            let s = ledger.accept();
+            ledger.emitter_drop(s, DropReason::QueueFull);
+        }
+        std::thread::scope(|scope| {
+            for _ in 0..3 {
+                scope.spawn(|| {
+                    for _ in 0..100 {
+                        ledger.accept();
+                    }
+                });
+            }
+        });
+        ledger.batcher_drop(DropReason::Expired, 5);
+        ledger.batcher_drop(DropReason::Shutdown, 2);
+        ledger.delivered(250);
+        ledger.set_in_flight(3);
+        let s = ledger.snapshot(10);
+        assert_eq!(s.accepted, 340);
+        assert_eq!(s.dropped.queue_full, 40);
+        assert_eq!(s.dropped.expired, 5);
+        assert_eq!(s.dropped.shutdown, 2);
+        assert_eq!(s.delivered, 250);
+        assert_eq!(s.batches, 1);
+        assert_eq!(s.pending, 13);
+        assert_eq!(s.delivered + s.dropped.total() + s.pending, 310);
+        assert!(!s.is_balanced());
+    }
+
+    #[test]
+    fn snapshot_serializes_reason_names() {
+        let ledger = Ledger::new();
+        ledger.set_last_error("fatal", "certificate expired".into());
+        let json = serde_json::to_value(ledger.snapshot(0)).unwrap();
+        for reason in DropReason::ALL {
+            assert_eq!(json["dropped"][reason.as_str()], 0, "{reason}");
+        }
+        assert_eq!(json["last_error"]["kind"], "fatal");
+        assert_eq!(json["last_error"]["message"], "certificate expired");
+    }
+}
