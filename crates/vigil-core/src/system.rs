@@ -237,7 +237,7 @@ impl System {
     ///
     /// [`SystemError`] with the whole failure chain when the root gave up.
     pub fn wait(mut self) -> Result<ShutdownReport, SystemError> {
-        self.wait_inner(None).unwrap_or_else(|| unreachable_outcome())
+        self.wait_inner(None).unwrap_or_else(unreachable_outcome)
     }
 
     /// Like [`wait`](System::wait), for at most `timeout`; gives the system
