@@ -167,13 +167,14 @@ impl fmt::Display for ExitReason {
                 Ok(())
             }
             ExitReason::StartTimeout { timeout } => {
-                write!(f, "start did not finish within {timeout:?}; thread abandoned")
+                write!(f, "start did not finish within {}; thread abandoned", crate::observe::human(*timeout))
             }
             ExitReason::Spawn { error } => write!(f, "could not spawn thread: {error}"),
             ExitReason::ChildStartFailed { child, cause } => write!(f, "child {child} failed to start: {cause}"),
             ExitReason::Escalated { supervisor, intensity, period, child, cause } => write!(
                 f,
-                "{supervisor} reached max restart intensity ({intensity} in {period:?}) after {child} exited: {cause}"
+                "{supervisor} reached max restart intensity ({intensity} in {}) after {child} exited: {cause}",
+                crate::observe::human(*period)
             ),
         }
     }

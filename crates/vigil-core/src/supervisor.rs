@@ -20,7 +20,7 @@ use crate::backoff::Jitter;
 use crate::error::{ConfigError, ControlError, StartError};
 use crate::exit::ExitReason;
 use crate::intensity::{RestartWindow, Verdict};
-use crate::observe::{Bus, ChildState, ChildStats, Node, Row, SupervisionEvent, SupervisorStats};
+use crate::observe::{Bus, ChildState, ChildStats, Node, Row, SupervisionEvent, SupervisorStats, human};
 use crate::runner::{Incarnate, Link, Runner};
 use crate::spec::{Body, ChildSpec, Restart};
 
@@ -671,7 +671,12 @@ impl Sup {
             runner.abandon();
         }
         child.since = None;
-        log::warn!(target: "vigil", "abandoned {}: it did not stop within {timeout:?}; its thread is left running", child.path);
+        log::warn!(
+            target: "vigil",
+            "abandoned {}: it did not stop within {}; its thread is left running",
+            child.path,
+            human(timeout)
+        );
         let path = child.path.to_string();
         self.bus.abandoned(&path);
         self.node.inner.lock().abandoned += 1;
@@ -724,14 +729,19 @@ impl Sup {
         }
         let uptime = child.since.take().map(|since| since.elapsed());
         child.last_exit = Some(reason.clone());
-        if reason.is_normal() {
-            log::info!(target: "vigil", "{} exited: {reason}", child.path);
-        } else {
-            log::warn!(target: "vigil", "{} exited: {reason}", child.path);
-        }
         let path = child.path.to_string();
         self.bus.publish(|| SupervisionEvent::Exited { path, reason: reason.clone() });
-        match (child.spec.common.restart, reason.is_normal()) {
+        let restart = child.spec.common.restart;
+        let restarted = !(restart == Restart::Temporary || (restart == Restart::Transient && reason.is_normal()));
+        if restarted {
+            // The restart line that follows names the reason.
+            log::debug!(target: "vigil", "{} exited: {reason}", child.path);
+        } else if reason.is_normal() {
+            log::info!(target: "vigil", "{} exited: {reason} ({restart:?}, not restarted)", child.path);
+        } else {
+            log::warn!(target: "vigil", "{} exited: {reason} ({restart:?}, not restarted)", child.path);
+        }
+        match (restart, reason.is_normal()) {
             (Restart::Temporary, _) => {
                 self.remove(i);
                 return Ok(());
@@ -813,8 +823,10 @@ impl Sup {
             let (intensity, period) = (self.window.intensity(), self.window.period());
             log::warn!(
                 target: "vigil",
-                "restarting {} ({count} of {intensity} in {period:?}, backoff {delay:?}): {reason}",
-                child.path
+                "restarting {} ({count} of {intensity} in {}, backoff {}): {reason}",
+                child.path,
+                human(period),
+                human(delay),
             );
             let path = child.path.to_string();
             self.sync(i);
@@ -887,8 +899,9 @@ impl Sup {
         let (intensity, period) = (self.window.intensity(), self.window.period());
         log::error!(
             target: "vigil",
-            "{} giving up: more than {intensity} restarts in {period:?}; last: {child}: {reason}",
-            self.path
+            "{} giving up: more than {intensity} restarts in {}; last: {child}: {reason}",
+            self.path,
+            human(period),
         );
         let escalation = ExitReason::Escalated {
             supervisor: self.path.to_string(),

@@ -45,7 +45,7 @@ fn a_restart_is_logged_as_one_readable_line() {
     let restart = lines.iter().find(|l| l.contains("restarting root/events")).expect("a restart line");
     assert!(restart.starts_with("WARN restarting root/events (1 of 3 in 5s, backoff 40ms): panicked at "), "{restart}");
     assert!(restart.contains(": events was told to panic"), "{restart}");
-    assert!(lines.iter().any(|l| l.starts_with("WARN root/events exited: panicked at")), "{lines:#?}");
+    assert!(lines.iter().any(|l| l.starts_with("DEBUG root/events exited: panicked at")), "{lines:#?}");
     system.shutdown().unwrap();
     let lines = logs.0.lock().unwrap().clone();
     assert!(lines.iter().any(|l| l == "INFO root shut down (0 abandoned)"), "{lines:#?}");
