@@ -18,3 +18,8 @@ pub use vigil_core as core;
 pub use vigil_core::*;
 pub use vigil_events as events;
 pub use vigil_https as https;
+
+/// The README's quick start, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
