@@ -53,6 +53,7 @@ pub struct CollectorBuilder {
     control_endpoints: bool,
     client_auth: Option<PathBuf>,
     cert_mode: CertMode,
+    close_on_cert_change: bool,
 }
 
 impl Default for CollectorBuilder {
@@ -67,6 +68,7 @@ impl Default for CollectorBuilder {
             control_endpoints: false,
             client_auth: None,
             cert_mode: CertMode::Valid,
+            close_on_cert_change: true,
         }
     }
 }
@@ -158,6 +160,22 @@ impl CollectorBuilder {
         self
     }
 
+    /// Whether [`Collector::rotate_ca`] and [`Collector::serve`] close the
+    /// keep-alive connections opened under the previous certificate, the way
+    /// a server reload does: idle ones at once, busy ones after their current
+    /// response (sent with `Connection: close`). Every client's next request
+    /// then handshakes against the new certificate, so a rotation is seen at
+    /// once even by clients that pool connections.
+    ///
+    /// With `false`, open connections keep their certificate until the
+    /// client or the [idle timeout](Self::idle_timeout) closes them.
+    ///
+    /// Defaults to `true`.
+    pub fn close_on_cert_change(mut self, close: bool) -> Self {
+        self.close_on_cert_change = close;
+        self
+    }
+
     /// Generates the first CA and server certificate, binds the socket and
     /// starts accepting connections.
     ///
@@ -223,7 +241,8 @@ impl CollectorBuilder {
             control: self.control_endpoints,
             client_auth,
             certs: Mutex::new(CertState { ca, leaf, mode: self.cert_mode }),
-            tls: RwLock::new(config),
+            tls: RwLock::new(Served { config, generation: 0 }),
+            close_on_cert_change: self.close_on_cert_change,
             faults: Mutex::new(FaultPlan::default()),
             ledger: Ledger::new(log),
             conns: Mutex::new(HashMap::new()),
@@ -293,14 +312,30 @@ struct Shared {
     client_auth: Option<ClientAuth>,
     /// Serializes certificate changes; the config clients get is in `tls`.
     certs: Mutex<CertState>,
-    tls: RwLock<Arc<ServerConfig>>,
+    tls: RwLock<Served>,
+    close_on_cert_change: bool,
     faults: Mutex<FaultPlan>,
     ledger: Ledger,
     /// Open connections, so shutdown can unblock their threads.
-    conns: Mutex<HashMap<u64, TcpStream>>,
+    conns: Mutex<HashMap<u64, ConnEntry>>,
     stopping: Mutex<bool>,
     stop_signal: Condvar,
     stopped: AtomicBool,
+}
+
+/// The TLS configuration new connections get, and how many times it changed.
+struct Served {
+    config: Arc<ServerConfig>,
+    generation: u64,
+}
+
+/// An open connection, as the acceptor and certificate changes see it.
+struct ConnEntry {
+    tcp: TcpStream,
+    /// Set while the connection waits for its next request.
+    idle: Arc<AtomicBool>,
+    /// The [`Served`] generation it was opened under.
+    generation: u64,
 }
 
 struct CertState {
@@ -334,6 +369,35 @@ impl Shared {
         false
     }
 
+    /// Serves `config` to new connections and, if configured, closes the
+    /// idle connections opened under an older one.
+    fn install(&self, config: Arc<ServerConfig>) {
+        let generation = {
+            let mut served = self.tls.write();
+            served.config = config;
+            served.generation += 1;
+            served.generation
+        };
+        if self.close_on_cert_change {
+            let mut closed = 0;
+            for entry in self.conns.lock().values() {
+                if entry.generation < generation && entry.idle.load(Ordering::Acquire) {
+                    let _ = entry.tcp.shutdown(Shutdown::Both);
+                    closed += 1;
+                }
+            }
+            if closed > 0 {
+                log::info!(target: TARGET, "certificate changed: closed {closed} idle connection(s)");
+            }
+        }
+    }
+
+    /// Whether a connection opened under `generation` should close after
+    /// its current exchange.
+    fn outdated(&self, generation: u64) -> bool {
+        self.close_on_cert_change && self.tls.read().generation != generation
+    }
+
     fn set_fault(&self, fault: Fault) {
         log::info!(target: TARGET, "fault for every request from now on: {fault}");
         self.faults.lock().set(fault);
@@ -350,7 +414,7 @@ impl Shared {
         let ca = Authority::generate(&self.dir, generation)?;
         let leaf = ca.issue_leaf(certs.mode)?;
         let config = leaf.server_config(self.client_auth.as_ref())?;
-        *self.tls.write() = config;
+        self.install(config);
         let path = ca.pem_path().to_owned();
         certs.ca = ca;
         certs.leaf = leaf;
@@ -368,7 +432,7 @@ impl Shared {
         let mut certs = self.certs.lock();
         let leaf = certs.ca.issue_leaf(mode)?;
         let config = leaf.server_config(self.client_auth.as_ref())?;
-        *self.tls.write() = config;
+        self.install(config);
         certs.leaf = leaf;
         certs.mode = mode;
         log::info!(target: TARGET, "serving a {mode} certificate from CA generation {}", certs.ca.generation());
@@ -708,11 +772,12 @@ fn accept_loop(shared: &Arc<Shared>, listener: TcpListener) {
         handles.retain(|h| !h.is_finished());
         next_id += 1;
         let id = next_id;
+        let idle = Arc::new(AtomicBool::new(false));
         let Ok(registered) = tcp.try_clone() else {
             log::warn!(target: TARGET, "cannot register the connection from {peer}; closing it");
             continue;
         };
-        {
+        let (config, generation) = {
             let mut conns = shared.conns.lock();
             if conns.len() >= shared.max_connections {
                 drop(conns);
@@ -727,19 +792,24 @@ fn accept_loop(shared: &Arc<Shared>, listener: TcpListener) {
                 });
                 continue;
             }
-            conns.insert(id, registered);
+            let (config, generation) = {
+                let served = shared.tls.read();
+                (served.config.clone(), served.generation)
+            };
+            conns.insert(id, ConnEntry { tcp: registered, idle: idle.clone(), generation });
             let open = conns.len() as u64;
             shared.ledger.update(|s| {
                 s.connections += 1;
                 s.active_connections = open;
             });
-        }
-        let config = shared.tls.read().clone();
+            (config, generation)
+        };
         let spawned = {
             let shared = shared.clone();
             thread::Builder::new().name(format!("vigil-collector-conn-{id}")).spawn(move || {
                 let _registration = Registration { shared: &shared, id };
-                serve_connection(&shared, tcp, peer, config);
+                let conn = Conn { peer, idle, generation };
+                serve_connection(&shared, tcp, &conn, config);
             })
         };
         match spawned {
@@ -756,8 +826,8 @@ fn accept_loop(shared: &Arc<Shared>, listener: TcpListener) {
         }
     }
     drop(listener);
-    for tcp in shared.conns.lock().values() {
-        let _ = tcp.shutdown(Shutdown::Both);
+    for entry in shared.conns.lock().values() {
+        let _ = entry.tcp.shutdown(Shutdown::Both);
     }
     for handle in handles {
         if handle.join().is_err() {
@@ -793,18 +863,26 @@ enum Next {
     Abort,
 }
 
-fn serve_connection(shared: &Shared, tcp: TcpStream, peer: SocketAddr, config: Arc<ServerConfig>) {
+/// What a connection thread knows about its connection.
+struct Conn {
+    peer: SocketAddr,
+    idle: Arc<AtomicBool>,
+    generation: u64,
+}
+
+fn serve_connection(shared: &Shared, tcp: TcpStream, conn: &Conn, config: Arc<ServerConfig>) {
+    let peer = conn.peer;
     let _ = tcp.set_nodelay(true);
     let _ = tcp.set_read_timeout(shared.idle_timeout);
     let _ = tcp.set_write_timeout(Some(WRITE_TIMEOUT));
-    let conn = match ServerConnection::new(config) {
-        Ok(conn) => conn,
+    let session = match ServerConnection::new(config) {
+        Ok(session) => session,
         Err(e) => {
             log::error!(target: TARGET, "cannot start a TLS session for {peer}: {e}");
             return;
         }
     };
-    let mut tls = StreamOwned::new(conn, tcp);
+    let mut tls = StreamOwned::new(session, tcp);
     while tls.conn.is_handshaking() {
         if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
             if !shared.is_stopping() {
@@ -818,7 +896,14 @@ fn serve_connection(shared: &Shared, tcp: TcpStream, peer: SocketAddr, config: A
 
     let mut reader = BufReader::with_capacity(16 * 1024, tls);
     loop {
-        let head = match http::read_head(&mut reader) {
+        conn.idle.store(true, Ordering::Release);
+        if shared.outdated(conn.generation) {
+            log::debug!(target: TARGET, "closing the connection from {peer}: the certificate changed");
+            break;
+        }
+        let head = http::read_head(&mut reader);
+        conn.idle.store(false, Ordering::Release);
+        let head = match head {
             Ok(Some(head)) => head,
             Ok(None) => break,
             Err(HttpError::Io(e)) => {
@@ -832,7 +917,7 @@ fn serve_connection(shared: &Shared, tcp: TcpStream, peer: SocketAddr, config: A
                 break;
             }
         };
-        match handle_request(shared, &mut reader, &head, peer) {
+        match handle_request(shared, &mut reader, &head, conn) {
             Next::KeepAlive if !shared.is_stopping() => {}
             Next::KeepAlive | Next::Close => break,
             Next::Abort => return,
@@ -868,17 +953,10 @@ fn route(shared: &Shared, head: &RequestHead) -> Route {
     }
 }
 
-fn handle_request(shared: &Shared, reader: &mut BufReader<Tls>, head: &RequestHead, peer: SocketAddr) -> Next {
-    let keep_alive = head.keep_alive();
-    let respond = |reader: &mut BufReader<Tls>, response: Response, keep_alive: bool| -> Next {
-        match response.write_to(reader.get_mut(), keep_alive) {
-            Ok(()) if keep_alive => Next::KeepAlive,
-            Ok(()) => Next::Close,
-            Err(e) => {
-                log::debug!(target: TARGET, "cannot answer {peer}: {e}");
-                Next::Abort
-            }
-        }
+fn handle_request(shared: &Shared, reader: &mut BufReader<Tls>, head: &RequestHead, conn: &Conn) -> Next {
+    let peer = conn.peer;
+    let respond = |reader: &mut BufReader<Tls>, response: Response, may_keep_alive: bool| {
+        respond(shared, conn, head, reader, &response, may_keep_alive)
     };
     let route = route(shared, head);
     let framing = match head.framing() {
@@ -904,7 +982,7 @@ fn handle_request(shared: &Shared, reader: &mut BufReader<Tls>, head: &RequestHe
         Ok(Body::TooLarge) => {
             count_bad_ingest(shared, route);
             let msg = format!("body larger than the limit of {} bytes", shared.max_body);
-            return respond(reader, Response::error(413, msg), keep_alive);
+            return respond(reader, Response::error(413, msg), true);
         }
         Err(HttpError::Io(e)) => {
             log::debug!(target: TARGET, "connection from {peer} ended mid-body: {e}");
@@ -916,15 +994,34 @@ fn handle_request(shared: &Shared, reader: &mut BufReader<Tls>, head: &RequestHe
         }
     };
     match route {
-        Route::Ingest => ingest_with_fault(shared, reader, head, &body, peer, keep_alive),
-        Route::Health => respond(reader, Response::text(200, "ok"), keep_alive),
-        Route::Stats => respond(reader, Response::json(200, &status_json(shared)), keep_alive),
-        Route::Control => respond(reader, control(shared, head, &body), keep_alive),
+        Route::Ingest => ingest_with_fault(shared, reader, head, &body, conn),
+        Route::Health => respond(reader, Response::text(200, "ok"), true),
+        Route::Stats => respond(reader, Response::json(200, &status_json(shared)), true),
+        Route::Control => respond(reader, control(shared, head, &body), true),
         Route::MethodNotAllowed(allow) => {
-            respond(reader, Response::error(405, "method not allowed").with_header("Allow", allow), keep_alive)
+            respond(reader, Response::error(405, "method not allowed").with_header("Allow", allow), true)
         }
-        Route::NotFound => {
-            respond(reader, Response::error(404, format!("no such endpoint {}", head.path())), keep_alive)
+        Route::NotFound => respond(reader, Response::error(404, format!("no such endpoint {}", head.path())), true),
+    }
+}
+
+/// Writes `response`, keeping the connection open if the client and the
+/// collector both want that at this moment.
+fn respond(
+    shared: &Shared,
+    conn: &Conn,
+    head: &RequestHead,
+    reader: &mut BufReader<Tls>,
+    response: &Response,
+    may_keep_alive: bool,
+) -> Next {
+    let keep_alive = may_keep_alive && head.keep_alive() && !shared.outdated(conn.generation) && !shared.is_stopping();
+    match response.write_to(reader.get_mut(), keep_alive) {
+        Ok(()) if keep_alive => Next::KeepAlive,
+        Ok(()) => Next::Close,
+        Err(e) => {
+            log::debug!(target: TARGET, "cannot answer {}: {e}", conn.peer);
+            Next::Abort
         }
     }
 }
@@ -943,9 +1040,9 @@ fn ingest_with_fault(
     reader: &mut BufReader<Tls>,
     head: &RequestHead,
     body: &[u8],
-    peer: SocketAddr,
-    keep_alive: bool,
+    conn: &Conn,
 ) -> Next {
+    let peer = conn.peer;
     let fault = shared.faults.lock().take();
     shared.ledger.update(|s| {
         s.requests += 1;
@@ -956,16 +1053,8 @@ fn ingest_with_fault(
     if !fault.is_healthy() {
         log::info!(target: TARGET, "injecting fault {fault} into a request from {peer}");
     }
-    let respond = |reader: &mut BufReader<Tls>, response: Response| -> Next {
-        match response.write_to(reader.get_mut(), keep_alive) {
-            Ok(()) if keep_alive => Next::KeepAlive,
-            Ok(()) => Next::Close,
-            Err(e) => {
-                log::debug!(target: TARGET, "cannot answer {peer}: {e}");
-                Next::Abort
-            }
-        }
-    };
+    let respond =
+        |reader: &mut BufReader<Tls>, response: Response| respond(shared, conn, head, reader, &response, true);
     match fault {
         Fault::Healthy => respond(reader, ingest(shared, head, body, peer)),
         Fault::Slow(d) => {
@@ -1002,7 +1091,7 @@ fn ingest_with_fault(
         }
         Fault::CloseMidResponse => {
             let response = ingest(shared, head, body, peer);
-            let bytes = response.head_bytes(keep_alive);
+            let bytes = response.head_bytes(head.keep_alive());
             // Cut inside the headers, so no client can take it for a whole answer.
             let cut = bytes.len() / 2;
             let tls = reader.get_mut();
