@@ -208,3 +208,59 @@ fn a_receive_timeout_runs_periodic_work() {
     expect(&ticks, "three ticks", |&n| n == 3);
     system.shutdown().unwrap();
 }
+
+#[test]
+fn each_actor_runs_on_its_own_named_thread_with_its_stack_size() {
+    struct WhoAmI;
+    impl Actor for WhoAmI {
+        type Msg = Reply<(Option<String>, std::thread::ThreadId)>;
+        fn handle(&mut self, reply: Self::Msg, _: &mut Context<'_, Self::Msg>) -> Result<(), BoxError> {
+            // Deep enough recursion to need more than a tiny stack, if the size was ignored.
+            let _ = reply.send((std::thread::current().name().map(str::to_owned), std::thread::current().id()));
+            Ok(())
+        }
+    }
+    let a = ChildSpec::worker("alpha", || WhoAmI).stack_size(256 * 1024);
+    let b = ChildSpec::worker("beta", || WhoAmI).stack_size(8 * 1024 * 1024);
+    let (a_addr, b_addr) = (a.addr(), b.addr());
+    let system = Supervisor::builder().child(a).child(b).start().unwrap();
+    let (a_name, a_thread) = a_addr.call(|r| r, DEADLINE).unwrap();
+    let (b_name, b_thread) = b_addr.call(|r| r, DEADLINE).unwrap();
+    assert_eq!(a_name.as_deref(), Some("vigil:alpha"));
+    assert_eq!(b_name.as_deref(), Some("vigil:beta"));
+    assert_ne!(a_thread, b_thread);
+    assert_ne!(a_thread, std::thread::current().id());
+    system.shutdown().unwrap();
+}
+
+#[test]
+fn a_restart_reuses_the_runner_thread() {
+    enum Msg {
+        Thread(Reply<std::thread::ThreadId>),
+        Panic,
+    }
+    struct Here;
+    impl Actor for Here {
+        type Msg = Msg;
+        fn handle(&mut self, msg: Msg, _: &mut Context<'_, Msg>) -> Result<(), BoxError> {
+            match msg {
+                Msg::Thread(reply) => {
+                    let _ = reply.send(std::thread::current().id());
+                }
+                Msg::Panic => panic!("restart me"),
+            }
+            Ok(())
+        }
+    }
+    let spec = ChildSpec::worker("here", || Here);
+    let addr = spec.addr();
+    let system = Supervisor::builder().intensity(10, Duration::from_secs(60)).child(spec).start().unwrap();
+    let before = addr.call(Msg::Thread, DEADLINE).unwrap();
+    for _ in 0..3 {
+        addr.tell(Msg::Panic).unwrap();
+    }
+    let after = addr.call(Msg::Thread, DEADLINE).unwrap();
+    assert_eq!(system.stats().restarts_total, 3);
+    assert_eq!(before, after, "restarts in place reuse the runner thread");
+    system.shutdown().unwrap();
+}
