@@ -67,7 +67,7 @@ impl Authority {
         params.key_usages =
             vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let now = SystemTime::now();
-        set_validity(&mut params, now.checked_sub(60 * DAY).unwrap_or(now), now + 3650 * DAY);
+        let _ = set_validity(&mut params, now.checked_sub(60 * DAY).unwrap_or(now), now + 3650 * DAY);
 
         let key = KeyPair::generate().map_err(cert_err)?;
         let cert = params.self_signed(&key).map_err(cert_err)?;
@@ -119,7 +119,7 @@ impl Authority {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;
-        set_validity(&mut params, not_before, not_after);
+        let not_after = set_validity(&mut params, not_before, not_after);
 
         let key = KeyPair::generate().map_err(cert_err)?;
         let cert = params.signed_by(&key, &self.issuer).map_err(cert_err)?;
@@ -231,11 +231,16 @@ fn good_names() -> Vec<SanType> {
 }
 
 /// Sets `not_before` and `not_after` from `SystemTime`s, without naming the
-/// `time` crate: rcgen's epoch plus a std `Duration`.
-fn set_validity(params: &mut CertificateParams, not_before: SystemTime, not_after: SystemTime) {
-    let since_epoch = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap_or_default().min(MAX_VALIDITY * 2);
+/// `time` crate: rcgen's epoch plus a std `Duration`, in whole seconds as
+/// X.509 stores them. Returns `not_after` as written.
+fn set_validity(params: &mut CertificateParams, not_before: SystemTime, not_after: SystemTime) -> SystemTime {
+    let since_epoch = |t: SystemTime| {
+        let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().min(MAX_VALIDITY * 2).as_secs();
+        Duration::from_secs(secs)
+    };
     params.not_before = rcgen::date_time_ymd(1970, 1, 1) + since_epoch(not_before);
     params.not_after = rcgen::date_time_ymd(1970, 1, 1) + since_epoch(not_after);
+    UNIX_EPOCH + since_epoch(not_after)
 }
 
 /// A tag that tells CAs of different collectors apart in logs and issuer names.

@@ -1016,7 +1016,13 @@ fn respond(
     may_keep_alive: bool,
 ) -> Next {
     let keep_alive = may_keep_alive && head.keep_alive() && !shared.outdated(conn.generation) && !shared.is_stopping();
-    match response.write_to(reader.get_mut(), keep_alive) {
+    let written = if head.method == "HEAD" {
+        let tls = reader.get_mut();
+        tls.write_all(&response.head_bytes(keep_alive)).and_then(|()| tls.flush())
+    } else {
+        response.write_to(reader.get_mut(), keep_alive)
+    };
+    match written {
         Ok(()) if keep_alive => Next::KeepAlive,
         Ok(()) => Next::Close,
         Err(e) => {

@@ -146,6 +146,11 @@ fn other_endpoints_and_methods() {
     let agent = agent(&[&collector.ca_pem_path()]);
     let base = collector.endpoint().replace("/ingest", "");
     assert_eq!(agent.get(&format!("{base}/health")).call().unwrap().status(), 200);
+    let head = agent.head(&format!("{base}/health")).call().unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-length"], "3");
+    // The connection is still in step after a HEAD (no stray body).
+    assert_eq!(agent.get(&format!("{base}/health")).call().unwrap().into_body().read_to_string().unwrap(), "ok\n");
     assert_eq!(agent.get(&format!("{base}/nope")).call().unwrap().status(), 404);
     let wrong_method = agent.get(&collector.endpoint()).call().unwrap();
     assert_eq!(wrong_method.status(), 405);

@@ -32,10 +32,13 @@ pub fn start() -> Collector {
 
 /// A ureq agent trusting exactly the CAs in these PEM files.
 pub fn agent(cas: &[&Path]) -> ureq::Agent {
-    agent_with_timeout(cas, Some(DEADLINE))
+    agent_with_response_timeout(cas, Some(DEADLINE))
 }
 
-pub fn agent_with_timeout(cas: &[&Path], timeout: Option<Duration>) -> ureq::Agent {
+/// An agent that gives up when the response head has not arrived `timeout`
+/// after the request was sent (connecting and the handshake are not
+/// counted, so a loaded machine does not time out early).
+pub fn agent_with_response_timeout(cas: &[&Path], timeout: Option<Duration>) -> ureq::Agent {
     let certs: Vec<Certificate<'static>> = cas
         .iter()
         .map(|p| Certificate::from_pem(&std::fs::read(p).expect("read CA PEM")).expect("parse CA PEM"))
@@ -48,7 +51,8 @@ pub fn agent_with_timeout(cas: &[&Path], timeout: Option<Duration>) -> ureq::Age
     ureq::Agent::config_builder()
         .tls_config(tls)
         .http_status_as_error(false)
-        .timeout_global(timeout)
+        .timeout_global(Some(DEADLINE))
+        .timeout_recv_response(timeout)
         .build()
         .new_agent()
 }
