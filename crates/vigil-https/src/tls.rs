@@ -129,7 +129,24 @@ pub(crate) fn tls_error(
     presented: Option<CertificateInfo>,
 ) -> HttpsError {
     let rustls::Error::InvalidCertificate(cert_error) = error else {
-        return HttpsError::Tls { endpoint: endpoint.to_string(), phase, reason: error.to_string() };
+        let mut reason = error.to_string();
+        if let rustls::Error::AlertReceived(alert) = error {
+            use rustls::AlertDescription as A;
+            if matches!(
+                alert,
+                A::CertificateRequired
+                    | A::BadCertificate
+                    | A::UnsupportedCertificate
+                    | A::CertificateRevoked
+                    | A::CertificateExpired
+                    | A::CertificateUnknown
+                    | A::UnknownCA
+                    | A::AccessDenied
+            ) {
+                reason.push_str(" (the server refused our client certificate, or its absence)");
+            }
+        }
+        return HttpsError::Tls { endpoint: endpoint.to_string(), phase, reason };
     };
     #[allow(deprecated)] // UnsupportedSignatureAlgorithm falls into `Other` with the rest.
     let problem = match cert_error {
@@ -287,14 +304,19 @@ impl Transport for TlsTransport {
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
         self.stream.get_mut().set_timeout(timeout);
         let output = &self.buffers.output()[..amount];
-        self.stream.write_all(output)?;
+        if let Err(e) = self.stream.write_all(output) {
+            return Err(self.explain_io_failure(e).into());
+        }
         Ok(())
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
         self.stream.get_mut().set_timeout(timeout);
         let input = self.buffers.input_append_buf();
-        let amount = self.stream.read(input)?;
+        let amount = match self.stream.read(input) {
+            Ok(amount) => amount,
+            Err(e) => return Err(self.explain_io_failure(e).into()),
+        };
         self.buffers.input_appended(amount);
         Ok(amount > 0)
     }
@@ -305,6 +327,44 @@ impl Transport for TlsTransport {
 
     fn is_tls(&self) -> bool {
         true
+    }
+}
+
+impl TlsTransport {
+    /// How long to look for a TLS alert after the connection broke.
+    const ALERT_PROBE: Duration = Duration::from_secs(1);
+
+    /// I/O failed because the server closed the connection. A TLS server
+    /// that refuses the client (say, a missing or untrusted client certificate
+    /// under TLS 1.3, which is only judged after the client finished its
+    /// handshake) sends an alert first: read what is left, and if it holds an
+    /// alert, report that instead of the bare "broken pipe".
+    ///
+    /// (rustls' stream swallows a failed socket write and reports it on the
+    /// next call, which may be a read; so both directions come here.)
+    fn explain_io_failure(&mut self, error: std::io::Error) -> std::io::Error {
+        use std::io::ErrorKind;
+        if !matches!(error.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted) {
+            return error;
+        }
+        self.stream.sock.set_timeout(NextTimeout {
+            after: UreqDuration::Exact(Self::ALERT_PROBE),
+            reason: ureq::Timeout::Global,
+            per_read: None,
+            per_write: None,
+        });
+        // A few records at most: anything the server sent before closing.
+        for _ in 0..8 {
+            match self.stream.conn.read_tls(&mut self.stream.sock) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if let Err(tls) = self.stream.conn.process_new_packets() {
+                        return std::io::Error::new(ErrorKind::InvalidData, tls);
+                    }
+                }
+            }
+        }
+        error
     }
 }
 

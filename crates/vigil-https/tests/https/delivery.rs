@@ -1,0 +1,115 @@
+//! Batches arrive: NDJSON, JSON arrays, gzip, one pooled connection, and the
+//! server certificate recorded from the real handshake.
+
+use vigil_events::{Batch, Delivery, Encoding, Sink};
+use vigil_https::CertificateInfo;
+
+use crate::support::*;
+
+fn served_cert(collector: &vigil_collector::Collector) -> CertificateInfo {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let der = CertificateDer::from_pem_slice(collector.served_cert_pem().as_bytes()).expect("served cert PEM");
+    CertificateInfo::from_der(&der).expect("served cert parses")
+}
+
+#[test]
+fn batches_arrive_over_one_connection() {
+    let collector = collector();
+    let endpoint = collector.endpoint();
+    let ca = collector.ca_pem_path();
+    let config = config_for(&collector, &ca);
+    let stats = config.stats();
+    let mut sink = config.build().expect("sink builds");
+
+    deliver_ok(&mut sink, &batch("d-0", 0..10));
+    deliver_ok(&mut sink, &batch("d-1", 10..20));
+    deliver_ok(&mut sink, &batch("d-2", 20..25));
+
+    assert_eq!(collector.seqs().into_iter().collect::<Vec<_>>(), (0..25).collect::<Vec<_>>());
+    let server = collector.stats();
+    assert_eq!(server.batches_accepted, 3);
+    assert_eq!(server.connections, 1, "one pooled connection for all three batches");
+
+    let snap = stats.snapshot();
+    assert_eq!(snap.deliveries.delivered, 3);
+    assert_eq!(snap.events_delivered, 25);
+    assert_eq!(snap.handshakes, 1);
+    assert_eq!(snap.tls_failures, 0);
+    assert_eq!(snap.sinks_built, 1);
+    assert_eq!(snap.trusted_certificates, 1);
+    assert_eq!(snap.last_error, None);
+    let cert = snap.server_certificate.expect("the handshake recorded the leaf");
+    assert_eq!(cert, served_cert(&collector));
+    assert!(cert.issuer.contains("CN=vigil-collector test CA 0"), "{}", cert.issuer);
+
+    // The load was logged with the count and the file.
+    let loads = https_logs(&endpoint);
+    let expected = format!("trusting 1 certificates from {} (1)", ca.display());
+    assert!(loads.iter().any(|r| r.message.contains(&expected)), "no load log {expected:?} in {loads:#?}");
+}
+
+#[test]
+fn json_arrays_and_gzip_arrive() {
+    let collector = collector();
+    let mut sink = config_for(&collector, &collector.ca_pem_path()).gzip(true).build().expect("sink builds");
+
+    let ndjson = batch("g-0", 0..200);
+    deliver_ok(&mut sink, &ndjson);
+    let array = Batch::new("g-1", Encoding::JsonArray, vec![200, 201], br#"[{"seq":200},{"seq":201}]"#.to_vec());
+    deliver_ok(&mut sink, &array);
+
+    assert_eq!(collector.seqs().len(), 202);
+    assert_eq!(collector.stats().bad_requests, 0);
+}
+
+#[test]
+fn a_retried_batch_is_counted_once() {
+    let collector = collector();
+    let mut sink = config_for(&collector, &collector.ca_pem_path()).build().expect("sink builds");
+
+    // The collector records the batch, then cuts the answer off.
+    collector.fail_next(1, vigil_collector::Fault::CloseMidResponse);
+    let b = batch("dup-0", 0..4);
+    let first = sink.deliver(&b, None);
+    assert_eq!(first.kind(), "retryable", "{first:?}");
+
+    // The batcher retries with the same idempotency key.
+    deliver_ok(&mut sink, &b);
+    let server = collector.stats();
+    assert_eq!(server.batches_accepted, 1);
+    assert_eq!(server.duplicate_batches, 1);
+    assert_eq!(server.unique_events, 4);
+    assert_eq!(server.duplicate_events, 0);
+}
+
+#[test]
+fn stats_serialize_with_the_certificate() {
+    let collector = collector();
+    let config = config_for(&collector, &collector.ca_pem_path());
+    let mut sink = config.build().expect("sink builds");
+    deliver_ok(&mut sink, &batch("s-0", 0..1));
+    let json = serde_json::to_value(config.stats().snapshot()).expect("serializes");
+    assert_eq!(json["deliveries"]["delivered"], 1);
+    assert_eq!(json["endpoint"], collector.endpoint());
+    let sha = json["server_certificate"]["sha256"].as_str().expect("fingerprint");
+    assert_eq!(sha, served_cert(&collector).sha256);
+    assert_eq!(sha.len(), 32 * 3 - 1);
+    assert!(json["server_certificate"]["not_after"].as_str().unwrap().ends_with('Z'));
+}
+
+#[test]
+fn plain_http_is_refused_before_any_connection() {
+    let collector = collector();
+    let endpoint = collector.endpoint().replace("https://", "http://").replace("127.0.0.1", "localhost");
+    let config = vigil_https::HttpsSinkConfig::new(&endpoint);
+    let err = config.build().unwrap_err();
+    assert_eq!(err, vigil_https::HttpsError::InsecureEndpoint { endpoint: endpoint.clone() });
+    assert_eq!(collector.stats().connections, 0);
+
+    // Allowed on loopback, plain http reaches the TLS port and fails there, retryably.
+    let mut sink = config.allow_http(true).build().expect("loopback http is allowed when asked");
+    let delivery = sink.deliver(&batch("h-0", 0..1), Some(DEADLINE));
+    assert!(!matches!(delivery, Delivery::Delivered));
+    assert_ne!(delivery.kind(), "fatal", "{delivery:?}");
+}

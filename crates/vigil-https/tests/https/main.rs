@@ -1,0 +1,11 @@
+//! Scenario tests for vigil-https: real TLS on loopback against the
+//! `vigil-collector`, one module per feature.
+
+mod support;
+
+mod delivery;
+mod expiry;
+mod faults;
+mod identity;
+mod rotation;
+mod trust_reload;

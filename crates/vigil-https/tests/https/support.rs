@@ -1,0 +1,202 @@
+//! Helpers shared by the scenario tests: a recording logger, temp dirs,
+//! waiting on conditions, batches, and client PKI made with rcgen.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use vigil_collector::{Collector, CollectorStats};
+use vigil_events::{Batch, Delivery, Encoding, Sink};
+use vigil_https::{HttpsError, HttpsSink, HttpsSinkConfig};
+
+/// How long a test waits for something that should happen quickly. Only
+/// reached on failure.
+pub(crate) const DEADLINE: Duration = Duration::from_secs(20);
+
+/// One log record, as the recording logger keeps it.
+#[derive(Debug, Clone)]
+pub(crate) struct Record {
+    pub(crate) level: log::Level,
+    pub(crate) target: String,
+    pub(crate) message: String,
+}
+
+/// A `log::Log` that keeps every record in memory.
+struct Recorder {
+    records: Mutex<Vec<Record>>,
+}
+
+impl log::Log for Recorder {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        self.records.lock().push(Record {
+            level: record.level(),
+            target: record.target().to_string(),
+            message: record.args().to_string(),
+        });
+    }
+
+    fn flush(&self) {}
+}
+
+fn recorder() -> &'static Recorder {
+    static RECORDER: OnceLock<&'static Recorder> = OnceLock::new();
+    RECORDER.get_or_init(|| {
+        let recorder: &'static Recorder = Box::leak(Box::new(Recorder { records: Mutex::new(Vec::new()) }));
+        log::set_logger(recorder).expect("no other logger in this test binary");
+        log::set_max_level(log::LevelFilter::Debug);
+        recorder
+    })
+}
+
+/// Installs the recording logger (once per test binary).
+pub(crate) fn capture_logs() {
+    recorder();
+}
+
+/// The `vigil::https` records whose message contains `needle` (tests run in
+/// parallel, so each filters on its own endpoint).
+pub(crate) fn https_logs(needle: &str) -> Vec<Record> {
+    recorder()
+        .records
+        .lock()
+        .iter()
+        .filter(|r| r.target == "vigil::https" && r.message.contains(needle))
+        .cloned()
+        .collect()
+}
+
+/// Polls `pred` every 10 ms until it holds or [`DEADLINE`] passes; returns whether it held.
+pub(crate) fn eventually(mut pred: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if pred() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A directory removed on drop.
+pub(crate) struct TempDir(PathBuf);
+
+impl TempDir {
+    pub(crate) fn new(name: &str) -> TempDir {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("vigil-https-it-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// Writes a file atomically (write a sibling, rename over), so a polling
+    /// sink never sees it half written.
+    pub(crate) fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path(name);
+        write_atomically(&path, contents.as_ref());
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub(crate) fn write_atomically(path: &Path, contents: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).expect("write temp file");
+    std::fs::rename(&tmp, path).expect("rename into place");
+}
+
+/// Starts a collector with default settings.
+pub(crate) fn collector() -> Collector {
+    capture_logs();
+    Collector::builder().start().expect("collector starts")
+}
+
+/// Starts a collector that closes idle connections quickly, so a test can
+/// force the sink onto a new connection (and a new handshake).
+pub(crate) fn collector_with_short_idle() -> Collector {
+    capture_logs();
+    Collector::builder().idle_timeout(Some(Duration::from_millis(200))).start().expect("collector starts")
+}
+
+/// Waits until the collector has no open connection, so the sink's next
+/// request opens a new one.
+pub(crate) fn wait_idle(collector: &Collector) {
+    assert!(
+        collector.wait_for(DEADLINE, |s: &CollectorStats| s.active_connections == 0),
+        "the collector's connections did not close: {:?}",
+        collector.stats()
+    );
+}
+
+/// A config for the collector's endpoint trusting one PEM file.
+pub(crate) fn config_for(collector: &Collector, trust: &Path) -> HttpsSinkConfig {
+    HttpsSinkConfig::new(collector.endpoint()).trust_file(trust).timeout_global(Some(DEADLINE))
+}
+
+/// An NDJSON batch of these sequence numbers, keyed by `key`.
+pub(crate) fn batch(key: &str, seqs: std::ops::Range<u64>) -> Batch {
+    let seqs: Vec<u64> = seqs.collect();
+    let body: String = seqs.iter().map(|s| format!("{{\"seq\":{s},\"msg\":\"event {s}\"}}\n")).collect();
+    Batch::new(key, Encoding::Ndjson, seqs, body.into_bytes())
+}
+
+/// The [`HttpsError`] inside a failed delivery.
+pub(crate) fn https_error(delivery: &Delivery) -> &HttpsError {
+    delivery
+        .error()
+        .unwrap_or_else(|| panic!("expected a failed delivery, got {delivery:?}"))
+        .downcast_ref::<HttpsError>()
+        .expect("the delivery error is an HttpsError")
+}
+
+/// Delivers and asserts success.
+pub(crate) fn deliver_ok(sink: &mut HttpsSink, batch: &Batch) {
+    let delivery = sink.deliver(batch, None);
+    assert!(matches!(delivery, Delivery::Delivered), "expected delivered, got {delivery:?}");
+}
+
+/// A CA made with rcgen, able to sign client certificates.
+pub(crate) struct TestCa {
+    pub(crate) cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+    params: rcgen::CertificateParams,
+}
+
+impl TestCa {
+    pub(crate) fn new(name: &str) -> TestCa {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+        let cert = params.self_signed(&key).expect("self-signed CA");
+        TestCa { cert, key, params }
+    }
+
+    /// A client certificate (clientAuth) and its key, signed by this CA.
+    pub(crate) fn client(&self, name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        (params.signed_by(&key, &issuer).expect("client cert"), key)
+    }
+}
