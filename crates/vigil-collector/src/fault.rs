@@ -23,7 +23,7 @@ use std::time::Duration;
 /// | `Status(s)` | status `s` | no |
 /// | `RetryAfter { status, value }` | status and a `Retry-After: value` header | no |
 /// | `Reset` | a TCP reset (`SO_LINGER` 0) | no |
-/// | `CloseMidResponse` | a `200` status line and half a body, then EOF without TLS `close_notify` | **yes**: the server committed, the answer was lost |
+/// | `CloseMidResponse` | the first half of a `200` response head, then EOF without TLS `close_notify` | **yes**: the server committed, the answer was lost |
 /// | `Garbage` | bytes that are not HTTP, then the connection closes | no |
 ///
 /// `CloseMidResponse` records the batch on purpose: it is the case an
@@ -56,8 +56,9 @@ pub enum Fault {
     /// Reset the connection: close the socket with `SO_LINGER` 0, so the
     /// client reads `ECONNRESET`.
     Reset,
-    /// Record the batch, write a `200` status line, headers and half of the
-    /// body, then close the socket without a TLS `close_notify`.
+    /// Record the batch, write the first half of the `200` response head
+    /// (cut inside the headers, so no client can mistake it for a complete
+    /// answer), then close the socket without a TLS `close_notify`.
     CloseMidResponse,
     /// Write bytes that are not an HTTP response, then close.
     Garbage,

@@ -32,7 +32,32 @@
 //! Connections are HTTP/1.1 keep-alive (`Connection: close` is honoured),
 //! one thread each, at most [`max_connections`](CollectorBuilder::max_connections).
 //!
+//! With [`control_endpoints`](CollectorBuilder::control_endpoints) on (the
+//! binary turns them on), `POST /control` takes a [`Command`] line and
+//! `GET /stats` reports the counters as JSON.
+//!
 //! Everything is logged through `log` with target `vigil::collector`.
+//!
+//! # Design questions
+//!
+//! **When does a certificate change take effect?** For every connection
+//! accepted after [`rotate_ca`](Collector::rotate_ca) or
+//! [`serve`](Collector::serve) returns. By default the change also closes the
+//! keep-alive connections opened under the old certificate (idle ones at
+//! once, busy ones after their current response), the way a server reload
+//! does, so a client with a connection pool sees the change on its next
+//! request. [`close_on_cert_change(false)`](CollectorBuilder::close_on_cert_change)
+//! keeps them instead.
+//!
+//! **What happens to a request in flight at shutdown?**
+//! [`shutdown`](Collector::shutdown) closes every socket and wakes every
+//! sleeping fault, then joins all threads. A request held by
+//! [`Fault::NeverAnswer`] or [`Fault::Slow`] is dropped unanswered and, for
+//! `Slow`, unrecorded. A batch is recorded entirely or not at all.
+//!
+//! **Why a thread per connection?** The collector is a test and development
+//! tool: threads keep every fault a few lines of blocking code, and
+//! [`max_connections`](CollectorBuilder::max_connections) bounds them.
 //!
 //! # Example
 //!
