@@ -67,6 +67,14 @@ impl RestartWindow {
         if count > self.intensity { Verdict::GiveUp { count } } else { Verdict::Restart { count } }
     }
 
+    /// What [`record`](RestartWindow::record) would say at `now`, without
+    /// recording anything.
+    pub fn peek(&mut self, now: Instant) -> Verdict {
+        self.expire(now);
+        let count = u32::try_from(self.times.len() + 1).unwrap_or(u32::MAX);
+        if count > self.intensity { Verdict::GiveUp { count } } else { Verdict::Restart { count } }
+    }
+
     /// The number of restarts within the period ending at `now`.
     pub fn count(&mut self, now: Instant) -> u32 {
         self.expire(now);
@@ -136,7 +144,9 @@ mod tests {
             for gap in gaps {
                 now += gap;
                 let expected_give_up = model(intensity, period, &history, now);
+                let peeked = window.peek(t0 + Duration::from_millis(now));
                 let verdict = window.record(t0 + Duration::from_millis(now));
+                prop_assert_eq!(peeked, verdict);
                 prop_assert_eq!(matches!(verdict, Verdict::GiveUp { .. }), expected_give_up);
                 history.push(now);
                 if expected_give_up {

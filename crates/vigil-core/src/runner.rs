@@ -12,7 +12,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
@@ -20,13 +20,51 @@ use crate::actor::{Actor, Context};
 use crate::addr::{Envelope, Mailbox};
 use crate::error::BoxError;
 use crate::exit::{ExitReason, Hook};
+use crate::intensity::{RestartWindow, Verdict};
 use crate::panic;
+use crate::spec::Restart;
 use crate::supervisor::SupMsg;
 
 /// A command from the supervisor to a runner.
 pub(crate) enum Cmd {
-    Start { generation: u64, incarnation: u64, stop: Arc<AtomicBool> },
+    Start { generation: u64, incarnation: u64, stop: Arc<AtomicBool>, fast: Option<FastRestart> },
     Quit,
+}
+
+/// Lets a runner restart its child in place, without a round trip through
+/// the supervisor, when the outcome is already certain: a one-for-one
+/// supervisor, no backoff, and a restart the intensity allows. The runner
+/// records the restart in the supervisor's own window, so the rule is the
+/// same; the supervisor then logs and counts it from a `Restarted` report.
+#[derive(Clone)]
+pub(crate) struct FastRestart {
+    pub(crate) window: Arc<parking_lot::Mutex<RestartWindow>>,
+    pub(crate) restart: Restart,
+}
+
+impl FastRestart {
+    /// Records the restart and returns its count in the window, or `None`
+    /// when the supervisor must decide (no restart wanted, a stop was
+    /// requested, or the intensity would be exceeded).
+    fn restart_in_place(&self, reason: &ExitReason, stop: &AtomicBool) -> Option<u32> {
+        let wanted = match self.restart {
+            Restart::Permanent => true,
+            Restart::Transient => !reason.is_normal(),
+            Restart::Temporary => false,
+        };
+        if !wanted || stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut window = self.window.lock();
+        let now = Instant::now();
+        match window.peek(now) {
+            Verdict::GiveUp { .. } => None,
+            Verdict::Restart { .. } => match window.record(now) {
+                Verdict::Restart { count } => Some(count),
+                Verdict::GiveUp { .. } => None,
+            },
+        }
+    }
 }
 
 /// Where a runner reports, and what it is called.
@@ -47,8 +85,8 @@ impl Link {
 /// One incarnation's worth of work: a worker's actor or a supervisor.
 pub(crate) trait Incarnate: Send + 'static {
     /// Runs one incarnation. Calls `link.started(generation)` once started,
-    /// and returns why it ended.
-    fn run(&mut self, link: &Link, generation: u64, incarnation: u64, stop: &AtomicBool) -> ExitReason;
+    /// and returns why it ended and whether it had started.
+    fn run(&mut self, link: &Link, generation: u64, incarnation: u64, stop: &AtomicBool) -> (ExitReason, bool);
 }
 
 /// The supervisor's handle on a runner thread.
@@ -69,8 +107,14 @@ impl Runner {
     }
 
     /// Tells the runner to start an incarnation. False if the thread is gone.
-    pub(crate) fn start(&self, generation: u64, incarnation: u64, stop: Arc<AtomicBool>) -> bool {
-        self.cmds.send(Cmd::Start { generation, incarnation, stop }).is_ok()
+    pub(crate) fn start(
+        &self,
+        generation: u64,
+        incarnation: u64,
+        stop: Arc<AtomicBool>,
+        fast: Option<FastRestart>,
+    ) -> bool {
+        self.cmds.send(Cmd::Start { generation, incarnation, stop, fast }).is_ok()
     }
 
     /// Ends an idle runner's thread and waits for it.
@@ -100,11 +144,21 @@ fn thread_name(path: &str) -> String {
 
 fn run_loop(mut body: Box<dyn Incarnate>, link: Link, commands: Receiver<Cmd>) {
     panic::mark_runner_thread();
-    while let Ok(Cmd::Start { generation, incarnation, stop }) = commands.recv() {
-        let reason = body.run(&link, generation, incarnation, &stop);
-        let sent = link.parent.send(SupMsg::Exited { key: link.key, generation, reason });
-        if sent.is_err() {
-            return;
+    while let Ok(Cmd::Start { generation, mut incarnation, stop, fast }) = commands.recv() {
+        loop {
+            let (reason, had_started) = body.run(&link, generation, incarnation, &stop);
+            // A failed start is the supervisor's to judge: it fails a tree's
+            // start, and counts as a failed restart otherwise.
+            let fast = fast.as_ref().filter(|_| had_started);
+            if let Some(count) = fast.and_then(|fast| fast.restart_in_place(&reason, &stop)) {
+                let _ = link.parent.send(SupMsg::Restarted { key: link.key, generation, reason, count });
+                incarnation += 1;
+                continue;
+            }
+            if link.parent.send(SupMsg::Exited { key: link.key, generation, reason }).is_err() {
+                return;
+            }
+            break;
         }
     }
 }
@@ -117,32 +171,67 @@ pub(crate) struct WorkerBody<A: Actor> {
     pub(crate) mailbox: Arc<Mailbox<A::Msg>>,
 }
 
+/// What the start hook set on its context, carried into the message loop.
+struct Settings {
+    receive_timeout: Option<Duration>,
+    stop: bool,
+}
+
 impl<A: Actor> Incarnate for WorkerBody<A> {
-    fn run(&mut self, link: &Link, generation: u64, incarnation: u64, stop: &AtomicBool) -> ExitReason {
+    fn run(&mut self, link: &Link, generation: u64, incarnation: u64, stop: &AtomicBool) -> (ExitReason, bool) {
+        match self.start(link, generation, incarnation, stop) {
+            Ok((mut actor, settings)) => (self.serve(&mut actor, settings, link, incarnation, stop), true),
+            Err(reason) => (reason, false),
+        }
+    }
+}
+
+impl<A: Actor> WorkerBody<A> {
+    /// Builds the actor and runs its start hook.
+    fn start(
+        &self,
+        link: &Link,
+        generation: u64,
+        incarnation: u64,
+        stop: &AtomicBool,
+    ) -> Result<(A, Settings), ExitReason> {
         let factory = &self.factory;
         let mut actor = match catch_unwind(AssertUnwindSafe(|| factory())) {
             Ok(Ok(actor)) => actor,
-            Ok(Err(error)) => return ExitReason::failed(Hook::Factory, &*error, None),
-            Err(payload) => return panic::panicked(Hook::Factory, payload, None),
+            Ok(Err(error)) => return Err(ExitReason::failed(Hook::Factory, &*error, None)),
+            Err(payload) => return Err(panic::panicked(Hook::Factory, payload, None)),
         };
-        let mut ctx = Context {
+        let mut ctx = self.context(link, incarnation, stop);
+        match catch_unwind(AssertUnwindSafe(|| actor.started(&mut ctx))) {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(ExitReason::failed(Hook::Start, &*error, None)),
+            Err(payload) => return Err(panic::panicked(Hook::Start, payload, None)),
+        }
+        let settings = Settings { receive_timeout: ctx.receive_timeout, stop: ctx.stop };
+        link.started(generation);
+        Ok((actor, settings))
+    }
+
+    fn context<'a>(&'a self, link: &'a Link, incarnation: u64, stop: &'a AtomicBool) -> Context<'a, A::Msg> {
+        Context {
             addr: &self.mailbox.addr,
             path: &link.path,
             incarnation,
             receive_timeout: None,
             stop: false,
             stop_requested: stop,
-        };
-        match catch_unwind(AssertUnwindSafe(|| actor.started(&mut ctx))) {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => return ExitReason::failed(Hook::Start, &*error, None),
-            Err(payload) => return panic::panicked(Hook::Start, payload, None),
         }
-        link.started(generation);
+    }
+
+    /// Runs the message loop and the stopped hook.
+    fn serve(&self, actor: &mut A, settings: Settings, link: &Link, incarnation: u64, stop: &AtomicBool) -> ExitReason {
+        let mut ctx = self.context(link, incarnation, stop);
+        ctx.receive_timeout = settings.receive_timeout;
+        ctx.stop = settings.stop;
 
         let hook = std::cell::Cell::new(Hook::Handle);
         let rx = &self.mailbox.rx;
-        let reason = match catch_unwind(AssertUnwindSafe(|| message_loop(&mut actor, &mut ctx, rx, stop, &hook))) {
+        let reason = match catch_unwind(AssertUnwindSafe(|| message_loop(actor, &mut ctx, rx, stop, &hook))) {
             Ok(reason) => reason,
             Err(payload) => {
                 let message_type = (hook.get() == Hook::Handle).then(std::any::type_name::<A::Msg>);

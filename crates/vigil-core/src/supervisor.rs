@@ -21,7 +21,7 @@ use crate::error::{ConfigError, ControlError, StartError};
 use crate::exit::ExitReason;
 use crate::intensity::{RestartWindow, Verdict};
 use crate::observe::{Bus, ChildState, ChildStats, Node, Row, SupervisionEvent, SupervisorStats, human};
-use crate::runner::{Incarnate, Link, Runner};
+use crate::runner::{FastRestart, Incarnate, Link, Runner};
 use crate::spec::{Body, ChildSpec, Restart};
 
 /// Which children a supervisor restarts when one of them fails.
@@ -41,9 +41,25 @@ pub enum Strategy {
 
 /// Messages to a supervisor's inbox.
 pub(crate) enum SupMsg {
-    Started { key: u64, generation: u64 },
-    Exited { key: u64, generation: u64, reason: ExitReason },
-    Stop { generation: u64 },
+    Started {
+        key: u64,
+        generation: u64,
+    },
+    Exited {
+        key: u64,
+        generation: u64,
+        reason: ExitReason,
+    },
+    /// The runner already restarted its child in place (see `FastRestart`).
+    Restarted {
+        key: u64,
+        generation: u64,
+        reason: ExitReason,
+        count: u32,
+    },
+    Stop {
+        generation: u64,
+    },
     Control(Control),
 }
 
@@ -394,7 +410,7 @@ struct SupervisorBody {
 }
 
 impl Incarnate for SupervisorBody {
-    fn run(&mut self, link: &Link, generation: u64, _incarnation: u64, _stop: &AtomicBool) -> ExitReason {
+    fn run(&mut self, link: &Link, generation: u64, _incarnation: u64, _stop: &AtomicBool) -> (ExitReason, bool) {
         let builder = &self.builder;
         let mut sup = Sup {
             path: Arc::clone(&link.path),
@@ -402,7 +418,7 @@ impl Incarnate for SupervisorBody {
             max_children: builder.max_children,
             inbox: builder.inbox.rx.clone(),
             self_tx: builder.inbox.tx.clone(),
-            window: RestartWindow::new(builder.intensity, builder.period),
+            window: Arc::new(parking_lot::Mutex::new(RestartWindow::new(builder.intensity, builder.period))),
             children: Vec::new(),
             deferred: VecDeque::new(),
             timers: Vec::new(),
@@ -420,11 +436,11 @@ impl Incarnate for SupervisorBody {
             node.restarts_total = 0;
             node.rows.clear();
         }
-        let reason = sup.run(link, generation, &builder.children);
+        let outcome = sup.run(link, generation, &builder.children);
         // Requests that arrived too late are dropped, so their callers get an
         // answer at once instead of waiting for a next incarnation.
         while sup.inbox.try_recv().is_ok() {}
-        reason
+        outcome
     }
 }
 
@@ -455,7 +471,7 @@ struct Sup {
     max_children: Option<usize>,
     inbox: Receiver<SupMsg>,
     self_tx: Sender<SupMsg>,
-    window: RestartWindow,
+    window: Arc<parking_lot::Mutex<RestartWindow>>,
     children: Vec<Child>,
     deferred: VecDeque<SupMsg>,
     timers: Vec<Timer>,
@@ -465,7 +481,7 @@ struct Sup {
 }
 
 impl Sup {
-    fn run(&mut self, link: &Link, generation: u64, specs: &[ChildSpec]) -> ExitReason {
+    fn run(&mut self, link: &Link, generation: u64, specs: &[ChildSpec]) -> (ExitReason, bool) {
         for spec in specs {
             self.push_child(spec.clone());
         }
@@ -475,11 +491,11 @@ impl Sup {
                 let child = self.children[i].path.to_string();
                 log::error!(target: "vigil", "{child} failed to start: {reason}");
                 self.stop_all();
-                return ExitReason::ChildStartFailed { child, cause: Box::new(reason) };
+                return (ExitReason::ChildStartFailed { child, cause: Box::new(reason) }, false);
             }
         }
         link.started(generation);
-        self.serve(generation)
+        (self.serve(generation), true)
     }
 
     fn serve(&mut self, generation: u64) -> ExitReason {
@@ -497,8 +513,16 @@ impl Sup {
                     self.stop_all();
                     return ExitReason::Shutdown;
                 }
-                Some(SupMsg::Stop { .. } | SupMsg::Started { .. }) => Ok(()),
+                Some(SupMsg::Stop { .. }) => Ok(()),
+                Some(SupMsg::Started { key, generation }) => {
+                    self.on_started_in_place(key, generation);
+                    Ok(())
+                }
                 Some(SupMsg::Exited { key, generation, reason }) => self.on_exit(key, generation, reason),
+                Some(SupMsg::Restarted { key, generation, reason, count }) => {
+                    self.on_restarted_in_place(key, generation, reason, count);
+                    Ok(())
+                }
                 Some(SupMsg::Control(control)) => {
                     self.on_control(control);
                     Ok(())
@@ -578,12 +602,17 @@ impl Sup {
         let stop = Arc::new(AtomicBool::new(false));
         child.stop = Some(Arc::clone(&stop));
         child.spec.body.reopen();
-        let mut started = child.runner.as_ref().is_some_and(|r| r.start(generation, incarnation, Arc::clone(&stop)));
+        let fast = (self.strategy == Strategy::OneForOne
+            && child.spec.common.backoff.is_none()
+            && child.spec.common.restart != Restart::Temporary)
+            .then(|| FastRestart { window: Arc::clone(&self.window), restart: child.spec.common.restart });
+        let mut started =
+            child.runner.as_ref().is_some_and(|r| r.start(generation, incarnation, Arc::clone(&stop), fast.clone()));
         if !started {
             // No runner yet, or its thread is gone: spawn one.
             match Runner::spawn(child.spec.body.incarnation(), link, child.spec.common.stack_size) {
                 Ok(runner) => {
-                    started = runner.start(generation, incarnation, stop);
+                    started = runner.start(generation, incarnation, stop, fast);
                     child.runner = Some(runner);
                 }
                 Err(error) => {
@@ -601,7 +630,7 @@ impl Sup {
             return Err(reason);
         }
         let timeout = self.children[i].spec.common.start_timeout;
-        match self.wait_for(key, generation, timeout) {
+        match self.wait_for(key, generation, timeout, false) {
             Some(SupMsg::Started { .. }) => {
                 let child = &mut self.children[i];
                 child.state = ChildState::Running;
@@ -634,10 +663,10 @@ impl Sup {
     /// timeout; abandons it after that. Leaves it in `next` state.
     fn stop_child(&mut self, i: usize, next: ChildState) {
         let child = &mut self.children[i];
-        if child.state != ChildState::Running {
-            if child.state != ChildState::Starting {
-                child.state = next;
-            }
+        // `Starting` here is an incarnation its runner restarted in place;
+        // a synchronous start never overlaps a stop.
+        if !matches!(child.state, ChildState::Running | ChildState::Starting) {
+            child.state = next;
             return;
         }
         if let Some(stop) = &child.stop {
@@ -645,7 +674,7 @@ impl Sup {
         }
         child.spec.body.wake(child.generation);
         let (key, generation, timeout) = (child.key, child.generation, child.spec.common.shutdown);
-        match self.wait_for(key, generation, timeout) {
+        match self.wait_for(key, generation, timeout, true) {
             Some(SupMsg::Exited { reason, .. }) => {
                 let child = &mut self.children[i];
                 log::debug!(target: "vigil", "stopped {}: {reason}", child.path);
@@ -685,11 +714,10 @@ impl Sup {
 
     /// Waits for the start or exit report of one incarnation, keeping every
     /// other message for later.
-    fn wait_for(&mut self, key: u64, generation: u64, timeout: Duration) -> Option<SupMsg> {
+    fn wait_for(&mut self, key: u64, generation: u64, timeout: Duration, exit_only: bool) -> Option<SupMsg> {
         let matches = |msg: &SupMsg| match msg {
-            SupMsg::Started { key: k, generation: g } | SupMsg::Exited { key: k, generation: g, .. } => {
-                *k == key && *g == generation
-            }
+            SupMsg::Started { key: k, generation: g } => !exit_only && *k == key && *g == generation,
+            SupMsg::Exited { key: k, generation: g, .. } => *k == key && *g == generation,
             _ => false,
         };
         if let Some(pos) = self.deferred.iter().position(matches) {
@@ -724,7 +752,7 @@ impl Sup {
     fn on_exit(&mut self, key: u64, generation: u64, reason: ExitReason) -> Result<(), ExitReason> {
         let Some(i) = self.index(key) else { return Ok(()) };
         let child = &mut self.children[i];
-        if child.generation != generation || child.state != ChildState::Running {
+        if child.generation != generation || !matches!(child.state, ChildState::Running | ChildState::Starting) {
             return Ok(());
         }
         let uptime = child.since.take().map(|since| since.elapsed());
@@ -768,6 +796,81 @@ impl Sup {
         self.restart(key, reason, group)
     }
 
+    fn limits(&self) -> (u32, Duration) {
+        let window = self.window.lock();
+        (window.intensity(), window.period())
+    }
+
+    fn count_restart(&self, now: Instant) {
+        let period = self.window.lock().period();
+        let mut node = self.node.inner.lock();
+        node.restart_times.push(now);
+        node.restart_times.retain(|&t| now.saturating_duration_since(t) <= period);
+        node.restarts_total += 1;
+    }
+
+    /// Counts, logs and publishes one restart of child `i`.
+    fn announce_restart(&mut self, i: usize, now: Instant, count: u32, delay: Duration, reason: &ExitReason) {
+        let (intensity, period) = self.limits();
+        let child = &mut self.children[i];
+        child.restarts_total += 1;
+        child.restarts.push_back(now);
+        if child.restarts.len() > 64 {
+            child.restarts.pop_front();
+        }
+        log::warn!(
+            target: "vigil",
+            "restarting {} ({count} of {intensity} in {}, backoff {}): {reason}",
+            child.path,
+            human(period),
+            human(delay),
+        );
+        let path = child.path.to_string();
+        self.sync(i);
+        self.bus.publish(|| SupervisionEvent::Restarting {
+            path,
+            restarts: count,
+            intensity,
+            period,
+            backoff: delay,
+            reason: reason.clone(),
+        });
+    }
+
+    /// A runner restarted its child in place: account for it as if this
+    /// supervisor had done it.
+    fn on_restarted_in_place(&mut self, key: u64, generation: u64, reason: ExitReason, count: u32) {
+        let Some(i) = self.index(key) else { return };
+        let child = &mut self.children[i];
+        if child.generation != generation || !matches!(child.state, ChildState::Running | ChildState::Starting) {
+            return;
+        }
+        let now = Instant::now();
+        child.since = None;
+        child.state = ChildState::Starting;
+        child.incarnations += 1;
+        child.last_exit = Some(reason.clone());
+        log::debug!(target: "vigil", "{} exited: {reason}", child.path);
+        let path = child.path.to_string();
+        self.bus.publish(|| SupervisionEvent::Exited { path, reason: reason.clone() });
+        self.count_restart(now);
+        self.announce_restart(i, now, count, Duration::ZERO, &reason);
+    }
+
+    /// The start report of an incarnation that its runner restarted in place.
+    fn on_started_in_place(&mut self, key: u64, generation: u64) {
+        let Some(i) = self.index(key) else { return };
+        let child = &mut self.children[i];
+        if child.generation != generation || child.state != ChildState::Starting {
+            return;
+        }
+        child.state = ChildState::Running;
+        child.since = Some(Instant::now());
+        let (path, incarnation) = (child.path.to_string(), child.incarnations - 1);
+        self.sync(i);
+        self.bus.publish(|| SupervisionEvent::Started { path, incarnation });
+    }
+
     fn group(&self, i: usize) -> Vec<u64> {
         match self.strategy {
             Strategy::OneForOne => vec![self.children[i].key],
@@ -781,17 +884,12 @@ impl Sup {
     fn restart(&mut self, mut failed: u64, mut reason: ExitReason, mut group: Vec<u64>) -> Result<(), ExitReason> {
         loop {
             let now = Instant::now();
-            let count = match self.window.record(now) {
+            let verdict = self.window.lock().record(now);
+            let count = match verdict {
                 Verdict::GiveUp { .. } => return Err(self.give_up(failed, reason)),
                 Verdict::Restart { count } => count,
             };
-            {
-                let mut node = self.node.inner.lock();
-                node.restart_times.push(now);
-                let period = self.window.period();
-                node.restart_times.retain(|&t| now.saturating_duration_since(t) <= period);
-                node.restarts_total += 1;
-            }
+            self.count_restart(now);
             // Siblings stopped by the strategy do not count as restarts.
             for &key in group.iter().rev() {
                 if key == failed {
@@ -815,29 +913,7 @@ impl Sup {
                 }
                 None => Duration::ZERO,
             };
-            child.restarts_total += 1;
-            child.restarts.push_back(now);
-            if child.restarts.len() > 64 {
-                child.restarts.pop_front();
-            }
-            let (intensity, period) = (self.window.intensity(), self.window.period());
-            log::warn!(
-                target: "vigil",
-                "restarting {} ({count} of {intensity} in {}, backoff {}): {reason}",
-                child.path,
-                human(period),
-                human(delay),
-            );
-            let path = child.path.to_string();
-            self.sync(i);
-            self.bus.publish(|| SupervisionEvent::Restarting {
-                path,
-                restarts: count,
-                intensity,
-                period,
-                backoff: delay,
-                reason: reason.clone(),
-            });
+            self.announce_restart(i, now, count, delay, &reason);
             if !delay.is_zero() {
                 for timer in &mut self.timers {
                     timer.group.retain(|k| !group.contains(k));
@@ -896,7 +972,7 @@ impl Sup {
 
     fn give_up(&mut self, failed: u64, reason: ExitReason) -> ExitReason {
         let child = self.index(failed).map(|i| self.children[i].path.to_string()).unwrap_or_default();
-        let (intensity, period) = (self.window.intensity(), self.window.period());
+        let (intensity, period) = self.limits();
         log::error!(
             target: "vigil",
             "{} giving up: more than {intensity} restarts in {}; last: {child}: {reason}",

@@ -51,7 +51,7 @@ impl SupervisorBuilder {
             reason: ExitReason::Spawn { error: e.to_string() },
         })?;
         let stop = Arc::new(AtomicBool::new(false));
-        runner.start(ROOT_GENERATION, 0, Arc::clone(&stop));
+        runner.start(ROOT_GENERATION, 0, Arc::clone(&stop), None);
         let started = events.recv();
         match started {
             Ok(SupMsg::Started { .. }) => {}

@@ -18,7 +18,7 @@ fn exactly_intensity_restarts_pass_and_one_more_gives_up() {
     for n in 1..=3 {
         addr.tell(Cmd::Panic).unwrap();
         expect(&notes, &format!("restart {n}"), |note| *note == Note::Started("w", n));
-        assert_eq!(system.stats().restarts_in_window, n as u32);
+        wait_until("restart counted", || system.stats().restarts_in_window == n as u32);
     }
     addr.tell(Cmd::Panic).unwrap();
     let error = system.wait().expect_err("the fourth failure exceeds the intensity");

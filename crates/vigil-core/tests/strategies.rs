@@ -89,7 +89,7 @@ fn permanent_children_restart_even_after_a_normal_exit() {
     let system = Supervisor::builder().child(spec).start().unwrap();
     addr.tell(Cmd::Stop).unwrap();
     expect(&notes, "p restarted", |n| *n == Note::Started("p", 1));
-    assert_eq!(system.stats().children[0].last_exit, Some(ExitReason::Normal));
+    wait_until("normal exit recorded", || system.stats().children[0].last_exit == Some(ExitReason::Normal));
     system.shutdown().unwrap();
 }
 
