@@ -28,7 +28,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::encode::{Staging, encode_record, framed_len, split};
 use crate::flush::FlushReport;
-use crate::ledger::{DropCounts, DropReason, Ledger, LedgerSnapshot};
+use crate::ledger::{DropReason, Ledger, LedgerSnapshot};
 use crate::sink::{Batch, Delivery, Sink, SinkError};
 
 const TARGET: &str = "vigil::events";
@@ -315,7 +315,11 @@ impl<E> Shared<E> {
             if let Some(key) = st.batches.front().map(|f| f.batch.idempotency_key().to_owned()) {
                 let msg = format!("the batcher died while delivering batch {key}; the batch is kept and retried");
                 log::error!(target: TARGET, "{msg}");
-                self.ledger.set_last_error("panic", msg);
+                // The actor's exit reason (with the panic message) may have
+                // been recorded already; keep that.
+                if !self.ledger.last_error_is("panic") {
+                    self.ledger.set_last_error("panic", msg);
+                }
                 self.schedule_retry(&mut st, now, None);
             }
         }
@@ -339,17 +343,9 @@ impl<E> Shared<E> {
         }
     }
 
-    /// Builds the report of a drain from the counters before it.
-    fn report(&self, before: (u64, DropCounts), start: Instant, clock: &dyn Clock) -> FlushReport {
-        let (delivered, dropped) = self.ledger.batcher_totals();
-        let ledger = self.snapshot();
-        FlushReport {
-            delivered: delivered - before.0,
-            dropped: dropped.since(&before.1),
-            pending: ledger.pending,
-            elapsed_ms: clock.now().saturating_duration_since(start).as_millis() as u64,
-            ledger,
-        }
+    /// Builds the report of a drain from the ledger before it.
+    fn report(&self, before: &LedgerSnapshot, start: Instant, clock: &dyn Clock) -> FlushReport {
+        FlushReport::between(before, self.snapshot(), clock.now().saturating_duration_since(start))
     }
 }
 
@@ -358,6 +354,10 @@ impl<E: Serialize> Shared<E> {
     /// in-flight queue, popping at most `budget` events.
     fn assemble(&self, st: &mut State, budget: &mut u64, now: Instant) {
         let cfg = &self.config;
+        // Emitters may wake the batcher again once a batch's worth is queued
+        // anew. Not re-armed while a retry is pending, so a full buffer does
+        // not turn into a stream of wake-ups.
+        self.buffer.rearm();
         if let Some((seq, record)) = st.carry.take() {
             st.staging.push(seq, &record);
         }
@@ -417,17 +417,24 @@ impl<E: Serialize> Shared<E> {
     ///
     /// One step pops at most what was queued when it began (plus one batch),
     /// so the actor gets back to its mailbox regularly under load; it then
-    /// returns `now`.
+    /// returns `now`. It also returns `now` as soon as `stop()` is true.
     ///
     /// # Errors
     ///
     /// A fatal delivery; the batch is kept and the actor must fail.
-    pub(crate) fn step(&self, sink: &mut dyn Sink, clock: &dyn Clock) -> Result<Instant, SinkError> {
-        self.buffer.rearm();
+    pub(crate) fn step(
+        &self,
+        sink: &mut dyn Sink,
+        clock: &dyn Clock,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Instant, SinkError> {
         let max_delay = self.config.max_delay;
         let mut budget = (self.buffer.len() + self.config.max_batch_events) as u64;
         loop {
             let now = clock.now();
+            if stop() {
+                return Ok(now);
+            }
             let mut st = self.state.lock();
             self.summarize(&mut st, now);
             match self.front(&mut st, now, false) {
@@ -509,19 +516,22 @@ impl<E: Serialize> Shared<E> {
     /// the batch in flight.
     pub(crate) fn flush(&self, sink: &mut dyn Sink, clock: &dyn Clock, deadline: Instant) -> (FlushReport, DrainEnd) {
         let start = clock.now();
-        let before = self.ledger.batcher_totals();
+        let before = self.snapshot();
         let end = self.drain(sink, clock, deadline);
-        (self.report(before, start, clock), end)
+        (self.report(&before, start, clock), end)
     }
 
-    /// The final flush: closes the buffer, delivers what it can within
-    /// `budget`, drops the rest with the reason `shutdown`, logs the tally and
-    /// keeps the report. Without a sink (it could not be built), everything
-    /// pending is dropped at once.
-    pub(crate) fn shutdown(&self, sink: Option<&mut dyn Sink>, clock: &dyn Clock, budget: Duration) -> FlushReport {
-        self.buffer.close();
+    /// The final flush, when the batcher stops: delivers what it can within
+    /// `budget`, logs the tally and keeps the report.
+    ///
+    /// What the budget could not deliver stays pending — the batcher may be
+    /// started again (a supervisor restarting a group, say) — unless the
+    /// buffer is closed: then nothing will deliver it any more, and it is
+    /// dropped with the reason `shutdown`. Without a sink (it could not be
+    /// built) nothing is delivered.
+    pub(crate) fn final_flush(&self, sink: Option<&mut dyn Sink>, clock: &dyn Clock, budget: Duration) -> FlushReport {
         let start = clock.now();
-        let before = self.ledger.batcher_totals();
+        let before = self.snapshot();
         let end = match sink {
             Some(sink) => self.drain(sink, clock, start + budget),
             None => DrainEnd::Deadline,
@@ -529,24 +539,29 @@ impl<E: Serialize> Shared<E> {
         if let DrainEnd::Fatal(e) = &end {
             log::warn!(target: TARGET, "fatal sink failure during the final flush: {e}");
         }
-        let mut st = self.state.lock();
-        let mut left = st.in_flight() - u64::from(st.encoding.is_some());
-        st.staging = Staging::default();
-        st.carry = None;
-        st.batches.clear();
-        while self.buffer.pop().is_some() {
-            left += 1;
+        if self.buffer.is_closed() {
+            let mut st = self.state.lock();
+            let mut left = st.in_flight() - u64::from(st.encoding.is_some());
+            st.staging = Staging::default();
+            st.carry = None;
+            st.batches.clear();
+            while self.buffer.pop().is_some() {
+                left += 1;
+            }
+            self.ledger.batcher_drop(DropReason::Shutdown, left);
+            self.publish(&st);
         }
-        self.ledger.batcher_drop(DropReason::Shutdown, left);
-        self.publish(&st);
-        drop(st);
-        let report = self.report(before, start, clock);
+        let report = self.report(&before, start, clock);
         let outcome = match end {
             DrainEnd::Complete => "complete",
             DrainEnd::Deadline => "budget exhausted",
             DrainEnd::Fatal(_) => "sink failed",
         };
-        log::info!(target: TARGET, "event pipeline stopped ({outcome}): final flush {report}");
+        if report.pending > 0 || report.ledger.dropped.total() > 0 {
+            log::warn!(target: TARGET, "event pipeline stopped ({outcome}): {report}");
+        } else {
+            log::info!(target: TARGET, "event pipeline stopped ({outcome}): {report}");
+        }
         *self.final_report.lock() = Some(report.clone());
         report
     }
@@ -597,10 +612,6 @@ mod tests {
                 budgets: Vec::new(),
                 calls: 0,
             }
-        }
-
-        fn seqs(&self) -> BTreeSet<u64> {
-            self.delivered.iter().flat_map(|b| b.seqs().iter().copied()).collect()
         }
     }
 
@@ -696,14 +707,14 @@ mod tests {
         let s = shared(small());
         let mut sink = Script::new(&clock, []);
         let t0 = clock.now();
-        assert_eq!(s.step(&mut sink, &clock).unwrap(), t0 + Duration::from_secs(1));
+        assert_eq!(s.step(&mut sink, &clock, &|| false).unwrap(), t0 + Duration::from_secs(1));
         emit(&s, 0..3);
         clock.advance(Duration::from_millis(400));
         // Not due yet: the queue was empty at t0.
-        assert_eq!(s.step(&mut sink, &clock).unwrap(), t0 + Duration::from_secs(1));
+        assert_eq!(s.step(&mut sink, &clock, &|| false).unwrap(), t0 + Duration::from_secs(1));
         assert_eq!(sink.calls, 0);
         clock.advance(Duration::from_millis(600));
-        s.step(&mut sink, &clock).unwrap();
+        s.step(&mut sink, &clock, &|| false).unwrap();
         assert_eq!(ids(&sink.delivered), vec![0, 1, 2]);
         let snap = balanced(&s);
         assert_eq!((snap.delivered, snap.batches, snap.pending), (3, 1, 0));
@@ -714,14 +725,14 @@ mod tests {
         let clock = Arc::new(ManualClock::new());
         let s = shared(small());
         let mut sink = Script::new(&clock, []);
-        s.step(&mut sink, &clock).unwrap();
+        s.step(&mut sink, &clock, &|| false).unwrap();
         emit(&s, 0..25);
-        s.step(&mut sink, &clock).unwrap();
+        s.step(&mut sink, &clock, &|| false).unwrap();
         // Two full batches go; the remaining 5 wait for max_delay.
         assert_eq!(sink.delivered.iter().map(Batch::len).collect::<Vec<_>>(), vec![10, 10]);
         assert_eq!(balanced(&s).queued, 5);
         clock.advance(Duration::from_secs(1));
-        s.step(&mut sink, &clock).unwrap();
+        s.step(&mut sink, &clock, &|| false).unwrap();
         assert_eq!(ids(&sink.delivered), (0..25).collect::<Vec<_>>());
         assert_eq!(balanced(&s).delivered, 25);
     }
@@ -734,7 +745,7 @@ mod tests {
         let mut sink = Script::new(&clock, []);
         emit(&s, 0..5);
         clock.advance(Duration::from_secs(2));
-        s.step(&mut sink, &clock).unwrap();
+        s.step(&mut sink, &clock, &|| false).unwrap();
         for b in &sink.delivered {
             assert!(b.body().len() <= 100, "{} bytes", b.body().len());
         }
@@ -752,7 +763,7 @@ mod tests {
         s.buffer.push(json!({"i": 1, "pad": "x".repeat(100)}), &s.ledger).unwrap();
         s.buffer.push(json!({"i": 2}), &s.ledger).unwrap();
         clock.advance(Duration::from_secs(2));
-        s.step(&mut sink, &clock).unwrap();
+        s.step(&mut sink, &clock, &|| false).unwrap();
         assert_eq!(ids(&sink.delivered), vec![0, 2]);
         let snap = balanced(&s);
         assert_eq!((snap.delivered, snap.dropped.too_large), (2, 1));
@@ -768,7 +779,7 @@ mod tests {
         s.buffer.push(BTreeMap::from([(vec![1], 1)]), &s.ledger).unwrap();
         s.buffer.push(BTreeMap::new(), &s.ledger).unwrap();
         clock.advance(Duration::from_secs(2));
-        s.step(&mut sink, &clock).unwrap();
+        s.step(&mut sink, &clock, &|| false).unwrap();
         let snap = s.snapshot();
         assert!(snap.is_balanced(), "{snap:?}");
         assert_eq!((snap.delivered, snap.dropped.encode), (2, 1));
@@ -787,11 +798,11 @@ mod tests {
         let mut keys = BTreeSet::new();
         for _ in 0..3 {
             let t = clock.now();
-            let next = s.step(&mut sink, &clock).unwrap();
+            let next = s.step(&mut sink, &clock, &|| false).unwrap();
             delays.push(next - t);
             keys.insert(s.state.lock().batches.front().unwrap().batch.idempotency_key().to_owned());
             // Waking early does nothing.
-            assert_eq!(s.step(&mut sink, &clock).unwrap(), next);
+            assert_eq!(s.step(&mut sink, &clock, &|| false).unwrap(), next);
             clock.advance(next - t);
         }
         for (i, d) in delays.iter().enumerate() {
@@ -799,7 +810,7 @@ mod tests {
             assert!(*d >= base / 2 && *d <= base, "attempt {i}: {d:?} outside [{:?}, {base:?}]", base / 2);
         }
         assert_eq!(keys.len(), 1, "the key is stable across retries");
-        s.step(&mut sink, &clock).unwrap();
+        s.step(&mut sink, &clock, &|| false).unwrap();
         assert_eq!(ids(&sink.delivered), vec![0, 1, 2]);
         assert_eq!(sink.delivered[0].idempotency_key(), keys.first().unwrap());
         let snap = balanced(&s);
@@ -815,12 +826,12 @@ mod tests {
         emit(&s, 0..1);
         clock.advance(Duration::from_secs(1));
         let t = clock.now();
-        assert_eq!(s.step(&mut sink, &clock).unwrap(), t + Duration::from_secs(7));
+        assert_eq!(s.step(&mut sink, &clock, &|| false).unwrap(), t + Duration::from_secs(7));
         clock.advance(Duration::from_millis(6999));
-        s.step(&mut sink, &clock).unwrap();
+        s.step(&mut sink, &clock, &|| false).unwrap();
         assert_eq!(sink.calls, 1);
         clock.advance(Duration::from_millis(1));
-        s.step(&mut sink, &clock).unwrap();
+        s.step(&mut sink, &clock, &|| false).unwrap();
         assert_eq!(sink.delivered.len(), 1);
         balanced(&s);
     }
@@ -846,7 +857,7 @@ mod tests {
         clock.advance(Duration::from_secs(1));
         let mut guard = 0;
         while s.snapshot().dropped.expired == 0 {
-            let next = s.step(&mut sink, &clock).unwrap();
+            let next = s.step(&mut sink, &clock, &|| false).unwrap();
             clock.advance(next.saturating_duration_since(clock.now()));
             guard += 1;
             assert!(guard < 100, "never expired");
@@ -864,7 +875,7 @@ mod tests {
         let mut sink = Script::new(&clock, []);
         sink.default = Act::MaxEvents(3);
         emit(&s, 0..10);
-        s.step(&mut sink, &clock).unwrap();
+        s.step(&mut sink, &clock, &|| false).unwrap();
         assert_eq!(ids(&sink.delivered), (0..10).collect::<Vec<_>>());
         assert!(sink.delivered.iter().all(|b| b.len() <= 3));
         let keys: BTreeSet<_> = sink.delivered.iter().map(|b| b.idempotency_key().to_owned()).collect();
@@ -883,7 +894,7 @@ mod tests {
         sink.default = Act::TooLarge;
         emit(&s, 0..4);
         clock.advance(Duration::from_secs(1));
-        s.step(&mut sink, &clock).unwrap();
+        s.step(&mut sink, &clock, &|| false).unwrap();
         let snap = balanced(&s);
         assert_eq!((snap.dropped.too_large, snap.splits, snap.delivered), (4, 3, 0));
     }
@@ -894,9 +905,9 @@ mod tests {
         let s = shared(small());
         let mut sink = Script::new(&clock, [Act::Reject]);
         emit(&s, 0..15);
-        s.step(&mut sink, &clock).unwrap();
+        s.step(&mut sink, &clock, &|| false).unwrap();
         clock.advance(Duration::from_secs(1));
-        s.step(&mut sink, &clock).unwrap();
+        s.step(&mut sink, &clock, &|| false).unwrap();
         assert_eq!(ids(&sink.delivered), (10..15).collect::<Vec<_>>());
         let snap = balanced(&s);
         assert_eq!((snap.dropped.rejected, snap.delivered), (10, 5));
@@ -910,16 +921,16 @@ mod tests {
         emit(&s, 0..5);
         clock.advance(Duration::from_secs(1));
         let mut first = Script::new(&clock, [Act::Fatal]);
-        assert!(s.step(&mut first, &clock).is_err());
+        assert!(s.step(&mut first, &clock, &|| false).is_err());
         let key = s.state.lock().batches.front().unwrap().batch.idempotency_key().to_owned();
         assert_eq!(balanced(&s).in_flight, 5);
         // A fresh sink, as the restarted actor builds it.
         s.recover(&clock, true);
         let mut second = Script::new(&clock, []);
-        let next = s.step(&mut second, &clock).unwrap();
+        let next = s.step(&mut second, &clock, &|| false).unwrap();
         assert_eq!(second.calls, 0, "the retry waits out the backoff");
         clock.advance(next - clock.now());
-        s.step(&mut second, &clock).unwrap();
+        s.step(&mut second, &clock, &|| false).unwrap();
         assert_eq!(second.delivered[0].idempotency_key(), key);
         assert_eq!(ids(&second.delivered), (0..5).collect::<Vec<_>>());
         let snap = balanced(&s);
@@ -933,7 +944,7 @@ mod tests {
         let s = shared(small());
         emit(&s, 0..12);
         let mut sink = Script::new(&clock, [Act::Panic]);
-        let died = catch_unwind(AssertUnwindSafe(|| s.step(&mut sink, &clock)));
+        let died = catch_unwind(AssertUnwindSafe(|| s.step(&mut sink, &clock, &|| false)));
         assert!(died.is_err());
         let snap = balanced(&s);
         assert_eq!((snap.in_flight, snap.queued), (10, 2));
@@ -941,7 +952,7 @@ mod tests {
         let mut sink = Script::new(&clock, []);
         for _ in 0..5 {
             clock.advance(Duration::from_secs(1));
-            s.step(&mut sink, &clock).unwrap();
+            s.step(&mut sink, &clock, &|| false).unwrap();
         }
         assert_eq!(ids(&sink.delivered), (0..12).collect::<Vec<_>>());
         let snap = balanced(&s);
@@ -971,12 +982,12 @@ mod tests {
         }
         clock.advance(Duration::from_secs(1));
         let mut sink = Script::new(&clock, []);
-        assert!(catch_unwind(AssertUnwindSafe(|| s.step(&mut sink, &clock))).is_err());
+        assert!(catch_unwind(AssertUnwindSafe(|| s.step(&mut sink, &clock, &|| false))).is_err());
         let snap = s.snapshot();
         assert!(snap.is_balanced(), "{snap:?}");
         assert_eq!(snap.in_flight, 4, "three staged plus the one being encoded");
         s.recover(&clock, true);
-        s.step(&mut sink, &clock).unwrap();
+        s.step(&mut sink, &clock, &|| false).unwrap();
         let events: Vec<u64> = sink.delivered[0]
             .body()
             .split(|&c| c == b'\n')
@@ -995,7 +1006,7 @@ mod tests {
         let s = shared(small());
         let mut sink = Script::new(&clock, [Act::Retry(None)]);
         emit(&s, 0..25);
-        s.step(&mut sink, &clock).unwrap();
+        s.step(&mut sink, &clock, &|| false).unwrap();
         assert_eq!(sink.calls, 1);
         let deadline = clock.now() + Duration::from_secs(5);
         let (report, end) = s.flush(&mut sink, &clock, deadline);
@@ -1013,7 +1024,7 @@ mod tests {
         let s = shared(small());
         let mut sink = Script::new(&clock, [Act::Retry(Some(Duration::from_secs(30)))]);
         emit(&s, 0..15);
-        s.step(&mut sink, &clock).unwrap();
+        s.step(&mut sink, &clock, &|| false).unwrap();
         let (report, end) = s.flush(&mut sink, &clock, clock.now() + Duration::from_secs(5));
         assert!(matches!(end, DrainEnd::Deadline), "{end:?}");
         assert_eq!(sink.calls, 1, "no retry before retry-after");
@@ -1041,7 +1052,8 @@ mod tests {
         let mut sink = Script::new(&clock, []);
         sink.default = Act::Retry(Some(Duration::from_secs(30)));
         emit(&s, 0..25);
-        let report = s.shutdown(Some(&mut sink), &clock, Duration::from_secs(5));
+        s.buffer.close();
+        let report = s.final_flush(Some(&mut sink), &clock, Duration::from_secs(5));
         assert_eq!(report.dropped.shutdown, 25);
         assert_eq!(report.pending, 0);
         assert_eq!(s.buffer.push(json!(1), &s.ledger), Err(crate::Dropped::Closed(json!(1))));
@@ -1051,12 +1063,52 @@ mod tests {
     }
 
     #[test]
+    fn a_final_flush_without_close_leaves_the_rest_pending() {
+        let clock = Arc::new(ManualClock::new());
+        let s = shared(small());
+        let mut sink = Script::new(&clock, []);
+        sink.default = Act::Retry(Some(Duration::from_secs(30)));
+        emit(&s, 0..25);
+        let report = s.final_flush(Some(&mut sink), &clock, Duration::from_secs(5));
+        assert_eq!((report.pending, report.delivered, report.dropped.total()), (25, 0, 0));
+        assert_eq!(s.final_report().unwrap().pending, 25);
+        // A later incarnation still delivers them.
+        sink.default = Act::Deliver;
+        clock.advance(Duration::from_secs(30));
+        s.step(&mut sink, &clock, &|| false).unwrap();
+        clock.advance(Duration::from_secs(1));
+        s.step(&mut sink, &clock, &|| false).unwrap();
+        assert_eq!(ids(&sink.delivered), (0..25).collect::<Vec<_>>());
+        balanced(&s);
+    }
+
+    #[test]
+    fn step_returns_at_once_when_asked_to_stop() {
+        let clock = Arc::new(ManualClock::new());
+        let s = shared(small());
+        let mut sink = Script::new(&clock, []);
+        emit(&s, 0..30);
+        assert_eq!(s.step(&mut sink, &clock, &|| true).unwrap(), clock.now());
+        assert_eq!(sink.calls, 0);
+        // Asked between batches: the one in flight finishes, no more start.
+        let calls = std::cell::Cell::new(0);
+        let stop = || {
+            calls.set(calls.get() + 1);
+            calls.get() > 2
+        };
+        s.step(&mut sink, &clock, &stop).unwrap();
+        assert_eq!(sink.calls, 1);
+        balanced(&s);
+    }
+
+    #[test]
     fn shutdown_delivers_everything_when_it_can() {
         let clock = Arc::new(ManualClock::new());
         let s = shared(small().encoding(Encoding::JsonArray));
         let mut sink = Script::new(&clock, []);
         emit(&s, 0..33);
-        let report = s.shutdown(Some(&mut sink), &clock, Duration::from_secs(5));
+        s.buffer.close();
+        let report = s.final_flush(Some(&mut sink), &clock, Duration::from_secs(5));
         assert_eq!((report.delivered, report.dropped.total(), report.pending), (33, 0, 0));
         let n: usize =
             sink.delivered.iter().map(|b| serde_json::from_slice::<Vec<Value>>(b.body()).unwrap().len()).sum();
@@ -1071,11 +1123,12 @@ mod tests {
         let mut sink = Script::new(&clock, []);
         sink.default = Act::Retry(None);
         emit(&s, 0..10);
-        s.step(&mut sink, &clock).unwrap();
+        s.step(&mut sink, &clock, &|| false).unwrap();
         emit(&s, 10..60);
         let snap = balanced(&s);
         assert_eq!((snap.queued, snap.in_flight, snap.dropped.oldest_evicted), (20, 10, 30));
-        let report = s.shutdown(None, &clock, Duration::from_secs(1));
+        s.buffer.close();
+        let report = s.final_flush(None, &clock, Duration::from_secs(1));
         assert_eq!(report.dropped.shutdown, 30);
         balanced(&s);
     }
@@ -1141,7 +1194,7 @@ mod tests {
                             next_id += 1;
                         },
                         Op::Step => {
-                            if s.step(&mut sink, &clock).is_err() {
+                            if s.step(&mut sink, &clock, &|| false).is_err() {
                                 s.recover(&clock, true);
                             }
                         }
@@ -1149,7 +1202,7 @@ mod tests {
                         Op::Sink(n) => sink.acts.push_back(act(n)),
                         Op::Panic => {
                             sink.acts.push_front(Act::Panic);
-                            if catch_unwind(AssertUnwindSafe(|| s.step(&mut sink, &clock))).is_err() {
+                            if catch_unwind(AssertUnwindSafe(|| s.step(&mut sink, &clock, &|| false))).is_err() {
                                 s.recover(&clock, true);
                             } else {
                                 // Nothing was due; the panic stays scripted for later.
@@ -1177,7 +1230,8 @@ mod tests {
                 prop_assert_eq!(s.snapshot().delivered, delivered.len() as u64);
                 // The final flush settles everything.
                 sink.acts.clear();
-                let report = s.shutdown(Some(&mut sink), &clock, Duration::from_secs(600));
+                s.buffer.close();
+                let report = s.final_flush(Some(&mut sink), &clock, Duration::from_secs(600));
                 let snap = s.snapshot();
                 prop_assert!(snap.is_balanced(), "{:?}", snap);
                 prop_assert_eq!(snap.pending, 0);

@@ -6,17 +6,17 @@ use crate::ledger::{DropCounts, LedgerSnapshot};
 
 /// The accounting of one flush, or of the final flush at shutdown.
 ///
-/// `delivered` and `dropped` count what the batcher resolved during the
-/// flush. `pending` is what is still undelivered at its end (queued plus in
-/// flight); after the final flush it is normally zero, because whatever the
-/// budget could not deliver is dropped with the reason `shutdown` — unless the
-/// sink is still holding a batch (see [`EventsHandle::final_report`](crate::EventsHandle::final_report)).
+/// `delivered` and `dropped` count what happened while the flush ran.
+/// `pending` is what is still undelivered at its end (queued plus in flight).
+/// After the final flush, pending events are dropped with the reason
+/// `shutdown` if the pipeline was [closed](crate::EventsHandle::close) first,
+/// and otherwise stay pending (see [`EventsHandle::final_report`](crate::EventsHandle::final_report)).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FlushReport {
     /// Events delivered during the flush.
     pub delivered: u64,
-    /// Events the batcher dropped during the flush, by reason (drops by
-    /// emitters are in [`ledger`](FlushReport::ledger)).
+    /// Events dropped while the flush ran, by reason (including emitters'
+    /// drops in the meantime).
     pub dropped: DropCounts,
     /// Events neither delivered nor dropped when the flush ended.
     pub pending: u64,
@@ -24,6 +24,19 @@ pub struct FlushReport {
     pub elapsed_ms: u64,
     /// The whole ledger when the flush ended.
     pub ledger: LedgerSnapshot,
+}
+
+impl FlushReport {
+    /// The report of what happened between two snapshots.
+    pub(crate) fn between(before: &LedgerSnapshot, after: LedgerSnapshot, elapsed: std::time::Duration) -> FlushReport {
+        FlushReport {
+            delivered: after.delivered.saturating_sub(before.delivered),
+            dropped: after.dropped.since(&before.dropped),
+            pending: after.pending,
+            elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            ledger: after,
+        }
+    }
 }
 
 impl fmt::Display for FlushReport {

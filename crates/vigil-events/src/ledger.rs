@@ -370,13 +370,8 @@ impl Ledger {
         *self.last_error.lock() = Some(LastError { kind: kind.to_owned(), message, at_unix_ms: unix_ms() });
     }
 
-    /// What the batcher itself has resolved: events delivered, and dropped by reason.
-    pub(crate) fn batcher_totals(&self) -> (u64, DropCounts) {
-        let mut dropped = DropCounts::default();
-        for reason in DropReason::ALL {
-            *dropped.get_mut(reason) = self.batcher_drops[reason.index()].load(Ordering::Relaxed);
-        }
-        (self.delivered.load(Ordering::Relaxed), dropped)
+    pub(crate) fn last_error_is(&self, kind: &str) -> bool {
+        self.last_error.lock().as_ref().is_some_and(|e| e.kind == kind)
     }
 
     /// Failures and drops so far, for deciding whether to log a summary.

@@ -34,6 +34,11 @@ fn reserve_block() -> u64 {
     NEXT_SEQ_BLOCK.fetch_add(SEQ_BLOCK, Ordering::Relaxed)
 }
 
+/// A value that changes whenever some thread reserves sequence numbers.
+pub(crate) fn seq_watermark() -> u64 {
+    NEXT_SEQ_BLOCK.load(Ordering::Relaxed)
+}
+
 /// The next process-unique sequence number.
 pub(crate) fn next_seq() -> u64 {
     LOCAL

@@ -1,0 +1,147 @@
+//! The handle: flush, close and the ledger, from any thread.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vigil_core::{Addr, CallError};
+
+use crate::batcher::BatcherMsg;
+use crate::engine::Shared;
+use crate::flush::{FlushError, FlushReport};
+use crate::ledger::LedgerSnapshot;
+
+/// How long a flush waits for the batcher's answer past its deadline.
+const REPLY_GRACE: Duration = Duration::from_millis(500);
+
+/// What the handle needs from the shared state, without the event type.
+pub(crate) trait PipelineState: Send + Sync + 'static {
+    fn snapshot(&self) -> LedgerSnapshot;
+    fn close(&self);
+    fn is_closed(&self) -> bool;
+    fn final_report(&self) -> Option<FlushReport>;
+}
+
+impl<E: Send + 'static> PipelineState for Shared<E> {
+    fn snapshot(&self) -> LedgerSnapshot {
+        Shared::snapshot(self)
+    }
+
+    fn close(&self) {
+        self.buffer.close();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.buffer.is_closed()
+    }
+
+    fn final_report(&self) -> Option<FlushReport> {
+        Shared::final_report(self)
+    }
+}
+
+/// Flushes, closes and reads the ledger of a pipeline, from any thread.
+///
+/// # About threads and cloning
+///
+/// A clone talks to the same batcher. [`ledger`](EventsHandle::ledger) reads
+/// atomic counters and never waits for the batcher, even while its sink
+/// hangs. [`flush`](EventsHandle::flush) sends the batcher a message and waits
+/// for its answer until the deadline (plus half a second for the answer to
+/// arrive); if the batcher is stuck in a slow delivery it answers with
+/// [`FlushError::Timeout`] and the ledger as it stood.
+#[derive(Clone)]
+pub struct EventsHandle {
+    addr: Addr<BatcherMsg>,
+    state: Arc<dyn PipelineState>,
+}
+
+impl fmt::Debug for EventsHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventsHandle").field("ledger", &self.state.snapshot()).finish()
+    }
+}
+
+impl EventsHandle {
+    pub(crate) fn new(addr: Addr<BatcherMsg>, state: Arc<dyn PipelineState>) -> EventsHandle {
+        EventsHandle { addr, state }
+    }
+
+    /// A snapshot of the ledger. Never blocks on the batcher.
+    pub fn ledger(&self) -> LedgerSnapshot {
+        self.state.snapshot()
+    }
+
+    /// Delivers everything queued when the call is made, and the batch in
+    /// flight, within `timeout`. The batch in flight and the rest share the
+    /// time; the sink gets what is left of it as its budget. The receiver's
+    /// retry-after is honoured; the batcher's own backoff is skipped for the
+    /// first attempt of each batch.
+    ///
+    /// # Errors
+    ///
+    /// - [`FlushError::Timeout`]: the deadline passed with events pending.
+    /// - [`FlushError::SinkFailed`]: the sink failed fatally (or panicked);
+    ///   the batcher is restarting and keeps the events.
+    /// - [`FlushError::Disconnected`]: the batcher is not running.
+    ///
+    /// Each carries the report of what was done.
+    ///
+    /// # Examples
+    ///
+    /// See [`EventPipeline`](crate::EventPipeline).
+    pub fn flush(&self, timeout: Duration) -> Result<FlushReport, FlushError> {
+        let deadline = Instant::now().checked_add(timeout).unwrap_or_else(far_future);
+        self.flush_deadline(deadline)
+    }
+
+    /// [`flush`](EventsHandle::flush) with a deadline instead of a timeout.
+    ///
+    /// # Errors
+    ///
+    /// As [`flush`](EventsHandle::flush).
+    pub fn flush_deadline(&self, deadline: Instant) -> Result<FlushReport, FlushError> {
+        let start = Instant::now();
+        let before = self.state.snapshot();
+        let wait = deadline.saturating_duration_since(start).saturating_add(REPLY_GRACE);
+        let answer = self.addr.call(|reply| BatcherMsg::Flush { deadline, reply }, wait);
+        let report = || FlushReport::between(&before, self.state.snapshot(), start.elapsed());
+        match answer {
+            Ok(result) => result,
+            Err(CallError::Timeout) => Err(FlushError::Timeout(report())),
+            Err(CallError::Dropped) => Err(FlushError::SinkFailed(report())),
+            Err(CallError::Closed) => Err(FlushError::Disconnected(report())),
+        }
+    }
+
+    /// Closes the pipeline for good: every later `emit` fails with
+    /// [`Dropped::Closed`](crate::Dropped::Closed) (counted under
+    /// `shutdown`), and the batcher's final flush, when it stops, drops what
+    /// it cannot deliver within its budget with the reason `shutdown` instead
+    /// of leaving it pending.
+    ///
+    /// Call it just before shutting the supervision tree down.
+    pub fn close(&self) {
+        self.state.close();
+    }
+
+    /// Whether [`close`](EventsHandle::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.state.is_closed()
+    }
+
+    /// The report of the batcher's last final flush, once it has stopped.
+    ///
+    /// `None` before that — and also when the batcher never got to its final
+    /// flush because its sink did not return within the shutdown timeout (the
+    /// supervisor then abandons its thread). In that case
+    /// [`ledger`](EventsHandle::ledger) still accounts for every event: what
+    /// the stuck sink holds and what is queued are `pending`.
+    pub fn final_report(&self) -> Option<FlushReport> {
+        self.state.final_report()
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}
