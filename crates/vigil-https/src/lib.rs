@@ -31,13 +31,18 @@
 //!
 //! # Example
 //!
-//! ```no_run
+//! Delivering to a local `vigil-collector` (a real HTTPS server on loopback)
+//! that trusts nothing but the collector's CA file:
+//!
+//! ```
 //! use std::time::Duration;
 //! use vigil_events::{Batch, Delivery, Encoding, Sink};
 //! use vigil_https::{HttpsError, HttpsSinkConfig};
 //!
-//! let config = HttpsSinkConfig::new("https://collector.internal:8443/ingest")
-//!     .trust_file("/etc/vigil/collector-ca.pem")
+//! let collector = vigil_collector::Collector::builder().start()?;
+//!
+//! let config = HttpsSinkConfig::new(collector.endpoint())
+//!     .trust_file(collector.ca_pem_path())
 //!     .trust_poll_interval(Duration::from_secs(30))
 //!     .authorization("Bearer s3cr3t");
 //! let stats = config.stats();
@@ -45,19 +50,22 @@
 //! // What the batcher's child factory does on every (re)start:
 //! let mut sink = config.build()?;
 //!
-//! let batch = Batch::new("batch-1", Encoding::Ndjson, vec![1], b"{\"seq\":1}\n".to_vec());
+//! let batch = Batch::new("batch-1", Encoding::Ndjson, vec![1, 2], b"{\"seq\":1}\n{\"seq\":2}\n".to_vec());
 //! match sink.deliver(&batch, None) {
 //!     Delivery::Delivered => {}
 //!     Delivery::Fatal { error } => {
+//!         // Untrusted certificate, 401/403, ...: the supervisor restarts the sink.
 //!         let error = error.downcast_ref::<HttpsError>().expect("an HttpsError");
-//!         eprintln!("restart needed: {error}");
+//!         panic!("restart needed: {error}");
 //!     }
-//!     other => eprintln!("{}: {:?}", other.kind(), other.error()),
+//!     other => panic!("{}: {:?}", other.kind(), other.error()),
 //! }
-//! if let Some(cert) = stats.snapshot().server_certificate {
-//!     println!("server certificate {} expires {}", cert.sha256, cert.not_after);
-//! }
-//! # Ok::<_, HttpsError>(())
+//! assert!(collector.wait_for_events(2, Duration::from_secs(10)));
+//!
+//! // The leaf certificate from the handshake, for dashboards and alerts.
+//! let cert = stats.snapshot().server_certificate.expect("seen in the handshake");
+//! println!("{} expires {} (sha256 {})", cert.subject, cert.not_after, cert.sha256);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! # Certificate rotation

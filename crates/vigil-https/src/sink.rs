@@ -548,6 +548,19 @@ mod tests {
     }
 
     #[test]
+    fn sink_debug_redacts_the_authorization() {
+        let sink = HttpsSinkConfig::new("http://127.0.0.1:9/ingest")
+            .allow_http(true)
+            .authorization("Bearer hunter2")
+            .build()
+            .unwrap();
+        let debug = format!("{sink:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("<redacted>"), "{debug}");
+        assert!(debug.contains("http://127.0.0.1:9/ingest"), "{debug}");
+    }
+
+    #[test]
     fn authority_defaults_the_port() {
         assert_eq!(authority("https://a.example/x"), "a.example:443");
         assert_eq!(authority("http://a.example/x"), "a.example:80");

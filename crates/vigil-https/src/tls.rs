@@ -455,6 +455,18 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_client_certificate_says_so() {
+        let err = classify(rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired));
+        assert_eq!(
+            err.to_string(),
+            "TLS failure with https://127.0.0.1:8443/ingest during TLS handshake: received fatal alert: \
+             CertificateRequired (the server refused our client certificate, or its absence)"
+        );
+        let other = classify(rustls::Error::AlertReceived(rustls::AlertDescription::ProtocolVersion));
+        assert!(!other.to_string().contains("client certificate"), "{other}");
+    }
+
+    #[test]
     fn other_tls_errors_are_fatal_tls_failures() {
         let err = classify(rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure));
         assert!(matches!(err, HttpsError::Tls { phase: Phase::Handshake, .. }), "{err:?}");

@@ -1,8 +1,11 @@
 //! Batches arrive: NDJSON, JSON arrays, gzip, one pooled connection, and the
 //! server certificate recorded from the real handshake.
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+
 use vigil_events::{Batch, Delivery, Encoding, Sink};
-use vigil_https::CertificateInfo;
+use vigil_https::{CertificateInfo, HttpsSinkConfig};
 
 use crate::support::*;
 
@@ -112,4 +115,69 @@ fn plain_http_is_refused_before_any_connection() {
     let delivery = sink.deliver(&batch("h-0", 0..1), Some(DEADLINE));
     assert!(!matches!(delivery, Delivery::Delivered));
     assert_ne!(delivery.kind(), "fatal", "{delivery:?}");
+}
+
+/// One request as a plain-HTTP loopback server saw it.
+struct Seen {
+    head: String,
+    body: Vec<u8>,
+}
+
+/// A one-shot plain HTTP server on loopback: reads one request, answers 200.
+fn one_shot_server() -> (String, std::thread::JoinHandle<Seen>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("http://{}/ingest", listener.local_addr().expect("addr"));
+    let handle = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("read head");
+            head.push_str(&line);
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+        }
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+            .expect("a content-length");
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).expect("read body");
+        let mut stream = stream;
+        stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").expect("answer");
+        Seen { head, body }
+    });
+    (endpoint, handle)
+}
+
+#[test]
+fn the_request_carries_the_batch_headers_and_a_gzip_body() {
+    capture_logs();
+    let (endpoint, server) = one_shot_server();
+    let secret = format!("Bearer secret-{}", std::process::id());
+    let mut sink = HttpsSinkConfig::new(&endpoint)
+        .allow_http(true)
+        .authorization(&secret)
+        .gzip(true)
+        .build()
+        .expect("loopback http sink builds");
+    let b = batch("wire-key-1", 0..50);
+    deliver_ok(&mut sink, &b);
+    let seen = server.join().expect("server thread");
+
+    let head = seen.head.to_ascii_lowercase();
+    assert!(head.starts_with("post /ingest http/1.1\r\n"), "{head}");
+    assert!(head.contains("content-type: application/x-ndjson\r\n"), "{head}");
+    assert!(head.contains("idempotency-key: wire-key-1\r\n"), "{head}");
+    assert!(head.contains("content-encoding: gzip\r\n"), "{head}");
+    assert!(head.contains(&format!("authorization: {}\r\n", secret.to_ascii_lowercase())), "{head}");
+    let mut unpacked = Vec::new();
+    flate2::read::GzDecoder::new(&seen.body[..]).read_to_end(&mut unpacked).expect("gzip body");
+    assert_eq!(unpacked, b.body());
+
+    // The secret is in no log record of any target, and not in Debug.
+    assert!(!any_log_contains(&secret));
+    assert!(!format!("{sink:?}").contains(&secret));
 }

@@ -48,7 +48,7 @@ fn recorder() -> &'static Recorder {
     RECORDER.get_or_init(|| {
         let recorder: &'static Recorder = Box::leak(Box::new(Recorder { records: Mutex::new(Vec::new()) }));
         log::set_logger(recorder).expect("no other logger in this test binary");
-        log::set_max_level(log::LevelFilter::Debug);
+        log::set_max_level(log::LevelFilter::Trace);
         recorder
     })
 }
@@ -68,6 +68,11 @@ pub(crate) fn https_logs(needle: &str) -> Vec<Record> {
         .filter(|r| r.target == "vigil::https" && r.message.contains(needle))
         .cloned()
         .collect()
+}
+
+/// Whether any record of any target contains `needle`.
+pub(crate) fn any_log_contains(needle: &str) -> bool {
+    recorder().records.lock().iter().any(|r| r.message.contains(needle))
 }
 
 /// Polls `pred` every 10 ms until it holds or [`DEADLINE`] passes; returns whether it held.
