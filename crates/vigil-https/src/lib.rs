@@ -79,6 +79,17 @@
 //! up within one [poll interval](HttpsSinkConfig::trust_poll_interval) and a
 //! restarted sink picks it up immediately.
 //!
+//! # What survives a restart?
+//!
+//! The supervisor drops a failed sink and the factory builds a new one from
+//! the same [`HttpsSinkConfig`]. The new sink reads the trust and identity
+//! files again and opens a new connection. What carries over lives in the
+//! config's [`HttpsStats`]: the counters, the last server certificate (so a
+//! certificate change across the restart is still noticed) and which expiry
+//! warnings were already given (so a restart loop does not repeat them). The
+//! batch in flight belongs to the batcher, which keeps it and offers it to the
+//! new sink under the same idempotency key.
+//!
 //! # Why a custom TLS connector
 //!
 //! ureq's own TLS configuration takes root certificates but not a verifier,

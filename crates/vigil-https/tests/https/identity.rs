@@ -106,7 +106,7 @@ fn a_bad_identity_reload_keeps_the_last_good_identity() {
     let mut i = 0;
     assert!(eventually(|| {
         i += 1;
-        deliver_ok(&mut sink, &batch(&format!("idr-w-{i}"), 100 + i..101 + i));
+        deliver_in_loop(&mut sink, &batch(&format!("idr-w-{i}"), 100 + i..101 + i));
         stats.snapshot().trust_reload_failures == 1
     }));
     let last_error = stats.snapshot().last_error.unwrap();
@@ -123,7 +123,7 @@ fn a_bad_identity_reload_keeps_the_last_good_identity() {
     let mut j = 0;
     assert!(eventually(|| {
         j += 1;
-        deliver_ok(&mut sink, &batch(&format!("idr-r-{j}"), 200 + j..201 + j));
+        deliver_in_loop(&mut sink, &batch(&format!("idr-r-{j}"), 200 + j..201 + j));
         stats.snapshot().trust_reloads >= 1
     }));
     wait_idle(&m.collector);

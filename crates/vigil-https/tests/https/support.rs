@@ -177,6 +177,17 @@ pub(crate) fn deliver_ok(sink: &mut HttpsSink, batch: &Batch) {
     assert!(matches!(delivery, Delivery::Delivered), "expected delivered, got {delivery:?}");
 }
 
+/// Delivers inside a polling loop against a collector that closes idle
+/// connections quickly. A request can race the collector closing the pooled
+/// connection; that is a retryable failure (the batcher would retry), so it is
+/// tolerated here. Anything else but success fails the test.
+pub(crate) fn deliver_in_loop(sink: &mut HttpsSink, batch: &Batch) {
+    match sink.deliver(batch, None) {
+        Delivery::Delivered | Delivery::Retryable { .. } => {}
+        other => panic!("expected delivered (or a retryable race), got {other:?}"),
+    }
+}
+
 /// A CA made with rcgen, able to sign client certificates.
 pub(crate) struct TestCa {
     pub(crate) cert: rcgen::Certificate,

@@ -13,7 +13,7 @@ fn deliver_until_refused(sink: &mut HttpsSink, stats: &HttpsStats, n: u64) {
     assert!(
         eventually(|| {
             i += 1;
-            deliver_ok(sink, &batch(&format!("tr-wait-{n}-{i}"), 1000 * n + i..1000 * n + i + 1));
+            deliver_in_loop(sink, &batch(&format!("tr-wait-{n}-{i}"), 1000 * n + i..1000 * n + i + 1));
             stats.snapshot().trust_reload_failures >= n
         }),
         "reload failure #{n} was not seen: {:?}",
@@ -75,7 +75,7 @@ fn a_bad_trust_file_keeps_the_last_good_set() {
     let mut i = 0;
     assert!(eventually(|| {
         i += 1;
-        deliver_ok(&mut sink, &batch(&format!("tr-back-{i}"), 60 + i..61 + i));
+        deliver_in_loop(&mut sink, &batch(&format!("tr-back-{i}"), 60 + i..61 + i));
         stats.snapshot().trust_reloads == 1
     }));
     assert_eq!(stats.snapshot().trust_reload_failures, 4);
