@@ -1,0 +1,113 @@
+//! A restart loses nothing: sink panics, fatal deliveries, a failing sink
+//! factory and a panicking serializer.
+
+mod support;
+
+use std::time::Duration;
+
+use serde::Serialize;
+use support::*;
+use vigil_core::{Backoff, Supervisor};
+use vigil_events::{EventPipeline, LedgerSnapshot};
+
+fn settle(run: &mut Running, control: &Control, n: u64) -> LedgerSnapshot {
+    wait_until("every event is delivered", || run.handle.ledger().delivered == n);
+    run.shutdown();
+    let ledger = run.handle.ledger();
+    assert_balanced(&ledger);
+    let seqs = assert_each_delivered_once(control, 0..n);
+    assert_eq!(seqs.len() as u64, ledger.accepted, "one seq per accepted event");
+    ledger
+}
+
+#[test]
+fn sink_panics_lose_nothing_and_retry_the_batch_in_flight() {
+    let control = Control::new();
+    control.script([Step::Deliver, Step::Panic, Step::Deliver, Step::Panic, Step::Panic]);
+    let mut run = start(fast_config(), &control);
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let run = &run;
+            s.spawn(move || run.emit_all(t * 500..(t + 1) * 500));
+        }
+    });
+    let ledger = settle(&mut run, &control, 2000);
+    assert_eq!(ledger.delivered, 2000);
+    assert!(ledger.restarts >= 3, "{ledger:?}");
+    assert!(control.builds() >= 4, "each restart builds a fresh sink");
+    // The batch a panic interrupted came back with the same key and events.
+    let attempts = control.attempts();
+    for panicked in attempts.iter().filter(|a| a.outcome == "panic") {
+        let retried = attempts
+            .iter()
+            .find(|a| a.key == panicked.key && a.outcome == "delivered")
+            .expect("the interrupted batch is delivered later");
+        assert_eq!(retried.seqs, panicked.seqs);
+    }
+    assert_eq!(ledger.last_error.map(|e| e.kind), Some("panic".to_owned()));
+}
+
+#[test]
+fn fatal_restarts_the_batcher_with_a_fresh_sink() {
+    let control = Control::new();
+    control.script([Step::Fatal, Step::Fatal]);
+    let mut run = start(fast_config(), &control);
+    run.emit_all(0..300);
+    let ledger = settle(&mut run, &control, 300);
+    assert!(ledger.restarts >= 2, "{ledger:?}");
+    assert!(control.builds() >= 3);
+    let fatal = control.attempts().into_iter().filter(|a| a.outcome == "fatal").collect::<Vec<_>>();
+    assert_eq!(fatal.len(), 2);
+    assert!(control.delivered().iter().any(|a| a.key == fatal[0].key), "the failed batch is kept and delivered");
+    assert_eq!(ledger.last_error.map(|e| e.kind), Some("fatal".to_owned()));
+}
+
+#[test]
+fn a_failing_sink_factory_does_not_stop_the_tree_from_starting() {
+    let control = Control::new();
+    control.fail_builds(3);
+    let mut run = start(fast_config(), &control);
+    run.emit_all(0..100);
+    let ledger = settle(&mut run, &control, 100);
+    assert!(control.builds() >= 4);
+    assert!(ledger.restarts >= 3, "{ledger:?}");
+}
+
+#[derive(Debug, Clone)]
+struct Fragile {
+    id: u64,
+}
+
+impl Serialize for Fragile {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.id % 100 == 42 {
+            panic!("cannot serialize event {}", self.id);
+        }
+        #[derive(Serialize)]
+        struct Plain {
+            id: u64,
+        }
+        Plain { id: self.id }.serialize(s)
+    }
+}
+
+#[test]
+fn a_panicking_serializer_drops_only_its_own_event() {
+    let control = Control::new();
+    let (emitter, spec, handle) = EventPipeline::builder(fast_config())
+        .sink(control.factory())
+        .restart_backoff(Backoff::exponential(Duration::from_millis(5), Duration::from_millis(50)))
+        .build()
+        .unwrap();
+    let system = Supervisor::builder().child(spec).start().unwrap();
+    for id in 0..300 {
+        emitter.emit(Fragile { id }).unwrap();
+    }
+    wait_until("all but the fragile events are delivered", || handle.ledger().delivered == 297);
+    system.shutdown().unwrap();
+    let ledger = handle.ledger();
+    assert_balanced(&ledger);
+    assert_eq!((ledger.dropped.encode, ledger.pending), (3, 0));
+    assert_eq!(ledger.restarts, 3);
+    assert_each_delivered_once(&control, (0..300).filter(|i| i % 100 != 42));
+}
