@@ -7,5 +7,6 @@ mod delivery;
 mod expiry;
 mod faults;
 mod identity;
+mod pipeline;
 mod rotation;
 mod trust_reload;
