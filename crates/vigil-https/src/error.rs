@@ -315,7 +315,8 @@ impl fmt::Display for CertificateProblem {
 pub enum Phase {
     /// Resolving the host name.
     Resolve,
-    /// Opening the TCP connection.
+    /// Opening the connection: TCP, and for a connect *timeout* also the TLS
+    /// handshake, which the connect timeout covers.
     Connect,
     /// The TLS handshake.
     Handshake,

@@ -79,6 +79,11 @@
 //! up within one [poll interval](HttpsSinkConfig::trust_poll_interval) and a
 //! restarted sink picks it up immediately.
 //!
+//! The check happens in the handshake, so it applies to new connections: a
+//! pooled connection opened before the server rotated keeps working until it
+//! closes (ureq drops idle pooled connections after 15 seconds). Session
+//! resumption is off, so every new connection is verified in full.
+//!
 //! # What survives a restart?
 //!
 //! The supervisor drops a failed sink and the factory builds a new one from

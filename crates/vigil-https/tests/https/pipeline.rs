@@ -58,10 +58,7 @@ fn the_backlog_arrives_after_a_ca_rotation() {
     );
     let snap = stats.snapshot();
     assert!(snap.sinks_built >= 3, "each restart builds a sink: {snap:?}");
-    assert!(
-        snap.last_error.as_deref().unwrap_or_default().contains("not trusted: unknown issuer"),
-        "{snap:?}"
-    );
+    assert!(snap.last_error.as_deref().unwrap_or_default().contains("not trusted: unknown issuer"), "{snap:?}");
     assert_eq!(collector.seqs().len(), 100, "nothing new arrives while the CA is untrusted");
 
     // 3. The new CA is written into the client's trust file.
@@ -81,5 +78,5 @@ fn the_backlog_arrives_after_a_ca_rotation() {
     assert_eq!(stats.snapshot().certificate_changes, 1);
 
     handle.close();
-    system.shutdown();
+    system.shutdown().expect("the tree shuts down cleanly");
 }
