@@ -24,19 +24,8 @@ pub struct CertificateInfo {
 }
 
 impl CertificateInfo {
-    /// Parses a DER-encoded certificate.
-    ///
-    /// # Errors
-    ///
-    /// Returns the parser's message when `der` is not an X.509 certificate.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use vigil_https::CertificateInfo;
-    /// assert!(CertificateInfo::from_der(b"not a certificate").is_err());
-    /// ```
-    pub fn from_der(der: &[u8]) -> Result<CertificateInfo, String> {
+    /// Parses a DER-encoded certificate; the error is the parser's message.
+    pub(crate) fn from_der(der: &[u8]) -> Result<CertificateInfo, String> {
         let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
         let not_after_unix = cert.validity().not_after.timestamp();
         Ok(CertificateInfo {
