@@ -64,6 +64,7 @@ pub(crate) struct Control {
     gate: Mutex<bool>,
     gate_cv: Condvar,
     inside: AtomicUsize,
+    entered: Mutex<Vec<Vec<u64>>>,
 }
 
 impl Control {
@@ -98,6 +99,11 @@ impl Control {
     /// How many deliveries are running right now.
     pub(crate) fn inside(&self) -> usize {
         self.inside.load(Ordering::SeqCst)
+    }
+
+    /// The seqs of every batch handed to the sink, recorded on entry.
+    pub(crate) fn entered(&self) -> Vec<Vec<u64>> {
+        self.entered.lock().clone()
     }
 
     pub(crate) fn attempts(&self) -> Vec<Attempt> {
@@ -184,6 +190,7 @@ impl Sink for TestSink {
             budget,
             outcome: "delivered",
         };
+        c.entered.lock().push(batch.seqs().to_vec());
         c.inside.fetch_add(1, Ordering::SeqCst);
         let err = |what: &str| -> vigil_events::SinkError { format!("test sink: {what}").into() };
         let delivery = match step {
