@@ -92,7 +92,7 @@ impl<E: Serialize + Send + 'static> Batcher<E> {
             Ok(sink) => sink,
             Err(e) => {
                 let report = FlushReport::between(&shared.snapshot(), shared.snapshot(), Duration::ZERO);
-                let _ = reply.send(Err(FlushError::SinkFailed(report)));
+                let _ = reply.send(Err(FlushError::SinkFailed(Box::new(report))));
                 return Err(e);
             }
         };
@@ -102,10 +102,10 @@ impl<E: Serialize + Send + 'static> Batcher<E> {
                 let _ = reply.send(Ok(report));
             }
             DrainEnd::Deadline => {
-                let _ = reply.send(Err(FlushError::Timeout(report)));
+                let _ = reply.send(Err(FlushError::Timeout(Box::new(report))));
             }
             DrainEnd::Fatal(e) => {
-                let _ = reply.send(Err(FlushError::SinkFailed(report)));
+                let _ = reply.send(Err(FlushError::SinkFailed(Box::new(report))));
                 return Err(e);
             }
         }

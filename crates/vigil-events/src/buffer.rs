@@ -279,6 +279,12 @@ impl<E> std::error::Error for Dropped<E> {}
 /// the way: if the sink hangs, `emit` keeps returning at once, dropping
 /// events by the [`OverflowPolicy`] and counting every drop.
 ///
+/// Sequence numbers are unique in the process and increase per thread (a
+/// thread reserves them in blocks of 64, so they do not increase across
+/// threads). The timestamp is the Unix time in milliseconds from a clock
+/// thread that ticks every millisecond while events flow; it may lag by that
+/// thread's scheduling latency.
+///
 /// The first drop of each reason logs one warning (target
 /// `vigil::events`) from the thread that saw it; later drops are only
 /// counted.

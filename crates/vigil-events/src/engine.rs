@@ -1160,7 +1160,7 @@ mod tests {
 
         fn act(n: u8) -> Act {
             match n {
-                0 | 1 | 2 => Act::Deliver,
+                0..=2 => Act::Deliver,
                 3 => Act::Retry(None),
                 4 => Act::Retry(Some(Duration::from_millis(500))),
                 5 => Act::MaxEvents(3),

@@ -54,19 +54,20 @@ impl fmt::Display for FlushReport {
 }
 
 /// Why a flush did not deliver everything it was asked to. Each variant
-/// carries the report of what was done, so nothing goes unaccounted.
+/// carries the report of what was done (boxed, to keep `Result`s small), so
+/// nothing goes unaccounted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FlushError {
     /// The deadline passed with events still pending (also returned when the
     /// batcher was too busy, e.g. inside a slow delivery, to answer in time;
     /// the report is then the ledger as it stood).
-    Timeout(FlushReport),
+    Timeout(Box<FlushReport>),
     /// The sink reported a fatal failure; the batcher is restarting with a
     /// fresh sink and the pending events are kept.
-    SinkFailed(FlushReport),
+    SinkFailed(Box<FlushReport>),
     /// The batcher is not running (not started yet, or stopped).
-    Disconnected(FlushReport),
+    Disconnected(Box<FlushReport>),
 }
 
 impl FlushError {
@@ -80,7 +81,7 @@ impl FlushError {
     /// Takes the report out.
     pub fn into_report(self) -> FlushReport {
         match self {
-            FlushError::Timeout(r) | FlushError::SinkFailed(r) | FlushError::Disconnected(r) => r,
+            FlushError::Timeout(r) | FlushError::SinkFailed(r) | FlushError::Disconnected(r) => *r,
         }
     }
 }

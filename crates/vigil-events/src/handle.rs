@@ -108,9 +108,9 @@ impl EventsHandle {
         let report = || FlushReport::between(&before, self.state.snapshot(), start.elapsed());
         match answer {
             Ok(result) => result,
-            Err(CallError::Timeout) => Err(FlushError::Timeout(report())),
-            Err(CallError::Dropped) => Err(FlushError::SinkFailed(report())),
-            Err(CallError::Closed) => Err(FlushError::Disconnected(report())),
+            Err(CallError::Timeout) => Err(FlushError::Timeout(Box::new(report()))),
+            Err(CallError::Dropped) => Err(FlushError::SinkFailed(Box::new(report()))),
+            Err(CallError::Closed) => Err(FlushError::Disconnected(Box::new(report()))),
         }
     }
 
