@@ -101,3 +101,24 @@ impl fmt::Display for FlushError {
 }
 
 impl std::error::Error for FlushError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_diff_two_snapshots_and_errors_give_them_back() {
+        let before = LedgerSnapshot { accepted: 10, delivered: 4, pending: 6, ..LedgerSnapshot::default() };
+        let mut after = LedgerSnapshot { accepted: 12, delivered: 9, pending: 2, ..LedgerSnapshot::default() };
+        after.dropped.expired = 1;
+        let report = FlushReport::between(&before, after.clone(), std::time::Duration::from_millis(1500));
+        assert_eq!((report.delivered, report.dropped.expired, report.pending, report.elapsed_ms), (5, 1, 2, 1500));
+        assert_eq!(report.ledger, after);
+        let err = FlushError::Timeout(Box::new(report.clone()));
+        assert_eq!(err.to_string(), "flush deadline passed with 2 events pending");
+        assert_eq!(err.report(), &report);
+        assert_eq!(err.into_report(), report);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["dropped"]["expired"], 1);
+    }
+}

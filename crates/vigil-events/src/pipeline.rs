@@ -250,6 +250,14 @@ mod tests {
     }
 
     #[test]
+    fn emitter_and_handle_can_be_shared_across_threads() {
+        fn shareable<T: Clone + Send + Sync + 'static>() {}
+        shareable::<crate::Emitter<u32>>();
+        shareable::<crate::Emitter<serde_json::Value>>();
+        shareable::<EventsHandle>();
+    }
+
+    #[test]
     fn build_gives_a_named_spec_and_a_working_emitter() {
         let (emitter, spec, handle) = EventPipeline::builder::<u32>(Config::default())
             .sink(|| Ok::<_, std::io::Error>(Null))
