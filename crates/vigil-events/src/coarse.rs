@@ -2,8 +2,9 @@
 //!
 //! Reading the system clock costs 20 ns or more — several times a lock-free
 //! queue push — so `emit` does not do it. One background thread per process
-//! (`vigil-events-clock`) stores the Unix time in milliseconds into an atomic
-//! every millisecond while events are being emitted, and emitters read that.
+//! (`vigil-events-clock`, started with the first pipeline) stores the Unix
+//! time in milliseconds into an atomic every millisecond while events are
+//! being emitted, and emitters read that.
 //! When no thread has reserved a block of sequence numbers for a second, the
 //! ticker goes idle (it checks ten times a second whether activity resumed)
 //! and emitters read the system clock themselves, which is fine at that rate.
@@ -47,6 +48,9 @@ pub(crate) fn now_ms() -> u64 {
 fn tick() {
     let mut seen = seq_watermark();
     let mut quiet = 0u32;
+    // A pipeline was just built: events are likely to follow.
+    NOW_MS.store(unix_ms(), Ordering::Relaxed);
+    TICKING.store(true, Ordering::Release);
     loop {
         let mark = seq_watermark();
         let active = mark != seen;
