@@ -66,7 +66,9 @@ pub enum FlushError {
     /// The sink reported a fatal failure; the batcher is restarting with a
     /// fresh sink and the pending events are kept.
     SinkFailed(Box<FlushReport>),
-    /// The batcher is not running (not started yet, or stopped).
+    /// The batcher has stopped for good (its supervision tree shut down). A
+    /// batcher that was never started, or is waiting to be restarted, cannot
+    /// answer either; that ends in [`Timeout`](FlushError::Timeout).
     Disconnected(Box<FlushReport>),
 }
 

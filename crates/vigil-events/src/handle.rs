@@ -83,7 +83,7 @@ impl EventsHandle {
     /// - [`FlushError::Timeout`]: the deadline passed with events pending.
     /// - [`FlushError::SinkFailed`]: the sink failed fatally (or panicked);
     ///   the batcher is restarting and keeps the events.
-    /// - [`FlushError::Disconnected`]: the batcher is not running.
+    /// - [`FlushError::Disconnected`]: the batcher has stopped for good.
     ///
     /// Each carries the report of what was done.
     ///

@@ -377,7 +377,7 @@ impl Ledger {
     /// Failures and drops so far, for deciding whether to log a summary.
     pub(crate) fn trouble(&self) -> (u64, u64) {
         let s = self.snapshot(0);
-        (s.dropped.total(), s.attempts - s.batches)
+        (s.dropped.total(), s.attempts.saturating_sub(s.batches))
     }
 
     pub(crate) fn snapshot(&self, queued: u64) -> LedgerSnapshot {
