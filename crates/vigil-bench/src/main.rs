@@ -1,1 +1,72 @@
-fn main() {}
+//! `vigil-bench [--json] [--quick]`: Vigil against the raw limits and ractor.
+
+use std::process::ExitCode;
+
+use vigil_bench::{Config, ProbeKind, probe_rss, run};
+
+const USAGE: &str = "usage: vigil-bench [--json] [--quick]\n\
+    \n  --json   print one JSON object instead of a table\
+    \n  --quick  a shorter run of the same shape (under 30 s)\
+    \n  --smoke  every measurement at a tiny size (figures mean nothing)";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--probe-rss") {
+        return probe(&args[1..]);
+    }
+    let (mut json, mut config) = (false, Config::full());
+    for arg in &args {
+        match arg.as_str() {
+            "--json" => json = true,
+            "--quick" => config = Config::quick(),
+            "--smoke" => config = Config::smoke(),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("unknown argument {other:?}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        config = config.probe_exe(exe);
+    }
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; run with --release for meaningful figures");
+    }
+    let report = match run(&config, &mut |key| eprintln!("measuring {key} ...")) {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("vigil-bench: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report.to_json()).unwrap_or_default());
+    } else {
+        print!("{}", report.to_table());
+    }
+    ExitCode::SUCCESS
+}
+
+/// `--probe-rss KIND N`: prints the RSS growth per idle actor in KiB.
+fn probe(args: &[String]) -> ExitCode {
+    let kind = args.first().and_then(|k| ProbeKind::parse(k));
+    let n = args.get(1).and_then(|n| n.parse().ok());
+    let (Some(kind), Some(n)) = (kind, n) else {
+        eprintln!("usage: vigil-bench --probe-rss vigil|raw|ractor N");
+        return ExitCode::from(2);
+    };
+    match probe_rss(kind, n) {
+        Ok(kib) => {
+            println!("{kib}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("vigil-bench: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
