@@ -1,0 +1,260 @@
+//! One run of the script against one design: healthy, CA rotation, outage,
+//! operator fix, recovery, orderly end.
+
+use std::error::Error;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use vigil::SupervisionEvent;
+use vigil::collector::Collector;
+use vigil::events::LedgerSnapshot;
+use vigil::https::HttpsStatsSnapshot;
+
+use crate::load::{Load, Recorder};
+use crate::naive;
+use crate::report::{Markers, Phases, Point, secs};
+use crate::service::{ServiceConfig, VigilService};
+use crate::{Args, Status, TempDir};
+
+/// Which design serves the requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Design {
+    /// Handlers and the batcher supervised by Vigil.
+    Vigil,
+    /// The incident's design, in a child process.
+    Naive,
+}
+
+/// Which part of the story is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Healthy,
+    Outage,
+    Recovery,
+    Draining,
+    External,
+}
+
+impl Phase {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Phase::Healthy => "healthy",
+            Phase::Outage => "OUTAGE: CA rotated, not trusted",
+            Phase::Recovery => "operator fix applied",
+            Phase::Draining => "load stopped, flushing",
+            Phase::External => "delivering to external collector",
+        }
+    }
+}
+
+/// What one run measured.
+pub(crate) struct Outcome {
+    pub(crate) requests: Arc<Recorder>,
+    pub(crate) timeline: Vec<Point>,
+    pub(crate) markers: Markers,
+    pub(crate) phases: Phases,
+    pub(crate) restart_log: Vec<(f64, String, String)>,
+    pub(crate) restarts: u64,
+    pub(crate) ledger: Option<LedgerSnapshot>,
+    pub(crate) https: Option<HttpsStatsSnapshot>,
+    pub(crate) collector_unique_events: Option<u64>,
+    pub(crate) duration_s: f64,
+}
+
+/// The service under test.
+enum Target {
+    Vigil(Box<VigilService>),
+    Naive(naive::Manager),
+}
+
+impl Target {
+    fn port(&self) -> u16 {
+        match self {
+            Target::Vigil(service) => service.port,
+            Target::Naive(manager) => manager.port,
+        }
+    }
+
+    fn ledger(&self) -> Option<LedgerSnapshot> {
+        match self {
+            Target::Vigil(service) => Some(service.events.ledger()),
+            Target::Naive(_) => None,
+        }
+    }
+}
+
+pub(crate) fn run(args: &Args, design: Design) -> Result<Outcome, Box<dyn Error>> {
+    let workdir = TempDir::new()?;
+    let collector = match &args.endpoint {
+        Some(_) => None,
+        None => Some(Collector::builder().dir(workdir.path().join("collector")).start()?),
+    };
+    // The client's trust file: a copy of the collector's current CA, as an
+    // operator would have installed it.
+    let (endpoint, trust_files): (String, Vec<PathBuf>) = match (&collector, &args.endpoint) {
+        (Some(collector), _) => {
+            let trust = workdir.path().join("trust.pem");
+            std::fs::copy(collector.ca_pem_path(), &trust)?;
+            (collector.endpoint(), vec![trust])
+        }
+        (None, Some(endpoint)) => (endpoint.clone(), args.cas.clone()),
+        (None, None) => return Err("no collector: give --endpoint with --ca".into()),
+    };
+
+    let epoch = Instant::now();
+    let target = match design {
+        Design::Vigil => Target::Vigil(Box::new(VigilService::start(ServiceConfig {
+            endpoint: endpoint.clone(),
+            trust_files: trust_files.clone(),
+            work: args.work,
+            handlers: 8,
+        })?)),
+        Design::Naive => Target::Naive(naive::Manager::start(&endpoint, trust_files[0].clone(), args.work, epoch)?),
+    };
+    let supervision = match &target {
+        Target::Vigil(service) => Some(service.system.subscribe()),
+        Target::Naive(_) => None,
+    };
+    let load = Load::start(format!("http://127.0.0.1:{}/charge", target.port()), args.rps, args.clients, epoch);
+
+    // The script: healthy for 25%, outage until the fix, recovery after.
+    let rotate_at = args.duration.mul_f64(0.25);
+    let fix_at = rotate_at + args.outage.unwrap_or(args.duration.mul_f64(0.35));
+    let mut phase = if collector.is_some() { Phase::Healthy } else { Phase::External };
+    let mut phases = Phases::default();
+    let mut markers = Markers::default();
+    let mut timeline: Vec<Point> = Vec::new();
+    let mut restart_log = Vec::new();
+    let mut restarts = 0;
+    let mut healthy_backlog = 0;
+    let status = Status::new(args.json, design);
+    let watch = |restart_log: &mut Vec<(f64, String, String)>, markers: &mut Markers, restarts: &mut u64| {
+        for event in supervision.iter().flat_map(|s| s.try_iter()) {
+            if let SupervisionEvent::Restarting { path, reason, .. } = event {
+                let t = epoch.elapsed().as_secs_f64();
+                if path.starts_with("root/events") {
+                    *restarts += 1;
+                    markers.restarts.push(t);
+                }
+                restart_log.push((t, path, reason.to_string()));
+            }
+        }
+    };
+
+    let tick = Duration::from_millis(250);
+    let mut previous = Snapshot::take(&target, &load.recorder, 0.0);
+    while epoch.elapsed() < args.duration {
+        let now = epoch.elapsed();
+        if let Some(collector) = &collector {
+            if phase == Phase::Healthy && now >= rotate_at {
+                collector.rotate_ca()?;
+                phase = Phase::Outage;
+                phases.rotation_s = Some(secs(now));
+                markers.rotation = Some(now.as_secs_f64());
+            } else if phase == Phase::Outage && now >= fix_at {
+                // The operator fix: append the new CA to the client's trust file.
+                let new_ca = std::fs::read(collector.ca_pem_path())?;
+                let mut trust = std::fs::OpenOptions::new().append(true).open(&trust_files[0])?;
+                trust.write_all(b"\n")?;
+                trust.write_all(&new_ca)?;
+                trust.sync_all()?;
+                phase = Phase::Recovery;
+                phases.fix_s = Some(secs(now));
+                markers.fix = Some(now.as_secs_f64());
+            }
+        }
+        watch(&mut restart_log, &mut markers, &mut restarts);
+        // Pacing the sampler, not waiting for a condition.
+        std::thread::sleep(tick.saturating_sub(epoch.elapsed().saturating_sub(now)));
+        let t = epoch.elapsed().as_secs_f64();
+        let snapshot = Snapshot::take(&target, &load.recorder, t);
+        let point = snapshot.rate_since(&previous);
+        if phase == Phase::Healthy {
+            healthy_backlog = healthy_backlog.max(snapshot.pending);
+        }
+        // Drained: the backlog is back to what steady delivery keeps in hand.
+        if phase == Phase::Recovery && phases.drained_s.is_none() && snapshot.pending <= healthy_backlog.max(1) {
+            phases.drained_s = Some(secs(epoch.elapsed()));
+        }
+        status.show(phase, &point, &snapshot, restarts);
+        timeline.push(point);
+        previous = snapshot;
+    }
+
+    // The end: stop the load, flush within a budget, shut down in order.
+    status.show(Phase::Draining, timeline.last().unwrap_or(&Point::default()), &previous, restarts);
+    let requests = load.stop();
+    phases.load_end_s = secs(epoch.elapsed());
+    let (ledger, https) = match target {
+        Target::Vigil(service) => {
+            if let Err(e) = service.events.flush(Duration::from_secs(15)) {
+                log::warn!(target: "incident", "final flush: {e}");
+            }
+            watch(&mut restart_log, &mut markers, &mut restarts);
+            service.events.close();
+            if let Err(e) = service.system.shutdown() {
+                log::error!(target: "incident", "the tree gave up: {e}");
+            }
+            (Some(service.events.ledger()), Some(service.https.snapshot()))
+        }
+        Target::Naive(manager) => {
+            markers.naive_crashes = manager.stop().iter().map(Duration::as_secs_f64).collect();
+            (None, None)
+        }
+    };
+    status.finish();
+    if phases.fix_s.is_some() && phases.drained_s.is_none() && ledger.as_ref().is_some_and(|l| l.pending == 0) {
+        phases.drained_s = Some(secs(epoch.elapsed()));
+    }
+    Ok(Outcome {
+        requests,
+        timeline,
+        markers,
+        phases,
+        restart_log,
+        restarts,
+        ledger,
+        https,
+        collector_unique_events: collector.as_ref().map(|c| c.seqs().len() as u64),
+        duration_s: secs(epoch.elapsed()),
+    })
+}
+
+/// Counters at one instant, to turn into rates.
+pub(crate) struct Snapshot {
+    pub(crate) t: f64,
+    pub(crate) ok: u64,
+    pub(crate) failed: u64,
+    pub(crate) emitted: u64,
+    pub(crate) delivered: u64,
+    pub(crate) pending: u64,
+}
+
+impl Snapshot {
+    fn take(target: &Target, requests: &Recorder, t: f64) -> Snapshot {
+        let ledger = target.ledger().unwrap_or_default();
+        Snapshot {
+            t,
+            ok: requests.ok.load(Ordering::Relaxed),
+            failed: requests.failed.load(Ordering::Relaxed),
+            emitted: ledger.accepted,
+            delivered: ledger.delivered,
+            pending: ledger.pending,
+        }
+    }
+
+    fn rate_since(&self, before: &Snapshot) -> Point {
+        let dt = (self.t - before.t).max(1e-3);
+        let rate = |now: u64, then: u64| now.saturating_sub(then) as f64 / dt;
+        Point {
+            t: self.t,
+            requests_per_s: rate(self.ok + self.failed, before.ok + before.failed),
+            failed_per_s: rate(self.failed, before.failed),
+            delivered_per_s: rate(self.delivered, before.delivered),
+            buffered: self.pending,
+        }
+    }
+}

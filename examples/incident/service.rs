@@ -1,0 +1,184 @@
+//! The payments service, built the Vigil way: request handlers are worker
+//! actors, and the event batcher is one more supervised actor in the same tree.
+//!
+//! ```text
+//! root (one-for-one)
+//! ├── events (the batcher, under its own supervisor; HttpsSink rebuilt on every restart)
+//! └── http   (one-for-one)
+//!     ├── handler-0 … handler-7   (one tiny_http request per message)
+//!     └── acceptor               (takes requests off the socket, hands them to handlers)
+//! ```
+
+use std::error::Error;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use vigil::events::{Config, Emitter, EventPipeline, EventsHandle};
+use vigil::https::{HttpsSinkConfig, HttpsStats};
+use vigil::{Actor, Addr, Backoff, BoxError, ChildSpec, Context, Strategy, Supervisor, System};
+
+/// The event every request emits.
+#[derive(Debug, Serialize)]
+pub(crate) struct PaymentEvent {
+    pub(crate) request: u64,
+    pub(crate) route: &'static str,
+    pub(crate) status: u16,
+    pub(crate) amount_cents: u64,
+    pub(crate) handler: usize,
+    pub(crate) micros: u64,
+}
+
+/// How the service is set up.
+pub(crate) struct ServiceConfig {
+    pub(crate) endpoint: String,
+    pub(crate) trust_files: Vec<PathBuf>,
+    /// Simulated processing time of one payment.
+    pub(crate) work: Duration,
+    pub(crate) handlers: usize,
+}
+
+/// The running service.
+pub(crate) struct VigilService {
+    pub(crate) port: u16,
+    pub(crate) system: System,
+    pub(crate) events: EventsHandle,
+    pub(crate) https: HttpsStats,
+}
+
+const REQUEST_BODY: &str = r#"{"ok":true}"#;
+
+/// Handles one request at a time: "processes the payment", emits an event,
+/// answers. The emit never blocks and never fails the request.
+struct Handler {
+    index: usize,
+    emitter: Emitter<PaymentEvent>,
+    work: Duration,
+    served: Arc<AtomicU64>,
+}
+
+impl Actor for Handler {
+    type Msg = tiny_http::Request;
+
+    fn handle(&mut self, request: tiny_http::Request, _: &mut Context<'_, tiny_http::Request>) -> Result<(), BoxError> {
+        if request.url() != "/charge" {
+            let _ = request.respond(tiny_http::Response::from_string("ok"));
+            return Ok(());
+        }
+        let started = Instant::now();
+        // Stands in for the real work: a call to a payment gateway.
+        std::thread::sleep(self.work);
+        let id = self.served.fetch_add(1, Ordering::Relaxed);
+        // A full buffer drops the event (counted in the ledger); the request
+        // succeeds either way.
+        let _ = self.emitter.emit(PaymentEvent {
+            request: id,
+            route: "/charge",
+            status: 201,
+            amount_cents: 1_000 + id % 9_000,
+            handler: self.index,
+            micros: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        });
+        let response = tiny_http::Response::from_string(REQUEST_BODY).with_status_code(201);
+        // The client may have gone away; that is not this actor's failure.
+        let _ = request.respond(response);
+        Ok(())
+    }
+}
+
+/// Takes requests off the listening socket and hands them to the handlers,
+/// round robin. Its hook runs until the supervisor asks it to stop.
+struct Acceptor {
+    server: Arc<tiny_http::Server>,
+    handlers: Arc<Vec<Addr<tiny_http::Request>>>,
+    next: Arc<AtomicUsize>,
+}
+
+impl Actor for Acceptor {
+    type Msg = ();
+
+    fn started(&mut self, ctx: &mut Context<'_, ()>) -> Result<(), BoxError> {
+        // Run `timeout` right away; it loops until a stop is requested.
+        ctx.set_receive_timeout(Some(Duration::ZERO));
+        Ok(())
+    }
+
+    fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    fn timeout(&mut self, ctx: &mut Context<'_, ()>) -> Result<(), BoxError> {
+        while !ctx.stop_requested() {
+            let Some(request) = self.server.recv_timeout(Duration::from_millis(50))? else { continue };
+            let i = self.next.fetch_add(1, Ordering::Relaxed) % self.handlers.len();
+            if let Err(refused) = self.handlers[i].tell(request) {
+                let _ = refused.into_inner().respond(tiny_http::Response::empty(503));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl VigilService {
+    /// Builds the tree and starts it.
+    pub(crate) fn start(config: ServiceConfig) -> Result<VigilService, Box<dyn Error>> {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").map_err(|e| format!("cannot listen: {e}"))?);
+        let port = server.server_addr().to_ip().map(|a| a.port()).ok_or("tiny_http did not bind an IP address")?;
+
+        let mut https = HttpsSinkConfig::new(&config.endpoint)
+            .trust_poll_interval(Duration::from_millis(500))
+            .timeout_connect(Some(Duration::from_secs(2)))
+            .timeout_global(Some(Duration::from_secs(5)));
+        for file in &config.trust_files {
+            https = https.trust_file(file);
+        }
+        let stats = https.stats();
+        let (emitter, events_spec, events) = EventPipeline::builder(
+            Config::default()
+                .capacity(500_000)
+                .max_batch_events(512)
+                .max_delay(Duration::from_millis(200))
+                // Retries of one batch may span the whole outage.
+                .max_batch_age(Duration::from_secs(3600)),
+        )
+        .id("events")
+        // Called on every (re)start: a restart re-reads the trust files.
+        .sink(move || https.build())
+        .restart_backoff(Backoff::exponential(Duration::from_millis(200), Duration::from_secs(2)))
+        .build()?;
+
+        let served = Arc::new(AtomicU64::new(0));
+        let mut http = Supervisor::builder().strategy(Strategy::OneForOne).intensity(10, Duration::from_secs(10));
+        let mut handlers = Vec::new();
+        for index in 0..config.handlers {
+            let (emitter, served, work) = (emitter.clone(), Arc::clone(&served), config.work);
+            let spec = ChildSpec::worker(format!("handler-{index}"), move || Handler {
+                index,
+                emitter: emitter.clone(),
+                work,
+                served: Arc::clone(&served),
+            })
+            .mailbox(256);
+            handlers.push(spec.addr());
+            http = http.child(spec);
+        }
+        let handlers = Arc::new(handlers);
+        let next = Arc::new(AtomicUsize::new(0));
+        let acceptor_server = Arc::clone(&server);
+        http = http.child(ChildSpec::worker("acceptor", move || Acceptor {
+            server: Arc::clone(&acceptor_server),
+            handlers: Arc::clone(&handlers),
+            next: Arc::clone(&next),
+        }));
+
+        let system = Supervisor::builder()
+            .strategy(Strategy::OneForOne)
+            .intensity(10, Duration::from_secs(10))
+            .child(events_spec)
+            .child(ChildSpec::supervisor("http", http))
+            .start()?;
+        Ok(VigilService { port, system, events, https: stats })
+    }
+}
