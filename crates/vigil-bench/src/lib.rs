@@ -30,6 +30,8 @@
 
 mod call;
 mod config;
+mod delivery;
+mod emit;
 mod error;
 mod harness;
 mod peer;
@@ -49,7 +51,16 @@ pub use rss::{ProbeKind, probe_rss};
 pub use stats::Summary;
 
 /// Every figure key, in the order [`run`] measures them.
-pub const KEYS: [&str; 5] = ["tell_throughput", "call_rtt", "restart_latency", "tree_scale", "idle_actor_rss"];
+pub const KEYS: [&str; 8] = [
+    "tell_throughput",
+    "call_rtt",
+    "restart_latency",
+    "emit_cost",
+    "emit_blocked_p999",
+    "delivery_throughput",
+    "tree_scale",
+    "idle_actor_rss",
+];
 
 /// Measures every figure. `progress` hears the name of each figure as it
 /// starts.
@@ -71,6 +82,9 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(&str)) -> Result<Report, Be
             "tell_throughput" => tell::figure(config, &rt)?,
             "call_rtt" => call::figure(config, &rt)?,
             "restart_latency" => restart::figure(config, &rt)?,
+            "emit_cost" => emit::cost_figure(config)?,
+            "emit_blocked_p999" => emit::blocked_figure(config)?,
+            "delivery_throughput" => delivery::figure(config)?,
             "tree_scale" => tree::figure(config, &rt)?,
             _ => rss::figure(config)?,
         };
