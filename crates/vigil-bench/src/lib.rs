@@ -70,13 +70,27 @@ pub const KEYS: [&str; 8] = [
 /// The first [`BenchError`] of any figure: a setup failure, or a measured
 /// run whose result was wrong (so its time would mean nothing).
 pub fn run(config: &Config, progress: &mut dyn FnMut(&str)) -> Result<Report, BenchError> {
+    run_figures(config, &KEYS, progress)
+}
+
+/// Measures only the figures named in `keys` (in [`KEYS`] order), for
+/// profiling one of them.
+///
+/// # Errors
+///
+/// [`BenchError::Setup`] for a key that is not in [`KEYS`]; otherwise as
+/// [`run`].
+pub fn run_figures(config: &Config, keys: &[&str], progress: &mut dyn FnMut(&str)) -> Result<Report, BenchError> {
+    if let Some(unknown) = keys.iter().find(|k| !KEYS.contains(k)) {
+        return Err(BenchError::setup("run", format!("no figure named {unknown:?}; figures: {}", KEYS.join(", "))));
+    }
     let started = utc_now();
     let load_start = loadavg();
     let clock = Instant::now();
     harness::silence_induced_panics();
     let rt = peer::runtime().map_err(|e| BenchError::setup("run", format!("tokio runtime: {e}")))?;
     let mut figures = Vec::new();
-    for key in KEYS {
+    for key in KEYS.into_iter().filter(|k| keys.contains(k)) {
         progress(key);
         let figure = match key {
             "tell_throughput" => tell::figure(config, &rt)?,

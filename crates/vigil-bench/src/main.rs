@@ -2,12 +2,13 @@
 
 use std::process::ExitCode;
 
-use vigil_bench::{Config, ProbeKind, probe_rss, run};
+use vigil_bench::{Config, KEYS, ProbeKind, probe_rss, run_figures};
 
-const USAGE: &str = "usage: vigil-bench [--json] [--quick]\n\
-    \n  --json   print one JSON object instead of a table\
-    \n  --quick  a shorter run of the same shape (under 30 s)\
-    \n  --smoke  every measurement at a tiny size (figures mean nothing)";
+const USAGE: &str = "usage: vigil-bench [--json] [--quick] [--only KEY,KEY...]\n\
+    \n  --json          print one JSON object instead of a table\
+    \n  --quick         a shorter run of the same shape (under 30 s)\
+    \n  --smoke         every measurement at a tiny size (figures mean nothing)\
+    \n  --only KEYS     measure only these figures (comma-separated), e.g. to profile one";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -15,8 +16,17 @@ fn main() -> ExitCode {
         return probe(&args[1..]);
     }
     let (mut json, mut config) = (false, Config::full());
-    for arg in &args {
+    let mut keys: Vec<String> = KEYS.iter().map(|k| (*k).to_owned()).collect();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--only" => match args.next() {
+                Some(list) => keys = list.split(',').map(str::to_owned).collect(),
+                None => {
+                    eprintln!("--only needs a list of figures: {}\n{USAGE}", KEYS.join(","));
+                    return ExitCode::from(2);
+                }
+            },
             "--json" => json = true,
             "--quick" => config = Config::quick(),
             "--smoke" => config = Config::smoke(),
@@ -36,7 +46,8 @@ fn main() -> ExitCode {
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build; run with --release for meaningful figures");
     }
-    let report = match run(&config, &mut |key| eprintln!("measuring {key} ...")) {
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let report = match run_figures(&config, &keys, &mut |key| eprintln!("measuring {key} ...")) {
         Ok(report) => report,
         Err(error) => {
             eprintln!("vigil-bench: {error}");
