@@ -127,7 +127,7 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("off")).init();
     match run(&args) {
         Ok(report) => {
-            let ok = report.requests_failed == 0 && report.events_pending == 0 && report.ledger_balanced;
+            let ok = report.requests.requests_failed == 0 && report.events_pending == 0 && report.ledger_balanced;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
             } else {
@@ -191,18 +191,13 @@ fn run(args: &Args) -> Result<Report, Box<dyn Error>> {
         entry.count += 1;
         entry.last_s = (t * 10.0).round() / 10.0;
     }
-    let figures = figures(&vigil.requests);
+    let requests = figures(&vigil.requests);
     let ledger = vigil.ledger.ok_or("the Vigil run has a ledger")?;
     let https = vigil.https.ok_or("the Vigil run has HTTPS stats")?;
     Ok(Report {
-        requests_total: figures.requests_total,
-        requests_failed: figures.requests_failed,
-        latency_p50_ms: figures.latency_p50_ms,
-        latency_p99_ms: figures.latency_p99_ms,
-        latency_max_ms: figures.latency_max_ms,
+        requests,
         latency_p99_healthy_ms: healthy_p99,
         latency_p99_outage_ms: outage_p99,
-        first_failed_request: figures.first_error.clone(),
         events_emitted: ledger.accepted,
         events_delivered: ledger.delivered,
         events_dropped: ledger.dropped.total(),

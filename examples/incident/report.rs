@@ -19,6 +19,12 @@ pub(crate) struct RequestFigures {
     pub(crate) first_error: Option<String>,
 }
 
+impl RequestFigures {
+    fn latencies(&self) -> String {
+        format!("{:.1} / {:.1} / {:.0}", self.latency_p50_ms, self.latency_p99_ms, self.latency_max_ms)
+    }
+}
+
 /// The naive design's figures.
 #[derive(Debug, Serialize)]
 pub(crate) struct NaiveFigures {
@@ -41,15 +47,10 @@ pub(crate) struct RestartSummary {
 /// Everything the run measured.
 #[derive(Debug, Serialize)]
 pub(crate) struct Report {
-    pub(crate) requests_total: u64,
-    pub(crate) requests_failed: u64,
-    pub(crate) latency_p50_ms: f64,
-    pub(crate) latency_p99_ms: f64,
-    pub(crate) latency_max_ms: f64,
+    #[serde(flatten)]
+    pub(crate) requests: RequestFigures,
     pub(crate) latency_p99_healthy_ms: f64,
     pub(crate) latency_p99_outage_ms: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) first_failed_request: Option<String>,
     pub(crate) events_emitted: u64,
     pub(crate) events_delivered: u64,
     pub(crate) events_dropped: u64,
@@ -84,7 +85,7 @@ impl Report {
         println!();
         println!("== Incident replay: {:.1} s", self.duration_s);
         println!();
-        let vigil = format!("{} / {}", self.requests_failed, self.requests_total);
+        let vigil = format!("{} / {}", self.requests.requests_failed, self.requests.requests_total);
         match &self.naive {
             Some(naive) => {
                 println!("  {:<34} {:>18} {:>18}", "requests", "Vigil", "naive");
@@ -97,11 +98,8 @@ impl Report {
                 println!(
                     "  {:<34} {:>18} {:>18}",
                     "latency p50 / p99 / max (ms)",
-                    format!("{:.1} / {:.1} / {:.0}", self.latency_p50_ms, self.latency_p99_ms, self.latency_max_ms),
-                    format!(
-                        "{:.1} / {:.1} / {:.0}",
-                        naive.requests.latency_p50_ms, naive.requests.latency_p99_ms, naive.requests.latency_max_ms
-                    )
+                    self.requests.latencies(),
+                    naive.requests.latencies()
                 );
                 println!("  {:<34} {:>18} {:>18}", "process crashes", 0, naive.crashes);
                 if let Some(error) = &naive.requests.first_error {
@@ -110,13 +108,10 @@ impl Report {
             }
             None => {
                 row("requests failed / total", vigil);
-                row(
-                    "latency p50 / p99 / max",
-                    format!("{:.1} / {:.1} / {:.0} ms", self.latency_p50_ms, self.latency_p99_ms, self.latency_max_ms),
-                );
+                row("latency p50 / p99 / max (ms)", self.requests.latencies());
             }
         }
-        if let Some(error) = &self.first_failed_request {
+        if let Some(error) = &self.requests.first_error {
             row("Vigil's first failed request", error.clone());
         }
         row(

@@ -23,6 +23,17 @@ fn lifecycle(notes: &crossbeam_channel::Receiver<Note>, until: Note) -> Vec<Note
     seen.into_iter().filter(|n| !matches!(n, Note::Handled(..))).collect()
 }
 
+/// The starts and stops, in order, as "start b 1" and "stop c".
+fn order(seen: &[Note]) -> Vec<String> {
+    seen.iter()
+        .filter_map(|n| match n {
+            Note::Started(name, i) => Some(format!("start {name} {i}")),
+            Note::Stopped(name, _) => Some(format!("stop {name}")),
+            Note::Handled(..) => None,
+        })
+        .collect()
+}
+
 #[test]
 fn one_for_one_restarts_only_the_failed_child() {
     let (tx, notes) = crossbeam_channel::unbounded();
@@ -45,15 +56,7 @@ fn one_for_all_stops_the_others_in_reverse_and_restarts_all_in_order() {
     drain(&notes);
     b.tell(Cmd::Panic).unwrap();
     let seen = lifecycle(&notes, Note::Started("c", 1));
-    let order: Vec<String> = seen
-        .iter()
-        .map(|n| match n {
-            Note::Started(name, i) => format!("start {name} {i}"),
-            Note::Stopped(name, _) => format!("stop {name}"),
-            Note::Handled(..) => unreachable!(),
-        })
-        .collect();
-    assert_eq!(order, ["stop b", "stop c", "stop a", "start a 1", "start b 1", "start c 1"]);
+    assert_eq!(order(&seen), ["stop b", "stop c", "stop a", "start a 1", "start b 1", "start c 1"]);
     assert_eq!((incarnation(&a), incarnation(&b), incarnation(&c)), (1, 1, 1));
     // Siblings stopped by the strategy do not count: one restart in the window.
     assert_eq!(system.stats().restarts_in_window, 1);
@@ -68,15 +71,7 @@ fn rest_for_one_restarts_the_failed_child_and_those_started_after_it() {
     drain(&notes);
     b.tell(Cmd::Panic).unwrap();
     let seen = lifecycle(&notes, Note::Started("c", 1));
-    let names: Vec<String> = seen
-        .iter()
-        .map(|n| match n {
-            Note::Started(name, _) => format!("start {name}"),
-            Note::Stopped(name, _) => format!("stop {name}"),
-            Note::Handled(..) => unreachable!(),
-        })
-        .collect();
-    assert_eq!(names, ["stop b", "stop c", "start b", "start c"]);
+    assert_eq!(order(&seen), ["stop b", "stop c", "start b 1", "start c 1"]);
     assert_eq!((incarnation(&a), incarnation(&b), incarnation(&c)), (0, 1, 1));
     system.shutdown().unwrap();
 }
