@@ -37,6 +37,7 @@ fn check(sent: u64, got: u64) -> Result<(), BenchError> {
 fn raw(n: u64) -> Result<f64, BenchError> {
     let (tx, rx) = crossbeam_channel::bounded::<(u64, Sender<u64>)>(DEFAULT_MAILBOX);
     let server = thread::Builder::new()
+        .name("raw-rpc-server".into())
         .spawn(move || {
             for (v, reply) in rx {
                 let _ = reply.try_send(v + 1);

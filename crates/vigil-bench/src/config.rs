@@ -22,8 +22,11 @@ pub struct Config {
     pub mode: &'static str,
     /// Timed repetitions per figure, after one untimed warm-up round.
     pub reps: usize,
-    /// Messages per `tell_throughput` repetition (Vigil, raw and ractor alike).
+    /// Messages per `tell_throughput` repetition for Vigil and the raw channel.
     pub tell_messages: u64,
+    /// Messages per `tell_throughput` repetition for ractor, which is slower
+    /// per message (its rate is steady well before this many).
+    pub peer_tell_messages: u64,
     /// Calls per `call_rtt` repetition for Vigil and the raw RPC.
     pub calls: u64,
     /// Calls per `call_rtt` repetition for ractor, which is slower per call.
@@ -55,17 +58,18 @@ impl Config {
     pub fn full() -> Config {
         Config {
             mode: "full",
-            reps: 7,
+            reps: 5,
             tell_messages: 10_000_000,
-            calls: 200_000,
-            peer_calls: 50_000,
+            peer_tell_messages: 3_000_000,
+            calls: 100_000,
+            peer_calls: 10_000,
             restarts: 1_000,
             tree_supervisors: 100,
             tree_workers: 100,
             idle_actors: 1_000,
             emits_per_producer: 1_000_000,
             blocked_emits_per_producer: 100_000,
-            delivery_events: 1_000_000,
+            delivery_events: 500_000,
             batch_events: 1_000,
             probe_exe: None,
         }
@@ -77,6 +81,7 @@ impl Config {
             mode: "quick",
             reps: 5,
             tell_messages: 1_000_000,
+            peer_tell_messages: 300_000,
             calls: 20_000,
             peer_calls: 5_000,
             restarts: 100,
@@ -84,7 +89,7 @@ impl Config {
             tree_supervisors: 20,
             emits_per_producer: 100_000,
             blocked_emits_per_producer: 20_000,
-            delivery_events: 200_000,
+            delivery_events: 100_000,
             ..Config::full()
         }
     }
@@ -96,6 +101,7 @@ impl Config {
             mode: "smoke",
             reps: 2,
             tell_messages: 2_000,
+            peer_tell_messages: 2_000,
             calls: 200,
             peer_calls: 100,
             restarts: 5,

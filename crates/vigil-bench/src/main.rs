@@ -8,7 +8,8 @@ const USAGE: &str = "usage: vigil-bench [--json] [--quick] [--only KEY,KEY...]\n
     \n  --json          print one JSON object instead of a table\
     \n  --quick         a shorter run of the same shape (under 30 s)\
     \n  --smoke         every measurement at a tiny size (figures mean nothing)\
-    \n  --only KEYS     measure only these figures (comma-separated), e.g. to profile one";
+    \n  --only KEYS     measure only these figures (comma-separated), e.g. to profile one\
+    \n  --json-file F   also write the JSON object to file F";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -16,10 +17,18 @@ fn main() -> ExitCode {
         return probe(&args[1..]);
     }
     let (mut json, mut config) = (false, Config::full());
+    let mut json_file: Option<String> = None;
     let mut keys: Vec<String> = KEYS.iter().map(|k| (*k).to_owned()).collect();
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--json-file" => match args.next() {
+                Some(path) => json_file = Some(path.clone()),
+                None => {
+                    eprintln!("--json-file needs a path\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
             "--only" => match args.next() {
                 Some(list) => keys = list.split(',').map(str::to_owned).collect(),
                 None => {
@@ -54,8 +63,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let text = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
+    if let Some(path) = json_file {
+        if let Err(error) = std::fs::write(&path, format!("{text}\n")) {
+            eprintln!("vigil-bench: cannot write {path}: {error}");
+            return ExitCode::FAILURE;
+        }
+    }
     if json {
-        println!("{}", serde_json::to_string_pretty(&report.to_json()).unwrap_or_default());
+        println!("{text}");
     } else {
         print!("{}", report.to_table());
     }

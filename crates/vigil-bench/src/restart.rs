@@ -84,6 +84,7 @@ fn raw_ping(tx: &Sender<RawMsg>) -> Result<u64, BenchError> {
 fn in_place(n: u64) -> Result<f64, BenchError> {
     let (tx, rx) = crossbeam_channel::bounded::<RawMsg>(DEFAULT_MAILBOX);
     let worker = thread::Builder::new()
+        .name("raw-in-place".into())
         .spawn(move || {
             let mut incarnation = 0;
             'life: loop {
@@ -115,6 +116,7 @@ fn in_place(n: u64) -> Result<f64, BenchError> {
 fn spawn_worker(rx: &Receiver<RawMsg>, incarnation: u64) -> Result<JoinHandle<()>, BenchError> {
     let rx = rx.clone();
     thread::Builder::new()
+        .name("raw-respawned".into())
         .spawn(move || {
             let mut state = Fresh::new(incarnation);
             for msg in rx {

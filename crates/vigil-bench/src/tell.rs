@@ -46,6 +46,7 @@ enum RawSum {
 fn raw(n: u64) -> Result<f64, BenchError> {
     let (tx, rx) = crossbeam_channel::bounded::<RawSum>(DEFAULT_MAILBOX);
     let summer = thread::Builder::new()
+        .name("raw-summer".into())
         .spawn(move || {
             let mut sum = 0u64;
             for msg in rx {
@@ -151,9 +152,9 @@ fn ractor_cast(rt: &Runtime, n: u64) -> Result<f64, BenchError> {
 }
 
 pub(crate) fn figure(config: &crate::Config, rt: &Runtime) -> Result<Figure, BenchError> {
-    let n = config.tell_messages;
+    let (n, peer_n) = (config.tell_messages, config.peer_tell_messages);
     let mut variants: Vec<Variant<'_>> =
-        vec![Box::new(|| raw(n)), Box::new(|| vigil(n)), Box::new(|| ractor_cast(rt, n))];
+        vec![Box::new(|| raw(n)), Box::new(|| vigil(n)), Box::new(|| ractor_cast(rt, peer_n))];
     let mut s = interleave(KEY, config.reps, &mut variants)?.into_iter();
     let (baseline, value, peer) = (s.next(), s.next(), s.next());
     let (Some(baseline), Some(value), Some(peer)) = (baseline, value, peer) else {
@@ -179,7 +180,7 @@ pub(crate) fn figure(config: &crate::Config, rt: &Runtime) -> Result<Figure, Ben
             },
         ],
         target: vec![Bound::BaselineRatioAtLeast(0.8), Bound::PeerRatioAtLeast(8.0)],
-        facts: vec![("messages", json!(n)), ("mailbox", json!(DEFAULT_MAILBOX))],
+        facts: vec![("messages", json!(n)), ("peer_messages", json!(peer_n)), ("mailbox", json!(DEFAULT_MAILBOX))],
     })
 }
 
