@@ -69,29 +69,28 @@ pub(crate) fn event(i: u64) -> RequestEvent {
 type RawEntry = (u64, u64, RequestEvent);
 
 /// Runs `producers` threads that start together; returns the wall time from
-/// the start until the last one finished.
+/// the first one starting until the last one finished.
 fn race(producers: usize, work: impl Fn(usize) -> Result<(), BenchError> + Sync) -> Result<Duration, BenchError> {
-    let barrier = Barrier::new(producers + 1);
+    let barrier = Barrier::new(producers);
     thread::scope(|s| {
         let threads: Vec<_> = (0..producers)
             .map(|p| {
                 let (barrier, work) = (&barrier, &work);
                 s.spawn(move || {
                     barrier.wait();
+                    let start = Instant::now();
                     let r = work(p);
-                    (r, Instant::now())
+                    (r, start, Instant::now())
                 })
             })
             .collect();
-        barrier.wait();
-        let start = Instant::now();
-        let mut end = start;
+        let mut span: Option<(Instant, Instant)> = None;
         for t in threads {
-            let (r, done) = t.join().map_err(|_| BenchError::check(COST, "a producer panicked"))?;
+            let (r, start, end) = t.join().map_err(|_| BenchError::check(COST, "a producer panicked"))?;
             r?;
-            end = end.max(done);
+            span = Some(span.map_or((start, end), |(s, e)| (s.min(start), e.max(end))));
         }
-        Ok(end - start)
+        span.map(|(start, end)| end - start).ok_or_else(|| BenchError::check(COST, "no producers"))
     })
 }
 
