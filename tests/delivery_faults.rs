@@ -221,13 +221,14 @@ fn force_new_handshakes(rig: &Rig, n: u64) {
     assert!(rig.https.snapshot().handshakes >= before + n);
 }
 
-/// Checks that no attempt since `fault` failed other than by the race of a
-/// request with the collector closing its pooled connection (retryable, an
-/// artefact of [`force_new_handshakes`]).
+/// Checks that no attempt since `fault` failed fatally and no handshake
+/// failed. A retryable failure is allowed: a request can race the collector
+/// closing its pooled connection (an artefact of [`force_new_handshakes`]),
+/// and a loaded machine may time one out; a lost trust set or identity
+/// would fail the handshake, which is fatal.
 fn assert_no_tls_failure(rig: &Rig, fault: Instant) {
     for a in rig.attempts.since(fault).iter().filter(|a| a.kind != "delivered") {
-        let race = matches!(a.https_error, Some(HttpsError::Io { .. }) | Some(HttpsError::Protocol { .. }));
-        assert!(a.kind == "retryable" && race, "a delivery failed: {a:#?}\n{}", rig.describe());
+        assert_eq!(a.kind, "retryable", "a delivery failed: {a:#?}\n{}", rig.describe());
     }
     assert_eq!(rig.https.snapshot().tls_failures, 0, "every handshake succeeded\n{}", rig.describe());
 }
@@ -284,9 +285,12 @@ fn empty_or_unreadable_trust_file_on_reload() {
     assert_eq!(error, format!("trust file {} contains no usable item", rig.trust.display()));
     force_new_handshakes(&rig, 1);
 
-    // ...then one that cannot be read (a directory in its place: root reads any file).
-    std::fs::remove_file(&rig.trust).expect("remove the trust file");
-    std::fs::create_dir(&rig.trust).expect("a directory in its place");
+    // ...then one that cannot be read: a symlink to a file that is gone, as
+    // when a mounted secret's target disappears. (Permissions would not do:
+    // the tests may run as root.)
+    let link = rig.dir.path("trust.link");
+    std::os::unix::fs::symlink(rig.dir.path("gone.pem"), &link).expect("symlink");
+    std::fs::rename(&link, &rig.trust).expect("replace the trust file with the link");
     rig.wait("the unreadable file to be refused", || rig.https.snapshot().trust_reload_failures >= 2);
     let error = rig.https.snapshot().last_error.expect("recorded");
     assert!(error.starts_with(&format!("trust file {} cannot be read:", rig.trust.display())), "{error}");
@@ -294,8 +298,8 @@ fn empty_or_unreadable_trust_file_on_reload() {
     assert_no_tls_failure(&rig, fault);
     assert_eq!(rig.https.snapshot().trust_reloads, 0, "no bad set was swapped in");
 
+    // Replaced in one rename, so the sink never sees the path missing.
     let heal = rig.heal(|| {
-        std::fs::remove_dir(&rig.trust).expect("remove the directory");
         rig.dir.write("trust.pem", &good);
     });
     rig.wait("the good file to be loaded again", || rig.https.snapshot().trust_reloads >= 1);
@@ -305,7 +309,7 @@ fn empty_or_unreadable_trust_file_on_reload() {
     assert_eq!(outcome.ledger.restarts, 0);
     assert_eq!(outcome.https.trust_reload_failures, 2);
     Row::new(
-        "empty, then unreadable trust file on reload",
+        "empty, then unreadable (dangling symlink) trust file on reload",
         format!(
             "the running sink refused each change (`contains no usable item`, `cannot be read`) and kept the last \
              good trust set: new handshakes (forced after each) verified against it and deliveries went on ({}); \
@@ -416,7 +420,8 @@ fn slow_answer_past_the_timeout() {
     let recover = rig.recovered(heal);
     // The collector answers each timed-out copy two seconds late and records
     // it: every copy of the batch but one is a duplicate of its key.
-    let copies = rig.attempts.count_since(fault, |a| matches!(a.https_error, Some(HttpsError::Timeout { .. })));
+    let copies =
+        rig.attempts.all().iter().filter(|a| matches!(a.https_error, Some(HttpsError::Timeout { .. }))).count();
     rig.wait("the late copies to be recorded as duplicates", || {
         rig.collector.stats().duplicate_batches >= copies as u64
     });
@@ -630,10 +635,13 @@ fn http_413() {
     const { assert!(MAX_BATCH_EVENTS <= 1 << (ANSWERS - 2)) };
     let rig = Rig::start(Options::new("http_413"));
     rig.warm_up();
-    let fault = rig.fault_begins();
+    rig.fault_begins();
     rig.collector.fail_next(ANSWERS, Fault::Status(413));
     rig.wait("every 413 to be answered and handled", || {
-        rig.collector.fault().1 == 0 && rig.attempts.count_since(fault, |a| a.kind == "too_large") as u64 == ANSWERS
+        // Counted over all attempts: one that started just before the
+        // fault was set may have been answered 413 (none failed before).
+        rig.collector.fault().1 == 0
+            && rig.attempts.all().iter().filter(|a| a.kind == "too_large").count() as u64 == ANSWERS
     });
     let heal = rig.heal(|| {});
     let recover = rig.recovered(heal);
