@@ -599,7 +599,10 @@ fn retry_after(name: &'static str, status: u16) {
     for gap in &gaps {
         assert!(*gap >= ASKED, "retried {gap:?} after a Retry-After of {ASKED:?}: {gaps:?}");
     }
-    // And the retries stayed on the same batch.
+    // And each retry was of the same batch.
+    for pair in outcome.attempts.windows(2).filter(|pair| pair[0].retry_after.is_some()) {
+        assert_eq!(pair[0].seqs, pair[1].seqs, "the retry carried the same batch");
+    }
     let retried: BTreeSet<&[u64]> = told.iter().map(|a| a.seqs.as_slice()).collect();
     assert_eq!(retried.len(), 1, "one batch, retried");
     Row::new(
