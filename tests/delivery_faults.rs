@@ -43,11 +43,15 @@ fn ms(d: Duration) -> u128 {
 // ---------------------------------------------------------------------------
 // Certificate faults
 
-/// Waits for `n` batcher restarts since the fault and checks that each came
-/// from a fatal delivery whose error contains `why`.
-fn wait_fatal_restarts(rig: &Rig, fault: Instant, n: u64, why: &str) -> usize {
+/// Waits for `n` batcher restarts and checks that each came from a fatal
+/// delivery whose error contains `why`.
+///
+/// Failed attempts are counted over all attempts, not from the moment the
+/// fault was set: an attempt that started just before may meet the fault
+/// (none failed before, as [`Rig::fault_begins`] checks).
+fn wait_fatal_restarts(rig: &Rig, n: u64, why: &str) -> usize {
     rig.wait("restarts after fatal deliveries", || rig.events.ledger().restarts >= n);
-    let fatal = rig.attempts.since(fault).into_iter().filter(|a| a.kind == "fatal").collect::<Vec<_>>();
+    let fatal = rig.attempts.all().into_iter().filter(|a| a.kind == "fatal").collect::<Vec<_>>();
     assert!(fatal.len() as u64 >= n, "{n} restarts need {n} fatal attempts: {fatal:#?}");
     for a in &fatal {
         assert!(a.error_contains(why), "fatal for another reason than {why:?}: {a:#?}");
@@ -59,10 +63,10 @@ fn wait_fatal_restarts(rig: &Rig, fault: Instant, n: u64, why: &str) -> usize {
 fn rotation_to_an_untrusted_ca() {
     let rig = Rig::start(Options::new("rotation_to_an_untrusted_ca"));
     rig.warm_up();
-    let fault = rig.fault_begins();
+    rig.fault_begins();
     let old_ca = std::fs::read_to_string(&rig.trust).expect("trust file");
     let new_ca = rig.collector.rotate_ca().expect("rotate");
-    let fatal = wait_fatal_restarts(&rig, fault, 2, "not trusted: unknown issuer");
+    let fatal = wait_fatal_restarts(&rig, 2, "not trusted: unknown issuer");
     let rejected = rig.https.snapshot().rejected_certificate.expect("the rejected certificate is kept");
     assert!(rejected.issuer.contains("test CA 1"), "the new CA's leaf was shown: {rejected:?}");
 
@@ -93,9 +97,9 @@ fn rotation_to_an_untrusted_ca() {
 fn expired_server_certificate() {
     let rig = Rig::start(Options::new("expired_server_certificate"));
     rig.warm_up();
-    let fault = rig.fault_begins();
+    rig.fault_begins();
     rig.collector.serve(CertMode::Expired).expect("serve expired");
-    wait_fatal_restarts(&rig, fault, 2, "expired: notAfter");
+    wait_fatal_restarts(&rig, 2, "expired: notAfter");
     let heal = rig.heal(|| rig.collector.serve(CertMode::Valid).expect("serve valid"));
     let recover = rig.recovered(heal);
     let outcome = rig.finish();
@@ -117,9 +121,9 @@ fn expired_server_certificate() {
 fn wrong_host_name() {
     let rig = Rig::start(Options::new("wrong_host_name"));
     rig.warm_up();
-    let fault = rig.fault_begins();
+    rig.fault_begins();
     rig.collector.serve(CertMode::WrongName).expect("serve wrong name");
-    wait_fatal_restarts(&rig, fault, 2, "not valid for this name: it names");
+    wait_fatal_restarts(&rig, 2, "not valid for this name: it names");
     let names = rig.https.snapshot().rejected_certificate.expect("the rejected certificate is kept").subject;
     assert!(names.contains("CN=wrong-name.invalid"), "{names}");
     let heal = rig.heal(|| rig.collector.serve(CertMode::Valid).expect("serve valid"));
@@ -226,8 +230,8 @@ fn force_new_handshakes(rig: &Rig, n: u64) {
 /// closing its pooled connection (an artefact of [`force_new_handshakes`]),
 /// and a loaded machine may time one out; a lost trust set or identity
 /// would fail the handshake, which is fatal.
-fn assert_no_tls_failure(rig: &Rig, fault: Instant) {
-    for a in rig.attempts.since(fault).iter().filter(|a| a.kind != "delivered") {
+fn assert_no_tls_failure(rig: &Rig) {
+    for a in rig.attempts.all().iter().filter(|a| a.kind != "delivered") {
         assert_eq!(a.kind, "retryable", "a delivery failed: {a:#?}\n{}", rig.describe());
     }
     assert_eq!(rig.https.snapshot().tls_failures, 0, "every handshake succeeded\n{}", rig.describe());
@@ -238,7 +242,7 @@ fn mismatched_client_key_on_reload() {
     let Mtls { options, chain, key, good_key, other_key } = mtls("mismatched_client_key_on_reload");
     let rig = Rig::start(options);
     rig.warm_up();
-    let fault = rig.fault_begins();
+    rig.fault_begins();
     rig.dir.write("client-key.pem", &other_key);
     rig.wait("the reload to be refused", || rig.https.snapshot().trust_reload_failures >= 1);
     let error = rig.https.snapshot().last_error.expect("the refusal is recorded");
@@ -246,7 +250,7 @@ fn mismatched_client_key_on_reload() {
     // The last good identity still opens new connections: the collector
     // requires a client certificate on every handshake.
     force_new_handshakes(&rig, 2);
-    assert_no_tls_failure(&rig, fault);
+    assert_no_tls_failure(&rig);
 
     let heal = rig.heal(|| {
         rig.dir.write("client-key.pem", &good_key);
@@ -276,7 +280,7 @@ fn empty_or_unreadable_trust_file_on_reload() {
     let rig = Rig::start(Options::new("empty_or_unreadable_trust_file_on_reload"));
     rig.warm_up();
     let good = std::fs::read(&rig.trust).expect("trust file");
-    let fault = rig.fault_begins();
+    rig.fault_begins();
 
     // An empty file...
     rig.dir.write("trust.pem", "");
@@ -295,7 +299,7 @@ fn empty_or_unreadable_trust_file_on_reload() {
     let error = rig.https.snapshot().last_error.expect("recorded");
     assert!(error.starts_with(&format!("trust file {} cannot be read:", rig.trust.display())), "{error}");
     force_new_handshakes(&rig, 1);
-    assert_no_tls_failure(&rig, fault);
+    assert_no_tls_failure(&rig);
     assert_eq!(rig.https.snapshot().trust_reloads, 0, "no bad set was swapped in");
 
     // Replaced in one rename, so the sink never sees the path missing.
@@ -331,9 +335,9 @@ fn failures_or_none(outcome: &Outcome) -> String {
 // ---------------------------------------------------------------------------
 // Network faults
 
-/// Waits until `n` retryable attempts since `fault` match `pred`.
-fn wait_retryable(rig: &Rig, fault: Instant, n: usize, what: &str, pred: impl Fn(&Attempt) -> bool) {
-    rig.wait(what, || rig.attempts.count_since(fault, |a| a.kind == "retryable" && pred(a)) >= n);
+/// Waits until `n` retryable attempts match `pred`.
+fn wait_retryable(rig: &Rig, n: usize, what: &str, pred: impl Fn(&Attempt) -> bool) {
+    rig.wait(what, || rig.attempts.all().iter().filter(|a| a.kind == "retryable" && pred(a)).count() >= n);
 }
 
 #[test]
@@ -343,9 +347,9 @@ fn connection_refused() {
     let rig = Rig::start(options);
     rig.warm_up();
     let proxy = rig.proxy.as_ref().expect("proxied");
-    let fault = rig.fault_begins();
+    rig.fault_begins();
     proxy.refuse();
-    wait_retryable(&rig, fault, 3, "refused connections", |a| {
+    wait_retryable(&rig, 3, "refused connections", |a| {
         matches!(&a.https_error, Some(HttpsError::Io { kind: std::io::ErrorKind::ConnectionRefused, .. }))
     });
     let heal = rig.heal(|| proxy.resume());
@@ -386,9 +390,9 @@ fn assert_cut_at_timeout(attempts: &[Attempt]) -> usize {
 fn collector_never_answers() {
     let rig = Rig::start(Options::new("collector_never_answers"));
     rig.warm_up();
-    let fault = rig.fault_begins();
+    rig.fault_begins();
     rig.collector.set_fault(Fault::NeverAnswer);
-    wait_retryable(&rig, fault, 2, "timeouts", |a| matches!(a.https_error, Some(HttpsError::Timeout { .. })));
+    wait_retryable(&rig, 2, "timeouts", |a| matches!(a.https_error, Some(HttpsError::Timeout { .. })));
     let heal = rig.heal(|| rig.collector.set_fault(Fault::Healthy));
     let recover = rig.recovered(heal);
     let outcome = rig.finish();
@@ -413,9 +417,9 @@ fn collector_never_answers() {
 fn slow_answer_past_the_timeout() {
     let rig = Rig::start(Options::new("slow_answer_past_the_timeout"));
     rig.warm_up();
-    let fault = rig.fault_begins();
+    rig.fault_begins();
     rig.collector.set_fault(Fault::Slow(Duration::from_secs(2)));
-    wait_retryable(&rig, fault, 2, "timeouts", |a| matches!(a.https_error, Some(HttpsError::Timeout { .. })));
+    wait_retryable(&rig, 2, "timeouts", |a| matches!(a.https_error, Some(HttpsError::Timeout { .. })));
     let heal = rig.heal(|| rig.collector.set_fault(Fault::Healthy));
     let recover = rig.recovered(heal);
     // The collector answers each timed-out copy two seconds late and records
@@ -447,9 +451,9 @@ fn slow_answer_past_the_timeout() {
 fn reset_mid_response() {
     let rig = Rig::start(Options::new("reset_mid_response"));
     rig.warm_up();
-    let fault = rig.fault_begins();
+    rig.fault_begins();
     rig.collector.set_fault(Fault::Reset);
-    wait_retryable(&rig, fault, 3, "resets", |a| a.https_error.is_some());
+    wait_retryable(&rig, 3, "resets", |a| a.https_error.is_some());
     let heal = rig.heal(|| rig.collector.set_fault(Fault::Healthy));
     let recover = rig.recovered(heal);
     let outcome = rig.finish();
@@ -469,9 +473,9 @@ fn reset_mid_response() {
 fn connection_closed_mid_response() {
     let rig = Rig::start(Options::new("connection_closed_mid_response"));
     rig.warm_up();
-    let fault = rig.fault_begins();
+    rig.fault_begins();
     rig.collector.set_fault(Fault::CloseMidResponse);
-    wait_retryable(&rig, fault, 3, "cut responses", |a| a.https_error.is_some());
+    wait_retryable(&rig, 3, "cut responses", |a| a.https_error.is_some());
     // The collector recorded the batch on the first attempt; the retries
     // carried the same idempotency key and were recognised.
     rig.wait("a retried batch to be recognised", || rig.collector.stats().duplicate_batches >= 1);
@@ -502,9 +506,9 @@ fn connection_closed_mid_response() {
 fn garbage_response() {
     let rig = Rig::start(Options::new("garbage_response"));
     rig.warm_up();
-    let fault = rig.fault_begins();
+    rig.fault_begins();
     rig.collector.set_fault(Fault::Garbage);
-    wait_retryable(&rig, fault, 3, "garbage answers", |a| a.https_error.is_some());
+    wait_retryable(&rig, 3, "garbage answers", |a| a.https_error.is_some());
     let heal = rig.heal(|| rig.collector.set_fault(Fault::Healthy));
     let recover = rig.recovered(heal);
     let outcome = rig.finish();
@@ -539,9 +543,9 @@ fn error_kind(a: &Attempt) -> String {
 fn http_500() {
     let rig = Rig::start(Options::new("http_500"));
     rig.warm_up();
-    let fault = rig.fault_begins();
+    rig.fault_begins();
     rig.collector.set_fault(Fault::Status(500));
-    wait_retryable(&rig, fault, 3, "500 answers", |a| a.error_contains("answered 500"));
+    wait_retryable(&rig, 3, "500 answers", |a| a.error_contains("answered 500"));
     let heal = rig.heal(|| rig.collector.set_fault(Fault::Healthy));
     let recover = rig.recovered(heal);
     let outcome = rig.finish();
@@ -576,9 +580,9 @@ fn retry_after(name: &'static str, status: u16) {
     const { assert!(RETRY_BACKOFF_MAX.as_millis() < ASKED.as_millis()) };
     let rig = Rig::start(Options::new(name));
     rig.warm_up();
-    let fault = rig.fault_begins();
+    rig.fault_begins();
     rig.collector.set_fault(Fault::RetryAfter { status, value: "1".into() });
-    wait_retryable(&rig, fault, 3, "Retry-After answers", |a| a.retry_after.is_some());
+    wait_retryable(&rig, 3, "Retry-After answers", |a| a.retry_after.is_some());
     let heal = rig.heal(|| rig.collector.set_fault(Fault::Healthy));
     let recover = rig.recovered(heal);
     let outcome = rig.finish();
@@ -685,9 +689,9 @@ fn http_413() {
 fn http_401() {
     let rig = Rig::start(Options::new("http_401"));
     rig.warm_up();
-    let fault = rig.fault_begins();
+    rig.fault_begins();
     rig.collector.set_fault(Fault::Status(401));
-    wait_fatal_restarts(&rig, fault, 2, "answered 401");
+    wait_fatal_restarts(&rig, 2, "answered 401");
     assert!(rig.events.ledger().pending > 0, "the refused batch is kept");
     let heal = rig.heal(|| rig.collector.set_fault(Fault::Healthy));
     let recover = rig.recovered(heal);

@@ -306,16 +306,6 @@ impl Attempts {
     pub(crate) fn all(&self) -> Vec<Attempt> {
         self.0.lock().clone()
     }
-
-    /// Attempts that started at or after `t`.
-    pub(crate) fn since(&self, t: Instant) -> Vec<Attempt> {
-        self.0.lock().iter().filter(|a| a.start >= t).cloned().collect()
-    }
-
-    /// How many attempts that started at or after `t` match `pred`.
-    pub(crate) fn count_since(&self, t: Instant, pred: impl Fn(&Attempt) -> bool) -> usize {
-        self.0.lock().iter().filter(|a| a.start >= t && pred(a)).count()
-    }
 }
 
 /// Wraps the real sink and notes each attempt. It changes nothing.
@@ -590,12 +580,11 @@ impl Rig {
         });
     }
 
-    /// Marks the start of a fault: returns now, after checking the pipeline
-    /// is healthy (no failed attempt yet).
-    pub(crate) fn fault_begins(&self) -> Instant {
+    /// Checks, just before a fault is injected, that no attempt has failed
+    /// yet, so that every failed attempt counted later is the fault's.
+    pub(crate) fn fault_begins(&self) {
         let failed = self.attempts.all().iter().filter(|a| a.kind != "delivered").count();
         assert_eq!(failed, 0, "a failure before the fault\n{}", self.describe());
-        Instant::now()
     }
 
     /// Heals the fault with `fix` and notes the time and the events emitted so far.
@@ -786,6 +775,14 @@ impl Outcome {
             let all: BTreeSet<u64> = unique.union(&dropped).copied().collect();
             assert_eq!(all, (0..count).collect(), "thread {thread}: received + dropped != emitted");
         }
+
+        // Attempts: the batcher's counts, the sink's and the recorder's agree.
+        let delivered = self.attempts.iter().filter(|a| a.kind == "delivered");
+        assert_eq!(l.attempts, self.attempts.len() as u64, "one ledger attempt per sink call");
+        assert_eq!(l.batches, delivered.clone().count() as u64, "batches delivered");
+        assert_eq!(l.delivered, delivered.map(|a| a.seqs.len() as u64).sum::<u64>(), "events in delivered batches");
+        assert_eq!(self.https.deliveries.delivered, l.batches, "the sink's count of deliveries");
+        assert_eq!(self.https.events_delivered, l.delivered, "the sink's count of events");
 
         // Restarts: the tree's count, the ledger's and the subscription's agree.
         assert_eq!(self.batcher_restarts, l.restarts, "tree vs ledger restarts");
