@@ -26,8 +26,8 @@ use fault_rig::*;
 use vigil::collector::{CertMode, Fault};
 use vigil::https::HttpsError;
 
-/// The shortest and longest gap between the end of each matching attempt
-/// and the start of the next attempt.
+/// The gap between the end of each matching attempt and the start of the
+/// attempt after it.
 fn retry_gaps(attempts: &[Attempt], matching: impl Fn(&Attempt) -> bool) -> Vec<Duration> {
     attempts
         .windows(2)
@@ -193,7 +193,7 @@ fn mismatched_client_key_at_build() {
     outcome.check(&Expected { fails_from_start: true, ..Expected::default() });
     assert!(outcome.attempts.iter().all(|a| a.kind == "delivered"), "no sink existed to fail");
     assert!(outcome.https.sinks_built >= 1);
-    let restarts_in_fault = outcome.ledger.restarts;
+    assert!(outcome.ledger.restarts >= 2);
     Row::new(
         "mismatched client key (at build)",
         format!(
@@ -207,7 +207,6 @@ fn mismatched_client_key_at_build() {
         recover,
     )
     .print();
-    assert!(restarts_in_fault >= 2);
 }
 
 /// Makes the sink open new connections: re-serving the certificate makes the
@@ -225,7 +224,7 @@ fn force_new_handshakes(rig: &Rig, n: u64) {
     assert!(rig.https.snapshot().handshakes >= before + n);
 }
 
-/// Checks that no attempt since `fault` failed fatally and no handshake
+/// Checks that no attempt failed fatally and no handshake
 /// failed. A retryable failure is allowed: a request can race the collector
 /// closing its pooled connection (an artefact of [`force_new_handshakes`]),
 /// and a loaded machine may time one out; a lost trust set or identity
