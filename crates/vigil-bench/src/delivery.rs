@@ -7,7 +7,12 @@
 //! - Baseline: the same events, encoded into the same records
 //!   (`{"seq":N,"ts":T,"event":{...}}`, NDJSON) 1,000 at a time by one
 //!   thread, each batch POSTed with ureq over rustls (*ring*) and its answer
-//!   read before the next batch is encoded.
+//!   read before the next batch is encoded. No timeouts are set: the limit.
+//! - Extra baseline: the same, with a per-request `timeout_global` of 30 s,
+//!   as any production client (and `HttpsSink`) sets. With a timeout, ureq
+//!   3.5 resolves the host on a freshly spawned thread for every request,
+//!   even one that reuses a pooled connection; this reference shows what
+//!   that costs on this machine.
 //!
 //! Every repetition gets a fresh collector (certificates made at start-up,
 //! outside the clock); the TLS handshake of the one connection is inside the
@@ -49,7 +54,7 @@ fn unix_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-fn raw(n: u64, batch: u64) -> Result<f64, BenchError> {
+fn raw(n: u64, batch: u64, timeout: Option<Duration>) -> Result<f64, BenchError> {
     let collector = collector()?;
     let pem = std::fs::read(collector.ca_pem_path()).map_err(|e| BenchError::setup(KEY, e))?;
     let ca = Certificate::from_pem(&pem).map_err(|e| BenchError::setup(KEY, e))?;
@@ -58,7 +63,7 @@ fn raw(n: u64, batch: u64) -> Result<f64, BenchError> {
         .root_certs(RootCerts::new_with_certs(&[ca]))
         .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .build();
-    let agent = ureq::Agent::config_builder().tls_config(tls).build().new_agent();
+    let agent = ureq::Agent::config_builder().tls_config(tls).timeout_global(timeout).build().new_agent();
     let endpoint = collector.endpoint();
     let mut body = Vec::with_capacity(batch as usize * 128);
     let start = Instant::now();
@@ -124,9 +129,13 @@ fn vigil(n: u64, batch: u64) -> Result<f64, BenchError> {
 
 pub(crate) fn figure(config: &crate::Config) -> Result<Figure, BenchError> {
     let (n, batch) = (config.delivery_events, config.batch_events as u64);
-    let mut variants: Vec<Variant<'_>> = vec![Box::new(|| raw(n, batch)), Box::new(|| vigil(n, batch))];
+    let mut variants: Vec<Variant<'_>> = vec![
+        Box::new(|| raw(n, batch, None)),
+        Box::new(|| vigil(n, batch)),
+        Box::new(|| raw(n, batch, Some(Duration::from_secs(30)))),
+    ];
     let mut s = interleave(KEY, config.reps, &mut variants)?.into_iter();
-    let (Some(baseline), Some(value)) = (s.next(), s.next()) else {
+    let (Some(baseline), Some(value), Some(with_timeout)) = (s.next(), s.next(), s.next()) else {
         return Err(BenchError::check(KEY, "missing variant"));
     };
     Ok(Figure {
@@ -134,12 +143,20 @@ pub(crate) fn figure(config: &crate::Config) -> Result<Figure, BenchError> {
         what: "emit -> batcher -> HttpsSink -> vigil-collector (loopback, rustls/ring, one connection)",
         unit: "events/s",
         value,
-        references: vec![Reference {
-            name: "raw_serialize_and_post",
-            what: "one thread encodes each 1,000-event NDJSON batch, POSTs it with ureq+rustls, reads the answer",
-            role: Role::Baseline,
-            summary: baseline,
-        }],
+        references: vec![
+            Reference {
+                name: "raw_serialize_and_post",
+                what: "one thread encodes each 1,000-event NDJSON batch, POSTs it with ureq+rustls, reads the answer",
+                role: Role::Baseline,
+                summary: baseline,
+            },
+            Reference {
+                name: "raw_serialize_and_post_timeout",
+                what: "the same with ureq timeout_global(30 s) per request, as HttpsSink sets",
+                role: Role::ExtraBaseline,
+                summary: with_timeout,
+            },
+        ],
         target: vec![Bound::BaselineRatioAtLeast(0.9)],
         facts: vec![("events", json!(n)), ("batch_events", json!(batch))],
     })
@@ -151,7 +168,8 @@ mod tests {
 
     #[test]
     fn both_variants_deliver_every_event_on_one_connection() {
-        assert!(raw(2_500, 1_000).unwrap() > 0.0);
+        assert!(raw(2_500, 1_000, None).unwrap() > 0.0);
+        assert!(raw(2_500, 1_000, Some(Duration::from_secs(30))).unwrap() > 0.0);
         assert!(vigil(2_500, 1_000).unwrap() > 0.0);
     }
 }
