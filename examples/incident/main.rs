@@ -175,8 +175,8 @@ fn run(args: &Args) -> Result<Report, Box<dyn Error>> {
     };
     let phases = vigil.phases;
     let (healthy_p99, outage_p99) = match (phases.rotation_s, phases.fix_s) {
-        (Some(r), Some(f)) => (p99_in(0.0, r), p99_in(r, f)),
-        _ => (p99_in(0.0, f64::MAX), 0.0),
+        (Some(r), Some(f)) => (Some(p99_in(0.0, r)), Some(p99_in(r, f))),
+        _ => (None, None),
     };
     let mut grouped: BTreeMap<(String, String), RestartSummary> = BTreeMap::new();
     for (t, path, reason) in &vigil.restart_log {

@@ -49,8 +49,11 @@ pub(crate) struct RestartSummary {
 pub(crate) struct Report {
     #[serde(flatten)]
     pub(crate) requests: RequestFigures,
-    pub(crate) latency_p99_healthy_ms: f64,
-    pub(crate) latency_p99_outage_ms: f64,
+    /// Scripted runs only: p99 before the rotation, and between rotation and fix.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) latency_p99_healthy_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) latency_p99_outage_ms: Option<f64>,
     pub(crate) events_emitted: u64,
     pub(crate) events_delivered: u64,
     pub(crate) events_dropped: u64,
@@ -114,10 +117,9 @@ impl Report {
         if let Some(error) = &self.requests.first_error {
             row("Vigil's first failed request", error.clone());
         }
-        row(
-            "latency p99 healthy / outage",
-            format!("{:.1} ms / {:.1} ms", self.latency_p99_healthy_ms, self.latency_p99_outage_ms),
-        );
+        if let (Some(healthy), Some(outage)) = (self.latency_p99_healthy_ms, self.latency_p99_outage_ms) {
+            row("latency p99 healthy / outage", format!("{healthy:.1} ms / {outage:.1} ms"));
+        }
         println!();
         row("events emitted", self.events_emitted.to_string());
         row("events delivered", self.events_delivered.to_string());
