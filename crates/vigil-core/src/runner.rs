@@ -7,6 +7,7 @@
 //! spawns a fresh runner for the next start; the old thread ends on its own
 //! whenever its hook returns.
 
+use std::cell::RefCell;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -68,17 +69,36 @@ impl FastRestart {
 }
 
 /// Where a runner reports, and what it is called.
-#[derive(Clone)]
 pub(crate) struct Link {
     pub(crate) parent: Sender<SupMsg>,
     pub(crate) key: u64,
     pub(crate) path: Arc<str>,
     pub(crate) bus: Arc<crate::observe::Bus>,
+    /// An in-place restart not yet reported: sent together with the start
+    /// report of the new incarnation, so a restart costs the supervisor one
+    /// wake-up, not two.
+    pub(crate) restarted: RefCell<Option<(ExitReason, u32)>>,
 }
 
 impl Link {
+    pub(crate) fn new(parent: Sender<SupMsg>, key: u64, path: Arc<str>, bus: Arc<crate::observe::Bus>) -> Link {
+        Link { parent, key, path, bus, restarted: RefCell::new(None) }
+    }
+
+    /// Reports that the incarnation `generation` has started.
     pub(crate) fn started(&self, generation: u64) {
-        let _ = self.parent.send(SupMsg::Started { key: self.key, generation });
+        let msg = match self.restarted.borrow_mut().take() {
+            Some((reason, count)) => SupMsg::Restarted { key: self.key, generation, reason, count, started: true },
+            None => SupMsg::Started { key: self.key, generation },
+        };
+        let _ = self.parent.send(msg);
+    }
+
+    /// Reports an in-place restart whose new incarnation did not start.
+    fn flush_restart(&self, generation: u64) {
+        if let Some((reason, count)) = self.restarted.borrow_mut().take() {
+            let _ = self.parent.send(SupMsg::Restarted { key: self.key, generation, reason, count, started: false });
+        }
     }
 }
 
@@ -147,11 +167,12 @@ fn run_loop(mut body: Box<dyn Incarnate>, link: Link, commands: Receiver<Cmd>) {
     while let Ok(Cmd::Start { generation, mut incarnation, stop, fast }) = commands.recv() {
         loop {
             let (reason, had_started) = body.run(&link, generation, incarnation, &stop);
+            link.flush_restart(generation);
             // A failed start is the supervisor's to judge: it fails a tree's
             // start, and counts as a failed restart otherwise.
             let fast = fast.as_ref().filter(|_| had_started);
             if let Some(count) = fast.and_then(|fast| fast.restart_in_place(&reason, &stop)) {
-                let _ = link.parent.send(SupMsg::Restarted { key: link.key, generation, reason, count });
+                *link.restarted.borrow_mut() = Some((reason, count));
                 incarnation += 1;
                 continue;
             }

@@ -50,12 +50,14 @@ pub(crate) enum SupMsg {
         generation: u64,
         reason: ExitReason,
     },
-    /// The runner already restarted its child in place (see `FastRestart`).
+    /// The runner already restarted its child in place (see `FastRestart`);
+    /// `started` tells whether the new incarnation's start succeeded.
     Restarted {
         key: u64,
         generation: u64,
         reason: ExitReason,
         count: u32,
+        started: bool,
     },
     Stop {
         generation: u64,
@@ -519,8 +521,11 @@ impl Sup {
                     Ok(())
                 }
                 Some(SupMsg::Exited { key, generation, reason }) => self.on_exit(key, generation, reason),
-                Some(SupMsg::Restarted { key, generation, reason, count }) => {
+                Some(SupMsg::Restarted { key, generation, reason, count, started }) => {
                     self.on_restarted_in_place(key, generation, reason, count);
+                    if started {
+                        self.on_started_in_place(key, generation);
+                    }
                     Ok(())
                 }
                 Some(SupMsg::Control(control)) => {
@@ -587,12 +592,7 @@ impl Sup {
     /// Starts a child and waits for its start hook, within its start timeout.
     fn start_child(&mut self, key: u64) -> Result<(), ExitReason> {
         let Some(i) = self.index(key) else { return Ok(()) };
-        let link = Link {
-            parent: self.self_tx.clone(),
-            key,
-            path: Arc::clone(&self.children[i].path),
-            bus: Arc::clone(&self.bus),
-        };
+        let link = Link::new(self.self_tx.clone(), key, Arc::clone(&self.children[i].path), Arc::clone(&self.bus));
         let child = &mut self.children[i];
         child.generation += 1;
         child.state = ChildState::Starting;

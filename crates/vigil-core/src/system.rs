@@ -43,7 +43,7 @@ impl SupervisorBuilder {
         let bus = Arc::new(Bus::default());
         let (tx, events) = crossbeam_channel::unbounded();
         let key = next_key();
-        let link = Link { parent: tx, key, path: path.clone().into(), bus: Arc::clone(&bus) };
+        let link = Link::new(tx, key, path.clone().into(), Arc::clone(&bus));
         let handle = self.handle();
         let inbox = self.inbox.tx.clone();
         let runner = Runner::spawn(self.incarnation(), link, None).map_err(|e| StartError::Child {
