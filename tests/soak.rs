@@ -117,6 +117,7 @@ fn seed() -> u64 {
 
 fn run(duration: Duration) {
     let _one = ONE_AT_A_TIME.lock();
+    let started = now_utc();
     let seed = seed();
     let mut rng = Rng(seed);
     println!("soak: {duration:?}, seed {seed} (SOAK_SEED={seed} replays the schedule)");
@@ -188,6 +189,7 @@ fn run(duration: Duration) {
     collector.shutdown();
 
     let out = Outcome {
+        started,
         seed,
         duration: began.elapsed(),
         requests,
@@ -702,6 +704,8 @@ impl Chaos {
 // The report.
 
 struct Outcome {
+    /// When the soak started, as `date -u` prints it.
+    started: String,
     seed: u64,
     duration: Duration,
     requests: RequestFigures,
@@ -720,12 +724,7 @@ impl Outcome {
         let f = &self.figures;
         let min = f.min.unwrap_or_default();
         let mib = |kib: u64| kib as f64 / 1024.0;
-        let date = std::process::Command::new("date")
-            .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_default();
-        println!("SOAK date: {date}");
+        println!("SOAK started: {}", self.started);
         println!("SOAK seed: {}", self.seed);
         println!("SOAK duration: {:.1} s", self.duration.as_secs_f64());
         println!(
@@ -798,6 +797,15 @@ impl Outcome {
             l.splits
         );
     }
+}
+
+/// The time of day for the report, as `date -u` prints it.
+fn now_utc() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
 }
 
 /// A scratch directory removed at the end.

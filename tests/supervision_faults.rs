@@ -42,6 +42,18 @@ fn drain(events: &Receiver<SupervisionEvent>) -> Vec<SupervisionEvent> {
     events.try_iter().collect()
 }
 
+/// The supervision events, once `path` has `n` restarts among them. A
+/// restart done in place is reported after the new incarnation started, so
+/// the events can trail what the actor itself saw.
+fn after_restarts(events: &Receiver<SupervisionEvent>, path: &str, n: usize) -> Vec<SupervisionEvent> {
+    let mut seen = Vec::new();
+    wait_until(&format!("{n} restarts of {path} are published"), || {
+        seen.extend(events.try_iter());
+        restarts_of(&seen, path) >= n
+    });
+    seen
+}
+
 /// Exit reasons of `path`, in order.
 fn exits_of(events: &[SupervisionEvent], path: &str) -> Vec<ExitReason> {
     events
@@ -192,7 +204,7 @@ fn panics_in_start_hooks_are_retried_until_a_start_succeeds() {
     wait_until("the new incarnation works", || plan.handled.load(Ordering::SeqCst) == 1);
     requests.wait_for_more(100);
 
-    let seen = drain(&events);
+    let seen = after_restarts(&events, "root/chaos/flaky", 4);
     assert_eq!(restarts_of(&seen, "root/chaos/flaky"), 4, "one failure and three failed starts: {seen:#?}");
     let exits = exits_of(&seen, "root/chaos/flaky");
     assert!(
@@ -241,7 +253,7 @@ fn panics_in_handle_lose_only_the_message_being_handled() {
     let slowest = (0..panics).map(|n| recovery(&plan, n)).max().unwrap();
     requests.wait_for_more(100);
 
-    let seen = drain(&events);
+    let seen = after_restarts(&events, "root/chaos/flaky", panics);
     assert_eq!(restarts_of(&seen, "root/chaos/flaky"), panics);
     let exits = exits_of(&seen, "root/chaos/flaky");
     assert_eq!(exits.len(), panics);
@@ -285,7 +297,7 @@ fn a_panic_in_stopped_is_the_exit_reason_and_shutdown_still_completes() {
     wait_until("restarted after the failure", || plan.starts.lock().len() == 3);
     requests.wait_for_more(100);
 
-    let seen = drain(&events);
+    let seen = after_restarts(&events, "root/chaos/flaky", 2);
     let exits = exits_of(&seen, "root/chaos/flaky");
     assert!(
         matches!(&exits[0], ExitReason::Panicked { hook: Hook::Stopped, message, .. } if message == "flaky cannot clean up"),
@@ -353,7 +365,7 @@ fn a_panicking_or_failing_factory_counts_as_a_failed_start() {
     wait_until("the new incarnation works", || plan.handled.load(Ordering::SeqCst) == 1);
     requests.wait_for_more(100);
 
-    let seen = drain(&events);
+    let seen = after_restarts(&events, "root/chaos/built", 4);
     let exits = exits_of(&seen, "root/chaos/built");
     assert_eq!(exits.len(), 4, "{exits:#?}");
     assert!(
@@ -446,7 +458,7 @@ fn a_panic_while_holding_a_parking_lot_lock_releases_it() {
     requests.wait_for_more(100);
     assert!(accounts.try_lock_for(Duration::from_secs(1)).is_some(), "the lock is free");
 
-    let seen = drain(&events);
+    let seen = after_restarts(&events, "root/chaos/bookkeeper", panics as usize);
     assert_eq!(restarts_of(&seen, "root/chaos/bookkeeper"), panics as usize);
     let (summary, events) = finish(requests, &pipeline, system);
     assert!(summary.max_latency < Duration::from_secs(5), "{summary:?}");
