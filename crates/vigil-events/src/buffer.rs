@@ -1,7 +1,7 @@
 //! The bounded, lock-free buffer and the [`Emitter`] that fills it.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crossbeam_queue::ArrayQueue;
@@ -41,6 +41,10 @@ pub(crate) struct Buffer<E> {
     waker: OnceLock<Waker>,
     /// Average encoded record size seen by the batcher (bytes).
     avg_record: AtomicUsize,
+    /// Events the batcher has taken out with [`Buffer::pop`]. With the queue's
+    /// length and the emitters' drops it gives `accepted`, so `emit` itself
+    /// bumps no shared counter.
+    taken: AtomicU64,
 }
 
 impl<E> fmt::Debug for Buffer<E> {
@@ -59,6 +63,7 @@ impl<E> Buffer<E> {
         coarse::start();
         let buffer = Buffer {
             queue: ArrayQueue::new(config.capacity),
+            taken: AtomicU64::new(0),
             policy: config.overflow,
             closed: AtomicBool::new(false),
             max_buffered_bytes: config.max_buffered_bytes,
@@ -80,9 +85,9 @@ impl<E> Buffer<E> {
     /// Pushes one event. Never blocks, never panics, takes no lock.
     #[inline]
     pub(crate) fn push(&self, event: E, ledger: &Ledger) -> Result<(), Dropped<E>> {
-        let stripe = ledger.accept();
+        // `accepted` is not counted here: the ledger derives it (see `taken`).
         if self.closed.load(Ordering::Relaxed) {
-            ledger.emitter_drop(stripe, DropReason::Shutdown);
+            ledger.emitter_drop(DropReason::Shutdown);
             return Err(Dropped::Closed(event));
         }
         let seq = next_seq();
@@ -91,20 +96,20 @@ impl<E> Buffer<E> {
         match self.policy {
             OverflowPolicy::DropNewest => {
                 if over_bytes {
-                    ledger.emitter_drop(stripe, DropReason::QueueFull);
+                    ledger.emitter_drop(DropReason::QueueFull);
                     return Err(Dropped::Full(entry.event));
                 }
                 if let Err(entry) = self.queue.push(entry) {
-                    ledger.emitter_drop(stripe, DropReason::QueueFull);
+                    ledger.emitter_drop(DropReason::QueueFull);
                     return Err(Dropped::Full(entry.event));
                 }
             }
             OverflowPolicy::DropOldest => {
                 if over_bytes && self.queue.pop().is_some() {
-                    ledger.emitter_drop(stripe, DropReason::OldestEvicted);
+                    ledger.emitter_drop(DropReason::OldestEvicted);
                 }
                 if self.queue.force_push(entry).is_some() {
-                    ledger.emitter_drop(stripe, DropReason::OldestEvicted);
+                    ledger.emitter_drop(DropReason::OldestEvicted);
                 }
             }
         }
@@ -127,7 +132,14 @@ impl<E> Buffer<E> {
     }
 
     pub(crate) fn pop(&self) -> Option<Entry<E>> {
-        self.queue.pop()
+        let entry = self.queue.pop()?;
+        self.taken.fetch_add(1, Ordering::Relaxed);
+        Some(entry)
+    }
+
+    /// Events taken out by [`Buffer::pop`] so far.
+    pub(crate) fn taken(&self) -> u64 {
+        self.taken.load(Ordering::Relaxed)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -272,8 +284,9 @@ impl<E> std::error::Error for Dropped<E> {}
 ///
 /// A clone shares the same buffer and ledger. [`emit`](Emitter::emit) takes
 /// no lock at all: it stamps the event with a sequence number and the time,
-/// pushes it onto a bounded lock-free queue and bumps a counter in this
-/// thread's own cache-padded stripe of the ledger. When the queue reaches a
+/// and pushes it onto a bounded lock-free queue; it counts nothing (the
+/// ledger derives `accepted`), and a drop is counted in this thread's own
+/// cache-padded stripe of the ledger. When the queue reaches a
 /// batch's worth it wakes the batcher with a non-blocking `try_tell`, once
 /// per drain. The batcher's locks, its sink and its delivery never stand in
 /// the way: if the sink hangs, `emit` keeps returning at once, dropping
@@ -390,7 +403,7 @@ mod tests {
             assert_eq!(b.push(i, &l), Ok(()));
         }
         assert_eq!(b.push(99, &l), Err(Dropped::Full(99)));
-        let s = l.snapshot(b.len() as u64);
+        let s = l.snapshot(b.len() as u64, b.taken());
         assert_eq!((s.accepted, s.dropped.queue_full, s.queued), (5, 1, 4));
         assert!(s.is_balanced());
         let seqs: Vec<u32> = std::iter::from_fn(|| b.pop()).map(|e| e.event).collect();
@@ -403,7 +416,7 @@ mod tests {
         for i in 0..10 {
             assert_eq!(b.push(i, &l), Ok(()));
         }
-        let s = l.snapshot(b.len() as u64);
+        let s = l.snapshot(b.len() as u64, b.taken());
         assert_eq!((s.accepted, s.dropped.oldest_evicted, s.queued), (10, 6, 4));
         assert!(s.is_balanced());
         let kept: Vec<u32> = std::iter::from_fn(|| b.pop()).map(|e| e.event).collect();
@@ -415,7 +428,7 @@ mod tests {
         let (b, l) = buffer(Config::default().capacity(4).max_batch_events(4));
         b.close();
         assert_eq!(b.push(1, &l), Err(Dropped::Closed(1)));
-        let s = l.snapshot(0);
+        let s = l.snapshot(0, 0);
         assert_eq!((s.accepted, s.dropped.shutdown), (1, 1));
     }
 
@@ -438,7 +451,7 @@ mod tests {
         }
         assert!(b.avg_record() < 20);
         assert_eq!(b.push(11, &l), Ok(()));
-        let s = l.snapshot(b.len() as u64);
+        let s = l.snapshot(b.len() as u64, b.taken());
         assert_eq!((s.accepted, s.dropped.queue_full, s.queued), (12, 1, 11));
     }
 
@@ -454,7 +467,7 @@ mod tests {
         for i in 0..8 {
             assert_eq!(b.push(i, &l), Ok(()));
         }
-        let s = l.snapshot(b.len() as u64);
+        let s = l.snapshot(b.len() as u64, b.taken());
         assert_eq!((s.queued, s.dropped.oldest_evicted), (5, 3));
         assert!(s.is_balanced());
     }

@@ -161,7 +161,7 @@ impl<E> Shared<E> {
 
     /// A snapshot of the ledger. Takes no lock the batcher holds while delivering.
     pub(crate) fn snapshot(&self) -> LedgerSnapshot {
-        self.ledger.snapshot(self.buffer.len() as u64)
+        self.ledger.snapshot(self.buffer.len() as u64, self.buffer.taken())
     }
 
     pub(crate) fn final_report(&self) -> Option<FlushReport> {

@@ -1,9 +1,11 @@
 //! The ledger: where every event ends up.
 //!
-//! Emitters count into cache-padded stripes (one per thread, round robin), so
-//! counting on the hot path never contends on a shared cache line. The
-//! batcher is the only writer of its own counters. A snapshot sums them up;
-//! it takes no lock the batcher holds while delivering.
+//! A successful `emit` counts nothing: `accepted` is derived from what the
+//! batcher took out of the buffer, what is still in it, and the emitters'
+//! drops. Drops (the cold path) go into cache-padded stripes (one per thread,
+//! round robin), so they never contend on a shared cache line. The batcher is
+//! the only writer of its own counters. A snapshot sums them up; it takes no
+//! lock the batcher holds while delivering.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -250,7 +252,6 @@ impl fmt::Display for LedgerSnapshot {
 #[derive(Debug, Default)]
 #[repr(align(128))]
 struct Stripe {
-    accepted: AtomicU64,
     queue_full: AtomicU64,
     oldest_evicted: AtomicU64,
     shutdown: AtomicU64,
@@ -296,17 +297,10 @@ impl Ledger {
 
     // ---- emitter side (hot path) ----
 
-    #[inline]
-    pub(crate) fn accept(&self) -> usize {
-        let s = stripe();
-        self.stripes[s].accepted.fetch_add(1, Ordering::Relaxed);
-        s
-    }
-
-    /// Counts a drop on the emitting thread. `stripe` comes from [`Ledger::accept`].
+    /// Counts a drop on the emitting thread, in that thread's stripe.
     #[cold]
-    pub(crate) fn emitter_drop(&self, stripe: usize, reason: DropReason) {
-        let stripe = &self.stripes[stripe];
+    pub(crate) fn emitter_drop(&self, reason: DropReason) {
+        let stripe = &self.stripes[stripe()];
         let counter = match reason {
             DropReason::QueueFull => &stripe.queue_full,
             DropReason::OldestEvicted => &stripe.oldest_evicted,
@@ -376,19 +370,23 @@ impl Ledger {
 
     /// Failures and drops so far, for deciding whether to log a summary.
     pub(crate) fn trouble(&self) -> (u64, u64) {
-        let s = self.snapshot(0);
+        let s = self.snapshot(0, 0);
         (s.dropped.total(), s.attempts.saturating_sub(s.batches))
     }
 
-    pub(crate) fn snapshot(&self, queued: u64) -> LedgerSnapshot {
+    /// `queued` is the buffer's length and `taken` what the batcher has taken
+    /// out of it. Every `emit` either left its event in the buffer (queued,
+    /// or taken since) or was refused (an emitter drop), so
+    /// `accepted = taken + queued + emitter drops`: no counter on the hot path.
+    /// Exact whenever nothing is moving, like the invariant itself.
+    pub(crate) fn snapshot(&self, queued: u64, taken: u64) -> LedgerSnapshot {
         let mut dropped = DropCounts::default();
-        let mut accepted = 0;
         for s in self.stripes.iter() {
-            accepted += s.accepted.load(Ordering::Relaxed);
             dropped.queue_full += s.queue_full.load(Ordering::Relaxed);
             dropped.oldest_evicted += s.oldest_evicted.load(Ordering::Relaxed);
             dropped.shutdown += s.shutdown.load(Ordering::Relaxed);
         }
+        let accepted = taken + queued + dropped.queue_full + dropped.oldest_evicted + dropped.shutdown;
         for reason in DropReason::ALL {
             *dropped.get_mut(reason) += self.batcher_drops[reason.index()].load(Ordering::Relaxed);
         }
@@ -422,15 +420,11 @@ mod tests {
     #[test]
     fn snapshot_sums_stripes_and_batcher_counters() {
         let ledger = Ledger::new();
-        for _ in 0..40 {
-            let s = ledger.accept();
-            ledger.emitter_drop(s, DropReason::QueueFull);
-        }
         std::thread::scope(|scope| {
-            for _ in 0..3 {
+            for _ in 0..4 {
                 scope.spawn(|| {
-                    for _ in 0..100 {
-                        ledger.accept();
+                    for _ in 0..10 {
+                        ledger.emitter_drop(DropReason::QueueFull);
                     }
                 });
             }
@@ -439,7 +433,8 @@ mod tests {
         ledger.batcher_drop(DropReason::Shutdown, 2);
         ledger.delivered(250);
         ledger.set_in_flight(3);
-        let s = ledger.snapshot(10);
+        // 290 taken by the batcher, 10 still queued, 40 refused by emitters.
+        let s = ledger.snapshot(10, 290);
         assert_eq!(s.accepted, 340);
         assert_eq!(s.dropped.queue_full, 40);
         assert_eq!(s.dropped.expired, 5);
@@ -455,7 +450,7 @@ mod tests {
     fn snapshot_serializes_reason_names() {
         let ledger = Ledger::new();
         ledger.set_last_error("fatal", "certificate expired".into());
-        let json = serde_json::to_value(ledger.snapshot(0)).unwrap();
+        let json = serde_json::to_value(ledger.snapshot(0, 0)).unwrap();
         for reason in DropReason::ALL {
             assert_eq!(json["dropped"][reason.as_str()], 0, "{reason}");
         }
