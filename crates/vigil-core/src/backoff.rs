@@ -81,12 +81,20 @@ impl Backoff {
 
     /// The delay before restart number `attempt` (0-based) given a uniform
     /// random number `rand01` in `[0, 1)`. Always within `[min, max]`.
+    ///
+    /// An invalid backoff (`min > max`, or a factor below 1 or not finite) is
+    /// refused by the supervisor builder's `start`; called directly, `delay`
+    /// treats `max` as at least `min` and the factor as at least 1, and never
+    /// panics.
     pub fn delay(&self, attempt: u32, rand01: f64) -> Duration {
-        let base = self.min.as_secs_f64() * self.factor.max(1.0).powi(attempt.min(1024) as i32);
-        let base = base.min(self.max.as_secs_f64());
-        let jitter = base * self.random_factor.clamp(0.0, 1.0) * rand01.clamp(0.0, 1.0);
-        let secs = (base + jitter).clamp(self.min.as_secs_f64(), self.max.as_secs_f64());
-        Duration::try_from_secs_f64(secs).unwrap_or(self.max)
+        let min = self.min.as_secs_f64();
+        let max = self.max.as_secs_f64().max(min);
+        let factor = if self.factor.is_finite() { self.factor.max(1.0) } else { 1.0 };
+        let base = (min * factor.powi(attempt.min(1024) as i32)).min(max);
+        let random = if self.random_factor.is_nan() { 0.0 } else { self.random_factor.clamp(0.0, 1.0) };
+        let rand01 = if rand01.is_nan() { 0.0 } else { rand01.clamp(0.0, 1.0) };
+        let secs = (base + base * random * rand01).max(min).min(max);
+        Duration::try_from_secs_f64(secs).unwrap_or(self.max.max(self.min))
     }
 
     pub(crate) fn validate(&self) -> Result<(), String> {
@@ -143,6 +151,16 @@ mod tests {
         assert_eq!(b.validate().unwrap_err(), "backoff min 2s is greater than max 1s");
         let b = Backoff::exponential(Duration::from_secs(1), Duration::from_secs(2)).factor(0.5);
         assert!(b.validate().unwrap_err().contains("factor 0.5"));
+    }
+
+    #[test]
+    fn an_invalid_backoff_still_gives_a_delay_without_panicking() {
+        let b = Backoff::exponential(Duration::from_secs(2), Duration::from_secs(1));
+        assert_eq!(b.delay(0, 0.5), Duration::from_secs(2));
+        let b = Backoff::exponential(Duration::from_millis(1), Duration::from_secs(1))
+            .factor(f64::NAN)
+            .random_factor(f64::NAN);
+        assert_eq!(b.delay(10, f64::NAN), Duration::from_millis(1));
     }
 
     #[test]

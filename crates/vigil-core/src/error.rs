@@ -94,6 +94,14 @@ pub enum ConfigError {
         /// The child's path.
         child: String,
     },
+    /// A mailbox capacity above [`MAX_MAILBOX`](crate::MAX_MAILBOX). A
+    /// bounded mailbox allocates its slots up front.
+    CapacityTooLarge {
+        /// The child's path.
+        child: String,
+        /// The capacity asked for.
+        capacity: usize,
+    },
     /// A restart intensity of zero. (OTP allows it; Vigil asks for a
     /// temporary child instead, which makes the intent explicit.)
     ZeroIntensity {
@@ -152,6 +160,11 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::ZeroCapacity { child } => write!(f, "{child}: mailbox capacity must be at least 1"),
+            ConfigError::CapacityTooLarge { child, capacity } => write!(
+                f,
+                "{child}: mailbox capacity {capacity} exceeds the maximum of {} (slots are allocated up front)",
+                crate::MAX_MAILBOX
+            ),
             ConfigError::ZeroIntensity { supervisor } => write!(
                 f,
                 "{supervisor}: restart intensity must be at least 1 (use Restart::Temporary children for no restarts)"

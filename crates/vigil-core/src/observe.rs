@@ -224,7 +224,7 @@ pub(crate) struct NodeState {
     pub(crate) strategy: Strategy,
     pub(crate) intensity: u32,
     pub(crate) period: Duration,
-    pub(crate) restart_times: Vec<Instant>,
+    pub(crate) restart_times: std::collections::VecDeque<Instant>,
     pub(crate) restarts_total: u64,
     pub(crate) abandoned: u64,
     pub(crate) rows: Vec<Row>,
@@ -240,8 +240,9 @@ impl Node {
     pub(crate) fn snapshot(&self) -> SupervisorStats {
         let now = Instant::now();
         let state = self.inner.lock();
-        let in_window = |times: &[Instant]| {
-            times.iter().filter(|&&t| now.saturating_duration_since(t) <= state.period).count() as u32
+        let period = state.period;
+        let in_window = |times: &mut dyn Iterator<Item = &Instant>| {
+            times.filter(|&&t| now.saturating_duration_since(t) <= period).count() as u32
         };
         let rows: Vec<Row> = state.rows.clone();
         let stats = SupervisorStats {
@@ -249,7 +250,7 @@ impl Node {
             strategy: state.strategy,
             intensity: state.intensity,
             period_ms: u64::try_from(state.period.as_millis()).unwrap_or(u64::MAX),
-            restarts_in_window: in_window(&state.restart_times),
+            restarts_in_window: in_window(&mut state.restart_times.iter()),
             restarts_total: state.restarts_total,
             abandoned: state.abandoned,
             children: Vec::new(),
@@ -263,7 +264,7 @@ impl Node {
                 restart: row.restart,
                 state: row.state,
                 restarts_total: row.restarts_total,
-                restarts_in_window: in_window(&row.restarts),
+                restarts_in_window: in_window(&mut row.restarts.iter()),
                 last_exit: row.last_exit.clone(),
                 uptime_ms: row
                     .since

@@ -294,8 +294,9 @@ fn message_loop<A: Actor>(
             Some(timeout) => rx.recv_timeout(timeout.max(Duration::from_nanos(1))),
         };
         match next {
+            // `hook` says `Handle` except while `timeout` runs, so the
+            // message path writes nothing extra.
             Ok(Envelope::Msg(msg)) => {
-                hook.set(Hook::Handle);
                 if let Err(error) = actor.handle(msg, ctx) {
                     return ExitReason::failed(Hook::Handle, &*error, Some(message_type()));
                 }
@@ -306,6 +307,7 @@ fn message_loop<A: Actor>(
                 if let Err(error) = actor.timeout(ctx) {
                     return ExitReason::failed(Hook::Timeout, &*error, None);
                 }
+                hook.set(Hook::Handle);
             }
             // The runner holds an address of this mailbox, so it cannot
             // disconnect; treat it as a shutdown all the same.

@@ -28,6 +28,9 @@ pub enum Restart {
 
 /// The default mailbox capacity of a worker.
 pub const DEFAULT_MAILBOX: usize = 1024;
+/// The largest mailbox capacity: a bounded mailbox allocates its slots up
+/// front, so a larger one is refused with [`ConfigError::CapacityTooLarge`].
+pub const MAX_MAILBOX: usize = 1 << 24;
 /// The default time a worker gets to stop before it is abandoned.
 pub const DEFAULT_SHUTDOWN: Duration = Duration::from_secs(5);
 /// The default time a child's start hook gets before the start fails.
@@ -255,7 +258,8 @@ impl<A: Actor> WorkerSpec<A> {
     common_setters!();
 
     /// The mailbox capacity. Set it before calling [`addr`](WorkerSpec::addr).
-    /// Zero is reported by `start` as [`ConfigError::ZeroCapacity`].
+    /// `start` reports zero as [`ConfigError::ZeroCapacity`] and more than
+    /// [`MAX_MAILBOX`] as [`ConfigError::CapacityTooLarge`].
     /// Defaults to [`DEFAULT_MAILBOX`] (1024).
     pub fn mailbox(mut self, capacity: usize) -> Self {
         if self.mailbox.get().is_some() {
@@ -272,7 +276,10 @@ impl<A: Actor> WorkerSpec<A> {
     }
 
     fn shared_mailbox(&self) -> &Arc<Mailbox<A::Msg>> {
-        self.mailbox.get_or_init(|| Arc::new(Mailbox::bounded(self.capacity)))
+        // An out-of-range capacity is refused by `start`; until then the
+        // mailbox gets a valid one, so building a spec never fails.
+        let capacity = if self.capacity > MAX_MAILBOX { 1 } else { self.capacity };
+        self.mailbox.get_or_init(|| Arc::new(Mailbox::bounded(capacity)))
     }
 }
 
@@ -320,6 +327,9 @@ impl<A: Actor> Body for WorkerDef<A> {
     fn validate(&self, path: &str) -> Result<(), ConfigError> {
         if self.capacity == 0 {
             return Err(ConfigError::ZeroCapacity { child: path.to_owned() });
+        }
+        if self.capacity > MAX_MAILBOX {
+            return Err(ConfigError::CapacityTooLarge { child: path.to_owned(), capacity: self.capacity });
         }
         if self.capacity_after_addr {
             return Err(ConfigError::MailboxAfterAddr { child: path.to_owned() });

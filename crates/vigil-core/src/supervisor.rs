@@ -804,8 +804,10 @@ impl Sup {
     fn count_restart(&self, now: Instant) {
         let period = self.window.lock().period();
         let mut node = self.node.inner.lock();
-        node.restart_times.push(now);
-        node.restart_times.retain(|&t| now.saturating_duration_since(t) <= period);
+        while node.restart_times.front().is_some_and(|&t| now.saturating_duration_since(t) > period) {
+            node.restart_times.pop_front();
+        }
+        node.restart_times.push_back(now);
         node.restarts_total += 1;
     }
 

@@ -25,6 +25,17 @@ fn zero_mailbox_capacity() {
 }
 
 #[test]
+fn a_mailbox_too_large_to_allocate() {
+    let (tx, _) = crossbeam_channel::unbounded();
+    let (e, text) = config_error(Supervisor::builder().child(probe("w", &tx).mailbox(usize::MAX)));
+    assert_eq!(e, ConfigError::CapacityTooLarge { child: "root/w".into(), capacity: usize::MAX });
+    assert!(
+        text.starts_with(&format!("root/w: mailbox capacity {} exceeds the maximum of 16777216", usize::MAX)),
+        "{text}"
+    );
+}
+
+#[test]
 fn zero_intensity_and_zero_period() {
     let (tx, _) = crossbeam_channel::unbounded();
     let (e, text) = config_error(Supervisor::builder().intensity(0, Duration::from_secs(1)).child(probe("w", &tx)));

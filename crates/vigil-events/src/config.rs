@@ -79,7 +79,8 @@ impl Default for Config {
 
 impl Config {
     /// The most events the buffer holds. The buffer's memory is allocated
-    /// up front: `capacity` slots of the event type plus 24 bytes each.
+    /// up front: `capacity` slots of the event type plus 24 bytes each. At
+    /// most [`MAX_CAPACITY`].
     ///
     /// Defaults to 65 536.
     pub fn capacity(mut self, capacity: usize) -> Config {
@@ -258,6 +259,9 @@ impl Config {
                 return Err(ConfigError::Zero { field });
             }
         }
+        if self.capacity > MAX_CAPACITY {
+            return Err(ConfigError::CapacityTooLarge { capacity: self.capacity, max: MAX_CAPACITY });
+        }
         if self.retry_backoff_min > self.retry_backoff_max {
             return Err(ConfigError::MinAboveMax { min: "retry_backoff_min", max: "retry_backoff_max" });
         }
@@ -270,6 +274,11 @@ impl Config {
         Ok(())
     }
 }
+
+/// The largest buffer [`capacity`](Config::capacity): the buffer is
+/// allocated up front, so a larger one is refused with
+/// [`ConfigError::CapacityTooLarge`].
+pub const MAX_CAPACITY: usize = 1 << 24;
 
 /// Why a [`Config`] was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -287,6 +296,13 @@ pub enum ConfigError {
         /// The upper bound's field.
         max: &'static str,
     },
+    /// The buffer capacity is above [`MAX_CAPACITY`].
+    CapacityTooLarge {
+        /// The configured `capacity`.
+        capacity: usize,
+        /// [`MAX_CAPACITY`].
+        max: usize,
+    },
     /// A batch holds more events than the buffer can.
     BatchAboveCapacity {
         /// The configured `max_batch_events`.
@@ -303,6 +319,10 @@ impl fmt::Display for ConfigError {
             ConfigError::MinAboveMax { min, max } => {
                 write!(f, "event pipeline config: `{min}` must not exceed `{max}`")
             }
+            ConfigError::CapacityTooLarge { capacity, max } => write!(
+                f,
+                "event pipeline config: `capacity` ({capacity}) exceeds the maximum of {max} events (the buffer is allocated up front)"
+            ),
             ConfigError::BatchAboveCapacity { max_batch_events, capacity } => write!(
                 f,
                 "event pipeline config: `max_batch_events` ({max_batch_events}) exceeds `capacity` ({capacity})"
@@ -362,5 +382,9 @@ mod tests {
         let err = Config::default().capacity(10).max_batch_events(11).validate().unwrap_err();
         assert_eq!(err, ConfigError::BatchAboveCapacity { max_batch_events: 11, capacity: 10 });
         assert!(Config::default().delivery_timeout(None).validate().is_ok());
+
+        let err = Config::default().capacity(usize::MAX).validate().unwrap_err();
+        assert_eq!(err, ConfigError::CapacityTooLarge { capacity: usize::MAX, max: MAX_CAPACITY });
+        assert!(Config::default().capacity(MAX_CAPACITY).validate().is_ok());
     }
 }
