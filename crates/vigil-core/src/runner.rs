@@ -137,9 +137,15 @@ impl Runner {
         self.cmds.send(Cmd::Start { generation, incarnation, stop, fast }).is_ok()
     }
 
+    /// Asks the runner's thread to end once its current incarnation (if any)
+    /// has ended and been reported. Does not wait.
+    pub(crate) fn request_quit(&self) {
+        let _ = self.cmds.send(Cmd::Quit);
+    }
+
     /// Ends an idle runner's thread and waits for it.
     pub(crate) fn quit(mut self) {
-        let _ = self.cmds.send(Cmd::Quit);
+        self.request_quit();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

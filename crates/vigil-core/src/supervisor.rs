@@ -741,6 +741,10 @@ impl Sup {
         self.timers.clear();
         for i in (0..self.children.len()).rev() {
             self.stop_child(i, ChildState::Stopped);
+            // Let each thread end while the next child stops; joined below.
+            if let Some(runner) = &self.children[i].runner {
+                runner.request_quit();
+            }
         }
         for child in &mut self.children {
             if let Some(runner) = child.runner.take() {
