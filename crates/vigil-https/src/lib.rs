@@ -109,6 +109,7 @@ mod cert;
 mod config;
 mod error;
 mod pem;
+mod resolve;
 mod retry_after;
 mod sink;
 mod stats;

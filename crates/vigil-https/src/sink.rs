@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use rustls::crypto::CryptoProvider;
-use ureq::unversioned::resolver::DefaultResolver;
 use ureq::unversioned::transport::TcpConnector;
 use vigil_events::{Batch, Delivery, Sink};
 
 use crate::config::HttpsSinkConfig;
 use crate::error::{HttpsError, Phase};
 use crate::pem::{ClientIdentity, FileStamp, TrustSet, load_identity, load_trust};
+use crate::resolve::CachingResolver;
 use crate::retry_after::parse_retry_after;
 use crate::stats::HttpsStats;
 use crate::tls::{TlsParts, VigilConnector, client_config, tls_error};
@@ -357,7 +357,7 @@ fn load_material(
         .max_idle_connections(1)
         .max_idle_connections_per_host(1)
         .build();
-    let agent = ureq::Agent::with_parts(agent_config, connector, DefaultResolver::default());
+    let agent = ureq::Agent::with_parts(agent_config, connector, CachingResolver::default());
     Ok(Material { trust, identity, agent })
 }
 
