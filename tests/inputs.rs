@@ -695,8 +695,7 @@ fn an_event_whose_serialization_panics_is_dropped_with_reason_encode() {
 }
 
 // ---------------------------------------------------------------------------
-// Bugs found: bad input that panics instead of getting an error. Ignored so
-// CI stays green; each names the line that panics.
+// Bad input that used to panic (found by these tests, fixed in 2f2152b).
 
 /// Runs `f`, turning a panic into `Err` with its message.
 fn no_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
@@ -711,22 +710,39 @@ fn no_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 
 #[test]
 fn backoff_delay_with_min_above_max_does_not_panic() {
+    // `delay` is public; called directly with a backoff `start` would refuse,
+    // it treats `max` as at least `min` instead of panicking in `f64::clamp`.
     let backoff = Backoff::exponential(Duration::from_secs(2), Duration::from_secs(1));
-    // `delay` is public and documented as "always within [min, max]", with
-    // no `# Panics` section; `f64::clamp(2.0, 1.0)` panics instead.
-    let delay = no_panic(|| backoff.delay(0, 0.5));
-    assert!(delay.is_ok(), "Backoff::delay panicked: {delay:?}");
+    let delay = no_panic(|| (backoff.delay(0, 0.5), backoff.delay(40, 0.99)));
+    assert_eq!(delay, Ok((Duration::from_secs(2), Duration::from_secs(2))), "Backoff::delay");
+    let odd = Backoff::exponential(Duration::from_millis(1), Duration::from_secs(1)).factor(f64::NAN);
+    assert_eq!(no_panic(|| odd.delay(10, f64::NAN)), Ok(Duration::from_millis(1)));
 }
 
 #[test]
 fn a_huge_mailbox_capacity_is_a_config_error_not_a_panic() {
-    let outcome = no_panic(|| Supervisor::builder().child(ChildSpec::worker("w", || Idle).mailbox(usize::MAX)).start());
+    let builds = Arc::new(AtomicU64::new(0));
+    let outcome = no_panic(|| Supervisor::builder().child(counted("w", &builds).mailbox(usize::MAX)).start());
     match outcome {
-        Ok(Err(StartError::Config(error))) => assert!(error.to_string().contains("root/w"), "{error}"),
+        Ok(Err(StartError::Config(error))) => {
+            assert_eq!(error, ConfigError::CapacityTooLarge { child: "root/w".into(), capacity: usize::MAX });
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "root/w: mailbox capacity {} exceeds the maximum of {} (slots are allocated up front)",
+                    usize::MAX,
+                    vigil::MAX_MAILBOX
+                )
+            );
+        }
         Ok(Err(other)) => panic!("expected a configuration error, got {other:?}"),
-        Ok(Ok(system)) => drop(system),
+        Ok(Ok(system)) => {
+            system.shutdown().unwrap();
+            panic!("the tree started with a mailbox of usize::MAX");
+        }
         Err(panic) => panic!("building the tree panicked: {panic}"),
     }
+    assert_eq!(builds.load(Ordering::SeqCst), 0);
 }
 
 #[test]
@@ -737,9 +753,19 @@ fn a_huge_event_buffer_capacity_is_a_build_error_not_a_panic() {
             .build()
             .map(|_| ())
     });
+    let max = events::MAX_CAPACITY;
     match outcome {
-        Ok(Err(error)) => assert!(error.to_string().contains("capacity"), "{error}"),
-        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            assert_eq!(error, BuildError::Config(events::ConfigError::CapacityTooLarge { capacity: usize::MAX, max }));
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "event pipeline config: `capacity` ({}) exceeds the maximum of {max} events (the buffer is allocated up front)",
+                    usize::MAX
+                )
+            );
+        }
+        Ok(Ok(())) => panic!("a buffer of usize::MAX events was built"),
         Err(panic) => panic!("EventPipeline::build panicked: {panic}"),
     }
 }
