@@ -446,13 +446,14 @@ fn slow_answer_past_the_timeout() {
     .print();
 }
 
-#[test]
-fn reset_mid_response() {
-    let rig = Rig::start(Options::new("reset_mid_response"));
+/// A transport fault the sink classifies as retryable: the batch is kept and
+/// retried, and nothing restarts.
+fn retryable_transport_fault(test: &'static str, fault: Fault, what: &str, label: &'static str) {
+    let rig = Rig::start(Options::new(test));
     rig.warm_up();
     rig.fault_begins();
-    rig.collector.set_fault(Fault::Reset);
-    wait_retryable(&rig, 3, "resets", |a| a.https_error.is_some());
+    rig.collector.set_fault(fault);
+    wait_retryable(&rig, 3, what, |a| a.https_error.is_some());
     let heal = rig.heal(|| rig.collector.set_fault(Fault::Healthy));
     let recover = rig.recovered(heal);
     let outcome = rig.finish();
@@ -460,12 +461,17 @@ fn reset_mid_response() {
     assert_eq!(outcome.ledger.restarts, 0);
     let first = outcome.attempts.iter().find(|a| a.kind == "retryable").expect("a retryable attempt");
     Row::new(
-        "TCP reset instead of a response",
+        label,
         format!("retryable `{}` ({}); batch kept and retried; no restart", error_kind(first), outcome.failures()),
         &outcome,
         recover,
     )
     .print();
+}
+
+#[test]
+fn reset_mid_response() {
+    retryable_transport_fault("reset_mid_response", Fault::Reset, "resets", "TCP reset instead of a response");
 }
 
 #[test]
@@ -503,27 +509,9 @@ fn connection_closed_mid_response() {
 
 #[test]
 fn garbage_response() {
-    let rig = Rig::start(Options::new("garbage_response"));
-    rig.warm_up();
-    rig.fault_begins();
-    rig.collector.set_fault(Fault::Garbage);
-    wait_retryable(&rig, 3, "garbage answers", |a| a.https_error.is_some());
-    let heal = rig.heal(|| rig.collector.set_fault(Fault::Healthy));
-    let recover = rig.recovered(heal);
-    let outcome = rig.finish();
-    outcome.check(&Expected::default());
-    assert_eq!(outcome.ledger.restarts, 0);
-    let first = outcome.attempts.iter().find(|a| a.kind == "retryable").expect("a retryable attempt");
-    Row::new(
-        "garbage response",
-        format!("retryable `{}` ({}); batch kept and retried; no restart", error_kind(first), outcome.failures()),
-        &outcome,
-        recover,
-    )
-    .print();
+    retryable_transport_fault("garbage_response", Fault::Garbage, "garbage answers", "garbage response");
 }
 
-/// The variant name of an attempt's error, with its phase or I/O kind.
 fn error_kind(a: &Attempt) -> String {
     match &a.https_error {
         Some(HttpsError::Io { phase, kind, .. }) => format!("Io {{ phase: {phase:?}, kind: {kind:?} }}"),
