@@ -50,14 +50,50 @@ impl<M> Mailbox<M> {
     }
 
     /// Marks the actor stopped for good and drops what is queued, so callers
-    /// blocked on a reply get [`CallError::Dropped`] at once.
+    /// blocked on a reply get [`CallError::Dropped`] at once. A message whose
+    /// `Drop` panics is counted and logged; the rest are still dropped.
     pub(crate) fn close(&self) -> usize {
         self.addr.shared.closed.store(true, Ordering::Release);
-        self.rx.try_iter().filter(|e| matches!(e, Envelope::Msg(_))).count()
+        let mut dropped = 0;
+        for envelope in self.rx.try_iter() {
+            if let Envelope::Msg(msg) = envelope {
+                dropped += 1;
+                if let Err(panic) = crate::panic::drop_guarded(msg) {
+                    log::warn!(
+                        target: "vigil",
+                        "dropping a queued message of type {} panicked: {panic}",
+                        std::any::type_name::<M>()
+                    );
+                }
+            }
+        }
+        dropped
     }
 
     pub(crate) fn reopen(&self) {
         self.addr.shared.closed.store(false, Ordering::Release);
+    }
+}
+
+thread_local! {
+    /// The mailbox that the current runner thread's incarnation serves, by
+    /// the address of its shared state; 0 elsewhere. Lets
+    /// [`Addr::call`] refuse a call to self at once.
+    static SERVING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the current thread as serving a mailbox until dropped.
+pub(crate) struct Serving(usize);
+
+impl Serving {
+    pub(crate) fn enter<M>(addr: &Addr<M>) -> Serving {
+        Serving(SERVING.with(|serving| serving.replace(addr.id())))
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        SERVING.with(|serving| serving.set(self.0));
     }
 }
 
@@ -175,10 +211,14 @@ impl<M> Addr<M> {
     /// waits for the next incarnation to answer, within the timeout. It never
     /// hangs.
     ///
+    /// An actor that calls its own address would wait for itself: that call
+    /// fails at once with [`CallError::SelfCall`].
+    ///
     /// # Errors
     ///
-    /// [`CallError::Closed`], [`CallError::Timeout`], or [`CallError::Dropped`]
-    /// when the actor dropped the request without replying (it panicked, say).
+    /// [`CallError::Closed`], [`CallError::Timeout`], [`CallError::Dropped`]
+    /// when the actor dropped the request without replying (it panicked, say),
+    /// or [`CallError::SelfCall`].
     ///
     /// # Examples
     ///
@@ -208,6 +248,9 @@ impl<M> Addr<M> {
     pub fn call<R>(&self, make: impl FnOnce(Reply<R>) -> M, timeout: Duration) -> Result<R, CallError> {
         if self.is_closed() {
             return Err(CallError::Closed);
+        }
+        if SERVING.with(std::cell::Cell::get) == self.id() {
+            return Err(CallError::SelfCall);
         }
         let deadline = Instant::now().checked_add(timeout);
         let (tx, rx) = crossbeam_channel::bounded(1);
@@ -247,6 +290,11 @@ impl<M> Addr<M> {
     /// restarted is not closed.
     pub fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Relaxed)
+    }
+
+    /// Identifies the mailbox: the address of its shared state.
+    fn id(&self) -> usize {
+        Arc::as_ptr(&self.shared) as usize
     }
 
     /// Wakes the actor if it is blocked on an empty mailbox. Never blocks.

@@ -70,6 +70,10 @@ pub enum CallError {
     /// The actor dropped the request without replying, for example because it
     /// panicked while handling it.
     Dropped,
+    /// An actor called its own address from one of its hooks. It would wait
+    /// for itself, so the call fails at once instead of timing out. Handle the
+    /// request inline, or [`tell`](crate::Addr::tell) yourself instead.
+    SelfCall,
 }
 
 impl fmt::Display for CallError {
@@ -78,6 +82,7 @@ impl fmt::Display for CallError {
             CallError::Closed => "calling a stopped actor",
             CallError::Timeout => "call timed out waiting for a reply",
             CallError::Dropped => "the actor dropped the request without replying",
+            CallError::SelfCall => "an actor called itself; it would wait for itself forever",
         })
     }
 }
@@ -101,6 +106,30 @@ pub enum ConfigError {
         child: String,
         /// The capacity asked for.
         capacity: usize,
+    },
+    /// A mailbox whose slots, allocated up front, would take more than
+    /// [`MAX_MAILBOX_BYTES`](crate::MAX_MAILBOX_BYTES): the capacity is within
+    /// [`MAX_MAILBOX`](crate::MAX_MAILBOX) but the messages are large.
+    MailboxTooLarge {
+        /// The child's path.
+        child: String,
+        /// The capacity asked for.
+        capacity: usize,
+        /// The bytes its slots would take (saturated at `usize::MAX`).
+        bytes: usize,
+        /// The most bytes a mailbox may take.
+        max_bytes: usize,
+    },
+    /// A restart intensity above [`MAX_INTENSITY`](crate::MAX_INTENSITY). The
+    /// intensity rule keeps one timestamp per restart in the period, so an
+    /// unbounded intensity would be unbounded memory under a restart storm.
+    IntensityTooLarge {
+        /// The supervisor's path.
+        supervisor: String,
+        /// The intensity asked for.
+        intensity: u32,
+        /// The largest intensity accepted.
+        max: u32,
     },
     /// A restart intensity of zero. (OTP allows it; Vigil asks for a
     /// temporary child instead, which makes the intent explicit.)
@@ -164,6 +193,16 @@ impl fmt::Display for ConfigError {
                 f,
                 "{child}: mailbox capacity {capacity} exceeds the maximum of {} (slots are allocated up front)",
                 crate::MAX_MAILBOX
+            ),
+            ConfigError::MailboxTooLarge { child, capacity, bytes, max_bytes } => write!(
+                f,
+                "{child}: a mailbox of {capacity} slots would allocate {bytes} bytes up front, more than the maximum of \
+                 {max_bytes}; lower the capacity or box the messages"
+            ),
+            ConfigError::IntensityTooLarge { supervisor, intensity, max } => write!(
+                f,
+                "{supervisor}: restart intensity {intensity} exceeds the maximum of {max} (one timestamp is kept per \
+                 restart in the period)"
             ),
             ConfigError::ZeroIntensity { supervisor } => write!(
                 f,
@@ -254,6 +293,15 @@ pub enum ControlError {
     SupervisorGone,
     /// The supervisor did not answer within the timeout.
     Timeout(Duration),
+    /// The request came from a child that its supervisor is waiting for (from
+    /// its factory or `started` hook while the supervisor waits for the start,
+    /// or from `stopped` while it waits for the stop). Answering would need the
+    /// caller to return first, so the request is refused at once. Send
+    /// yourself a message and make the request from `handle` instead.
+    WouldDeadlock {
+        /// The path of the child that made the request.
+        caller: String,
+    },
 }
 
 impl fmt::Display for ControlError {
@@ -267,6 +315,11 @@ impl fmt::Display for ControlError {
             ControlError::Start(e) => write!(f, "{e}"),
             ControlError::SupervisorGone => f.write_str("the supervisor has stopped"),
             ControlError::Timeout(d) => write!(f, "the supervisor did not answer within {d:?}"),
+            ControlError::WouldDeadlock { caller } => write!(
+                f,
+                "{caller} asked its own supervisor while the supervisor waits for it to start or stop; \
+                 make the request from `handle` instead"
+            ),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 /// The lifecycle hook that was running when an incarnation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Hook {
     /// The child spec's factory closure, which builds the actor.
     Factory,
@@ -17,6 +18,12 @@ pub enum Hook {
     Timeout,
     /// [`Actor::stopped`](crate::Actor::stopped).
     Stopped,
+    /// The `Drop` of the actor, or of an error value a hook returned.
+    Drop,
+    /// The supervisor's own code, or user code it ran on its thread (the
+    /// `Drop` of a message or of a child spec's factory, say). The supervisor
+    /// stopped its children and reported to its parent like any child.
+    Supervisor,
 }
 
 impl fmt::Display for Hook {
@@ -27,6 +34,8 @@ impl fmt::Display for Hook {
             Hook::Handle => "handle",
             Hook::Timeout => "timeout",
             Hook::Stopped => "stopped",
+            Hook::Drop => "drop",
+            Hook::Supervisor => "supervisor",
         })
     }
 }
@@ -127,17 +136,13 @@ impl ExitReason {
         chain
     }
 
-    pub(crate) fn failed(
-        hook: Hook,
-        error: &(dyn std::error::Error + 'static),
-        message_type: Option<&'static str>,
-    ) -> Self {
-        let mut text = error.to_string();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
+    /// The reason for an `Err` from a hook. The error is user code: its
+    /// `Display`, `source()` and `Drop` run under `catch_unwind`, and a long or
+    /// looping source chain is cut (see `panic::error_chain`).
+    pub(crate) fn failed(hook: Hook, error: crate::BoxError, message_type: Option<&'static str>) -> Self {
+        let text = crate::panic::error_chain(&*error);
+        if let Err(panic) = crate::panic::drop_guarded(error) {
+            log::warn!(target: "vigil", "dropping the error from the {hook} hook panicked: {panic}");
         }
         ExitReason::Failed { hook, error: text, message_type }
     }

@@ -87,7 +87,10 @@ pub use error::{
 };
 pub use exit::{ExitReason, Hook};
 pub use intensity::{RestartWindow, Verdict};
-pub use observe::{ChildState, ChildStats, SupervisionEvent, SupervisorStats};
-pub use spec::{ChildSpec, DEFAULT_MAILBOX, DEFAULT_SHUTDOWN, DEFAULT_START_TIMEOUT, MAX_MAILBOX, Restart, WorkerSpec};
-pub use supervisor::{ChildCounts, Strategy, Supervisor, SupervisorBuilder, SupervisorRef};
+pub use observe::{ChildState, ChildStats, SUBSCRIPTION_CAPACITY, SupervisionEvent, SupervisorStats};
+pub use spec::{
+    ChildSpec, DEFAULT_MAILBOX, DEFAULT_SHUTDOWN, DEFAULT_START_TIMEOUT, MAX_MAILBOX, MAX_MAILBOX_BYTES, Restart,
+    WorkerSpec,
+};
+pub use supervisor::{ChildCounts, MAX_INTENSITY, Strategy, Supervisor, SupervisorBuilder, SupervisorRef};
 pub use system::{ShutdownHandle, ShutdownReport, System, exit_code};

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::Mutex;
 use serde::Serialize;
 
@@ -85,21 +87,82 @@ pub enum SupervisionEvent {
         #[serde(serialize_with = "as_millis", rename = "timeout_ms")]
         timeout: Duration,
     },
+    /// This subscriber fell behind: its queue was full, and `missed` events
+    /// were dropped for it since the last one it was sent. Comes before the
+    /// next event that fits.
+    Lagged {
+        /// How many events this subscriber missed.
+        missed: u64,
+    },
 }
 
-/// Shared by every supervisor of one tree: subscribers and abandoned paths.
-#[derive(Debug, Default)]
+/// How many events a [subscription](crate::System::subscribe) holds before
+/// further events are dropped for it (and counted in a
+/// [`Lagged`](SupervisionEvent::Lagged) event): a subscriber that does not
+/// read cannot grow memory without bound.
+pub const SUBSCRIPTION_CAPACITY: usize = 1024;
+
+struct Subscriber {
+    tx: Sender<SupervisionEvent>,
+    missed: u64,
+}
+
+impl Subscriber {
+    /// Sends `event`, after the count of events missed before it if any.
+    /// False once the subscriber is gone.
+    fn send(&mut self, event: &SupervisionEvent) -> bool {
+        if self.missed > 0 {
+            match self.tx.try_send(SupervisionEvent::Lagged { missed: self.missed }) {
+                Ok(()) => self.missed = 0,
+                Err(TrySendError::Full(_)) => {
+                    self.missed += 1;
+                    return true;
+                }
+                Err(TrySendError::Disconnected(_)) => return false,
+            }
+        }
+        match self.tx.try_send(event.clone()) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                if self.missed == 0 {
+                    log::warn!(
+                        target: "vigil",
+                        "a supervision event subscriber is {SUBSCRIPTION_CAPACITY} events behind; dropping events for it"
+                    );
+                }
+                self.missed += 1;
+                true
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+}
+
+/// A thread left running past its shutdown timeout.
+struct Abandoned {
+    path: String,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Shared by every supervisor of one tree: subscribers and abandoned threads.
+#[derive(Default)]
 pub(crate) struct Bus {
-    subscribers: Mutex<Vec<Sender<SupervisionEvent>>>,
+    subscribers: Mutex<Vec<Subscriber>>,
     count: AtomicUsize,
-    abandoned: Mutex<Vec<String>>,
+    abandoned: Mutex<Vec<Abandoned>>,
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus").field("subscribers", &self.count.load(Ordering::Relaxed)).finish()
+    }
 }
 
 impl Bus {
     pub(crate) fn subscribe(&self) -> Receiver<SupervisionEvent> {
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = crossbeam_channel::bounded(SUBSCRIPTION_CAPACITY);
         let mut subscribers = self.subscribers.lock();
-        subscribers.push(tx);
+        subscribers.push(Subscriber { tx, missed: 0 });
         self.count.store(subscribers.len(), Ordering::Release);
         rx
     }
@@ -110,16 +173,20 @@ impl Bus {
         }
         let event = event();
         let mut subscribers = self.subscribers.lock();
-        subscribers.retain(|s| s.send(event.clone()).is_ok());
+        subscribers.retain_mut(|s| s.send(&event));
         self.count.store(subscribers.len(), Ordering::Release);
     }
 
-    pub(crate) fn abandoned(&self, path: &str) {
-        self.abandoned.lock().push(path.to_owned());
+    /// Records a thread abandoned at `path`; `thread` tells when it ends.
+    pub(crate) fn abandoned(&self, path: &str, thread: Option<JoinHandle<()>>) {
+        self.abandoned.lock().push(Abandoned { path: path.to_owned(), thread });
     }
 
+    /// The paths of abandoned threads that are still running.
     pub(crate) fn abandoned_paths(&self) -> Vec<String> {
-        self.abandoned.lock().clone()
+        let mut abandoned = self.abandoned.lock();
+        abandoned.retain(|a| a.thread.as_ref().is_none_or(|t| !t.is_finished()));
+        abandoned.iter().map(|a| a.path.clone()).collect()
     }
 }
 
@@ -224,7 +291,11 @@ pub(crate) struct NodeState {
     pub(crate) strategy: Strategy,
     pub(crate) intensity: u32,
     pub(crate) period: Duration,
-    pub(crate) restart_times: std::collections::VecDeque<Instant>,
+    /// The current incarnation's restart window, shared with the
+    /// supervisor: `restarts_in_window` is read from it.
+    pub(crate) window: Option<Arc<Mutex<crate::intensity::RestartWindow>>>,
+    /// Whether an incarnation is running and taking requests.
+    pub(crate) running: bool,
     pub(crate) restarts_total: u64,
     pub(crate) abandoned: u64,
     pub(crate) rows: Vec<Row>,
@@ -250,7 +321,7 @@ impl Node {
             strategy: state.strategy,
             intensity: state.intensity,
             period_ms: u64::try_from(state.period.as_millis()).unwrap_or(u64::MAX),
-            restarts_in_window: in_window(&mut state.restart_times.iter()),
+            restarts_in_window: state.window.as_ref().map_or(0, |w| w.lock().count(now)),
             restarts_total: state.restarts_total,
             abandoned: state.abandoned,
             children: Vec::new(),

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::actor::{Actor, Context};
-use crate::addr::{Envelope, Mailbox};
+use crate::addr::{self, Envelope, Mailbox};
 use crate::error::BoxError;
 use crate::exit::{ExitReason, Hook};
 use crate::intensity::{RestartWindow, Verdict};
@@ -40,6 +40,8 @@ pub(crate) enum Cmd {
 #[derive(Clone)]
 pub(crate) struct FastRestart {
     pub(crate) window: Arc<parking_lot::Mutex<RestartWindow>>,
+    /// Set once the supervisor is terminating: it restarts nothing then.
+    pub(crate) terminating: Arc<AtomicBool>,
     pub(crate) restart: Restart,
 }
 
@@ -53,10 +55,16 @@ impl FastRestart {
             Restart::Transient => !reason.is_normal(),
             Restart::Temporary => false,
         };
-        if !wanted || stop.load(Ordering::Relaxed) {
+        if !wanted || stop.load(Ordering::Relaxed) || self.terminating.load(Ordering::Acquire) {
             return None;
         }
         let mut window = self.window.lock();
+        // Checked again under the lock, which `Sup::stop_all` takes after
+        // setting the flag: no in-place restart slips past a terminating
+        // supervisor.
+        if self.terminating.load(Ordering::Acquire) {
+            return None;
+        }
         let now = Instant::now();
         match window.peek(now) {
             Verdict::GiveUp { .. } => None,
@@ -66,6 +74,73 @@ impl FastRestart {
             },
         }
     }
+}
+
+/// What a runner thread's current incarnation is doing, for refusing
+/// requests to its own supervisor that would wait for the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Not inside an incarnation.
+    Idle,
+    /// In the factory or `started`: the supervisor waits for the start.
+    Starting,
+    /// In `handle` or `timeout`.
+    Serving,
+    /// In `stopped` or the actor's drop.
+    Stopping,
+}
+
+/// Who the current runner thread is, as seen by [`caller`].
+struct Me {
+    parent: Sender<SupMsg>,
+    key: u64,
+    path: Arc<str>,
+    phase: Phase,
+    stop: Option<Arc<AtomicBool>>,
+}
+
+thread_local! {
+    static ME: RefCell<Option<Me>> = const { RefCell::new(None) };
+}
+
+fn set_phase(phase: Phase, stop: Option<&Arc<AtomicBool>>) {
+    ME.with(|me| {
+        if let Some(me) = me.borrow_mut().as_mut() {
+            me.phase = phase;
+            if let Some(stop) = stop {
+                me.stop = Some(Arc::clone(stop));
+            }
+        }
+    });
+}
+
+/// A request from a child of the supervisor behind `inbox`, made on the
+/// child's own runner thread.
+pub(crate) enum Caller {
+    /// Not a child of that supervisor (or not a runner thread at all).
+    Other,
+    /// A child in `handle` or `timeout`, or one that stopped by itself: the
+    /// supervisor can answer, and answers a request about the caller itself
+    /// before it waits for the caller to stop.
+    Child(u64),
+    /// A child its supervisor is waiting for: answering would deadlock.
+    Awaited(Arc<str>),
+}
+
+/// Classifies the current thread as a caller of the supervisor whose inbox
+/// is `inbox`.
+pub(crate) fn caller(inbox: &Sender<SupMsg>) -> Caller {
+    ME.with(|me| match me.borrow().as_ref() {
+        Some(me) if me.parent.same_channel(inbox) => {
+            let stopping = me.stop.as_ref().is_some_and(|stop| stop.load(Ordering::Relaxed));
+            match me.phase {
+                Phase::Starting => Caller::Awaited(Arc::clone(&me.path)),
+                Phase::Stopping if stopping => Caller::Awaited(Arc::clone(&me.path)),
+                _ => Caller::Child(me.key),
+            }
+        }
+        _ => Caller::Other,
+    })
 }
 
 /// Where a runner reports, and what it is called.
@@ -153,9 +228,9 @@ impl Runner {
 
     /// Leaves a runner whose incarnation did not stop in time. Its thread ends
     /// by itself once the incarnation returns, because the command channel
-    /// is gone.
-    pub(crate) fn abandon(mut self) {
-        drop(self.thread.take());
+    /// is gone. Gives back the thread's handle, to tell when it has ended.
+    pub(crate) fn abandon(mut self) -> Option<JoinHandle<()>> {
+        self.thread.take()
     }
 }
 
@@ -170,9 +245,26 @@ fn thread_name(path: &str) -> String {
 
 fn run_loop(mut body: Box<dyn Incarnate>, link: Link, commands: Receiver<Cmd>) {
     panic::mark_runner_thread();
+    ME.with(|me| {
+        *me.borrow_mut() = Some(Me {
+            parent: link.parent.clone(),
+            key: link.key,
+            path: Arc::clone(&link.path),
+            phase: Phase::Idle,
+            stop: None,
+        });
+    });
     while let Ok(Cmd::Start { generation, mut incarnation, stop, fast }) = commands.recv() {
         loop {
-            let (reason, had_started) = body.run(&link, generation, incarnation, &stop);
+            set_phase(Phase::Starting, Some(&stop));
+            // The last line of defence: whatever escapes an incarnation (a
+            // bug in vigil itself) still reaches the supervisor as a value.
+            let outcome = catch_unwind(AssertUnwindSafe(|| body.run(&link, generation, incarnation, &stop)));
+            set_phase(Phase::Idle, None);
+            let (reason, had_started) = outcome.unwrap_or_else(|payload| {
+                log::error!(target: "vigil", "{}: a runner panicked outside any hook", link.path);
+                (panic::panicked(Hook::Supervisor, payload, None), false)
+            });
             link.flush_restart(generation);
             // A failed start is the supervisor's to judge: it fails a tree's
             // start, and counts as a failed restart otherwise.
@@ -206,9 +298,28 @@ struct Settings {
 
 impl<A: Actor> Incarnate for WorkerBody<A> {
     fn run(&mut self, link: &Link, generation: u64, incarnation: u64, stop: &AtomicBool) -> (ExitReason, bool) {
+        let _serving = addr::Serving::enter(&self.mailbox.addr);
         match self.start(link, generation, incarnation, stop) {
-            Ok((mut actor, settings)) => (self.serve(&mut actor, settings, link, incarnation, stop), true),
+            Ok((mut actor, settings)) => {
+                let reason = self.serve(&mut actor, settings, link, incarnation, stop);
+                (drop_actor(actor, reason, &link.path), true)
+            }
             Err(reason) => (reason, false),
+        }
+    }
+}
+
+/// Drops an incarnation's actor under `catch_unwind`. A panic in its `Drop`
+/// becomes the exit reason after a normal exit, and is logged beside an
+/// abnormal one, as a panic in `stopped` is.
+fn drop_actor<A>(actor: A, reason: ExitReason, path: &str) -> ExitReason {
+    set_phase(Phase::Stopping, None);
+    match panic::catch(Hook::Drop, move || drop(actor)) {
+        Ok(()) => reason,
+        Err(dropped) if reason.is_normal() => dropped,
+        Err(dropped) => {
+            log::warn!(target: "vigil", "{path}: {dropped} after {reason}");
+            reason
         }
     }
 }
@@ -225,17 +336,21 @@ impl<A: Actor> WorkerBody<A> {
         let factory = &self.factory;
         let mut actor = match catch_unwind(AssertUnwindSafe(|| factory())) {
             Ok(Ok(actor)) => actor,
-            Ok(Err(error)) => return Err(ExitReason::failed(Hook::Factory, &*error, None)),
+            Ok(Err(error)) => return Err(ExitReason::failed(Hook::Factory, error, None)),
             Err(payload) => return Err(panic::panicked(Hook::Factory, payload, None)),
         };
         let mut ctx = self.context(link, incarnation, stop);
-        match catch_unwind(AssertUnwindSafe(|| actor.started(&mut ctx))) {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => return Err(ExitReason::failed(Hook::Start, &*error, None)),
-            Err(payload) => return Err(panic::panicked(Hook::Start, payload, None)),
-        }
+        let failure = match catch_unwind(AssertUnwindSafe(|| actor.started(&mut ctx))) {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(ExitReason::failed(Hook::Start, error, None)),
+            Err(payload) => Some(panic::panicked(Hook::Start, payload, None)),
+        };
         let settings = Settings { receive_timeout: ctx.receive_timeout, stop: ctx.stop };
+        if let Some(reason) = failure {
+            return Err(drop_actor(actor, reason, &link.path));
+        }
         link.started(generation);
+        set_phase(Phase::Serving, None);
         Ok((actor, settings))
     }
 
@@ -265,6 +380,7 @@ impl<A: Actor> WorkerBody<A> {
                 panic::panicked(hook.get(), payload, message_type)
             }
         };
+        set_phase(Phase::Stopping, None);
         match catch_unwind(AssertUnwindSafe(|| actor.stopped(&reason))) {
             Ok(()) => reason,
             Err(payload) => {
@@ -304,14 +420,14 @@ fn message_loop<A: Actor>(
             // message path writes nothing extra.
             Ok(Envelope::Msg(msg)) => {
                 if let Err(error) = actor.handle(msg, ctx) {
-                    return ExitReason::failed(Hook::Handle, &*error, Some(message_type()));
+                    return ExitReason::failed(Hook::Handle, error, Some(message_type()));
                 }
             }
             Ok(Envelope::Wake) => {}
             Err(RecvTimeoutError::Timeout) => {
                 hook.set(Hook::Timeout);
                 if let Err(error) = actor.timeout(ctx) {
-                    return ExitReason::failed(Hook::Timeout, &*error, None);
+                    return ExitReason::failed(Hook::Timeout, error, None);
                 }
                 hook.set(Hook::Handle);
             }

@@ -31,6 +31,19 @@ pub const DEFAULT_MAILBOX: usize = 1024;
 /// The largest mailbox capacity: a bounded mailbox allocates its slots up
 /// front, so a larger one is refused with [`ConfigError::CapacityTooLarge`].
 pub const MAX_MAILBOX: usize = 1 << 24;
+/// The most memory a mailbox may take. A bounded mailbox allocates all its
+/// slots up front, each as large as a message plus a word, so a capacity
+/// within [`MAX_MAILBOX`] can still be refused with
+/// [`ConfigError::MailboxTooLarge`] when the messages are large: box them,
+/// or lower the capacity.
+pub const MAX_MAILBOX_BYTES: usize = 1 << 30;
+
+/// The bytes a mailbox of `capacity` slots for `M` allocates up front,
+/// saturated at `usize::MAX`.
+fn mailbox_bytes<M>(capacity: usize) -> usize {
+    capacity.saturating_mul(std::mem::size_of::<(usize, crate::addr::Envelope<M>)>())
+}
+
 /// The default time a worker gets to stop before it is abandoned.
 pub const DEFAULT_SHUTDOWN: Duration = Duration::from_secs(5);
 /// The default time a child's start hook gets before the start fails.
@@ -258,8 +271,11 @@ impl<A: Actor> WorkerSpec<A> {
     common_setters!();
 
     /// The mailbox capacity. Set it before calling [`addr`](WorkerSpec::addr).
-    /// `start` reports zero as [`ConfigError::ZeroCapacity`] and more than
-    /// [`MAX_MAILBOX`] as [`ConfigError::CapacityTooLarge`].
+    /// `start` reports zero as [`ConfigError::ZeroCapacity`], more than
+    /// [`MAX_MAILBOX`] as [`ConfigError::CapacityTooLarge`], and a mailbox
+    /// whose slots would take more than [`MAX_MAILBOX_BYTES`] as
+    /// [`ConfigError::MailboxTooLarge`]; until then, nothing is allocated for
+    /// a refused capacity.
     /// Defaults to [`DEFAULT_MAILBOX`] (1024).
     pub fn mailbox(mut self, capacity: usize) -> Self {
         if self.mailbox.get().is_some() {
@@ -278,7 +294,8 @@ impl<A: Actor> WorkerSpec<A> {
     fn shared_mailbox(&self) -> &Arc<Mailbox<A::Msg>> {
         // An out-of-range capacity is refused by `start`; until then the
         // mailbox gets a valid one, so building a spec never fails.
-        let capacity = if self.capacity > MAX_MAILBOX { 1 } else { self.capacity };
+        let refused = self.capacity > MAX_MAILBOX || mailbox_bytes::<A::Msg>(self.capacity) > MAX_MAILBOX_BYTES;
+        let capacity = if refused { 1 } else { self.capacity };
         self.mailbox.get_or_init(|| Arc::new(Mailbox::bounded(capacity)))
     }
 }
@@ -330,6 +347,15 @@ impl<A: Actor> Body for WorkerDef<A> {
         }
         if self.capacity > MAX_MAILBOX {
             return Err(ConfigError::CapacityTooLarge { child: path.to_owned(), capacity: self.capacity });
+        }
+        let bytes = mailbox_bytes::<A::Msg>(self.capacity);
+        if bytes > MAX_MAILBOX_BYTES {
+            return Err(ConfigError::MailboxTooLarge {
+                child: path.to_owned(),
+                capacity: self.capacity,
+                bytes,
+                max_bytes: MAX_MAILBOX_BYTES,
+            });
         }
         if self.capacity_after_addr {
             return Err(ConfigError::MailboxAfterAddr { child: path.to_owned() });

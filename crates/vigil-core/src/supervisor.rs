@@ -10,6 +10,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -18,10 +19,11 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::backoff::Jitter;
 use crate::error::{ConfigError, ControlError, StartError};
-use crate::exit::ExitReason;
+use crate::exit::{ExitReason, Hook};
 use crate::intensity::{RestartWindow, Verdict};
 use crate::observe::{Bus, ChildState, ChildStats, Node, Row, SupervisionEvent, SupervisorStats, human};
-use crate::runner::{FastRestart, Incarnate, Link, Runner};
+use crate::panic;
+use crate::runner::{self, Caller, FastRestart, Incarnate, Link, Runner};
 use crate::spec::{Body, ChildSpec, Restart};
 
 /// Which children a supervisor restarts when one of them fails.
@@ -62,7 +64,19 @@ pub(crate) enum SupMsg {
     Stop {
         generation: u64,
     },
-    Control(Control),
+    /// Try again to restart a child whose restart failed, as OTP's
+    /// `try_again_restart`: through the inbox, so that requests, other exits
+    /// and a stop are served between attempts.
+    Retry {
+        key: u64,
+        reason: ExitReason,
+    },
+    /// A request from a [`SupervisorRef`]; `caller` is the key of the child
+    /// that made it from its own thread, if any.
+    Control {
+        control: Control,
+        caller: Option<u64>,
+    },
 }
 
 type Answer = Sender<Result<(), ControlError>>;
@@ -184,8 +198,9 @@ impl SupervisorBuilder {
     }
 
     /// At most `intensity` restarts in any `period`; one more and the
-    /// supervisor gives up and escalates. Both must be non-zero.
-    /// Defaults to 1 restart in 5 s, as OTP.
+    /// supervisor gives up and escalates. Both must be non-zero, and the
+    /// intensity at most [`MAX_INTENSITY`]: the rule keeps one timestamp per
+    /// restart in the period. Defaults to 1 restart in 5 s, as OTP.
     pub fn intensity(mut self, intensity: u32, period: Duration) -> Self {
         self.intensity = intensity;
         self.period = period;
@@ -227,6 +242,13 @@ impl SupervisorBuilder {
         if self.intensity == 0 {
             return Err(ConfigError::ZeroIntensity { supervisor: path.to_owned() });
         }
+        if self.intensity > MAX_INTENSITY {
+            return Err(ConfigError::IntensityTooLarge {
+                supervisor: path.to_owned(),
+                intensity: self.intensity,
+                max: MAX_INTENSITY,
+            });
+        }
         if self.period.is_zero() {
             return Err(ConfigError::ZeroPeriod { supervisor: path.to_owned() });
         }
@@ -257,8 +279,14 @@ impl Body for SupervisorBuilder {
         self.inbox.rx.len()
     }
 
+    /// Closes every child's mailbox, down the whole subtree, so that a tree
+    /// stopped for good refuses messages. A restart reopens each child as it
+    /// starts it.
     fn close(&self) -> usize {
-        0
+        let bodies: Vec<Arc<dyn Body>> = self.node.inner.lock().rows.iter().map(|r| Arc::clone(&r.body)).collect();
+        let mut direct: Vec<Arc<dyn Body>> = self.children.iter().map(|c| Arc::clone(&c.body)).collect();
+        direct.extend(bodies);
+        direct.iter().map(|body| body.close()).sum()
     }
 
     fn reopen(&self) {}
@@ -291,7 +319,17 @@ pub struct ChildCounts {
 ///
 /// Requests wait for the supervisor to answer, at most
 /// [`timeout`](SupervisorRef::timeout) (30 s unless changed). A supervisor
-/// that is starting or stopping a child answers when that is done.
+/// that is starting or stopping a child answers when that is done. A
+/// supervisor that is not running (stopped for good, or between two of its
+/// incarnations) refuses requests at once with
+/// [`ControlError::SupervisorGone`], as OTP's `noproc`.
+///
+/// A child may make requests of its own supervisor from `handle`, including
+/// [`terminate_child`](SupervisorRef::terminate_child) of itself (answered
+/// before the supervisor waits for it to stop). From its factory or `started`
+/// hook, or from `stopped` while it is being stopped, a request would wait
+/// for the caller itself, and fails at once with
+/// [`ControlError::WouldDeadlock`].
 #[derive(Clone)]
 pub struct SupervisorRef {
     tx: Sender<SupMsg>,
@@ -390,8 +428,25 @@ impl SupervisorRef {
     }
 
     fn request(&self, make: impl FnOnce(Answer) -> Control) -> Result<(), ControlError> {
+        let caller = match runner::caller(&self.tx) {
+            Caller::Other => None,
+            Caller::Child(key) => Some(key),
+            Caller::Awaited(path) => return Err(ControlError::WouldDeadlock { caller: path.to_string() }),
+        };
         let (answer, reply) = crossbeam_channel::bounded(1);
-        self.tx.send(SupMsg::Control(make(answer))).map_err(|_| ControlError::SupervisorGone)?;
+        {
+            // Under the node's lock, which the supervisor takes to mark itself
+            // stopped before it drops what is left in its inbox: a request is
+            // either refused here or answered (or dropped) by this incarnation,
+            // never left for a later one.
+            let node = self.node.inner.lock();
+            if !node.running {
+                return Err(ControlError::SupervisorGone);
+            }
+            self.tx
+                .send(SupMsg::Control { control: make(answer), caller })
+                .map_err(|_| ControlError::SupervisorGone)?;
+        }
         match reply.recv_timeout(self.timeout) {
             Ok(result) => result,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(ControlError::Timeout(self.timeout)),
@@ -399,6 +454,12 @@ impl SupervisorRef {
         }
     }
 }
+
+/// The largest restart intensity a supervisor accepts. The intensity rule
+/// keeps the time of every restart within the period, at most `intensity` of
+/// them (16 bytes each), so this bounds a supervisor's memory under a restart
+/// storm at 16 MB.
+pub const MAX_INTENSITY: u32 = 1_000_000;
 
 static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
 
@@ -414,13 +475,17 @@ struct SupervisorBody {
 impl Incarnate for SupervisorBody {
     fn run(&mut self, link: &Link, generation: u64, _incarnation: u64, _stop: &AtomicBool) -> (ExitReason, bool) {
         let builder = &self.builder;
+        let window = Arc::new(parking_lot::Mutex::new(RestartWindow::new(builder.intensity, builder.period)));
         let mut sup = Sup {
             path: Arc::clone(&link.path),
             strategy: builder.strategy,
             max_children: builder.max_children,
+            dynamic: builder.dynamic,
             inbox: builder.inbox.rx.clone(),
             self_tx: builder.inbox.tx.clone(),
-            window: Arc::new(parking_lot::Mutex::new(RestartWindow::new(builder.intensity, builder.period))),
+            window: Arc::clone(&window),
+            terminating: Arc::new(AtomicBool::new(false)),
+            started: false,
             children: Vec::new(),
             deferred: VecDeque::new(),
             timers: Vec::new(),
@@ -434,14 +499,29 @@ impl Incarnate for SupervisorBody {
             node.strategy = builder.strategy;
             node.intensity = builder.intensity;
             node.period = builder.period;
-            node.restart_times.clear();
+            node.window = Some(window);
             node.restarts_total = 0;
             node.rows.clear();
+            node.running = true;
         }
-        let outcome = sup.run(link, generation, &builder.children);
+        let outcome = match catch_unwind(AssertUnwindSafe(|| sup.run(link, generation, &builder.children))) {
+            Ok(outcome) => outcome,
+            Err(payload) => {
+                let reason = panic::panicked(Hook::Supervisor, payload, None);
+                log::error!(target: "vigil", "{}: supervisor failed: {reason}; stopping its children", sup.path);
+                sup.stop_after_panic();
+                (reason, sup.started)
+            }
+        };
         // Requests that arrived too late are dropped, so their callers get an
-        // answer at once instead of waiting for a next incarnation.
-        while sup.inbox.try_recv().is_ok() {}
+        // answer at once instead of waiting for a next incarnation; requests
+        // made from now on are refused (see `SupervisorRef::request`).
+        sup.node.inner.lock().running = false;
+        for msg in sup.deferred.drain(..).chain(sup.inbox.try_iter()) {
+            if let Err(panic) = panic::drop_guarded(msg) {
+                log::warn!(target: "vigil", "{}: dropping a late request panicked: {panic}", sup.path);
+            }
+        }
         outcome
     }
 }
@@ -463,7 +543,8 @@ struct Child {
 }
 
 struct Timer {
-    at: Instant,
+    /// `None` for a backoff too long to represent: the timer never fires.
+    at: Option<Instant>,
     group: Vec<u64>,
 }
 
@@ -471,9 +552,16 @@ struct Sup {
     path: Arc<str>,
     strategy: Strategy,
     max_children: Option<usize>,
+    /// A dynamic supervisor forgets a child that stopped for good.
+    dynamic: bool,
     inbox: Receiver<SupMsg>,
     self_tx: Sender<SupMsg>,
     window: Arc<parking_lot::Mutex<RestartWindow>>,
+    /// Set when this incarnation starts stopping all its children for good:
+    /// from then on nothing is restarted, by the supervisor or in place.
+    terminating: Arc<AtomicBool>,
+    /// Whether this incarnation reported its start.
+    started: bool,
     children: Vec<Child>,
     deferred: VecDeque<SupMsg>,
     timers: Vec<Timer>,
@@ -497,14 +585,32 @@ impl Sup {
             }
         }
         link.started(generation);
+        self.started = true;
         (self.serve(generation), true)
+    }
+
+    /// Stops the children after this supervisor's own code panicked, so none
+    /// is left running unsupervised. If stopping in order panics too, every
+    /// child is asked to stop and left to end on its own.
+    fn stop_after_panic(&mut self) {
+        if catch_unwind(AssertUnwindSafe(|| self.stop_all())).is_ok() {
+            return;
+        }
+        for child in &mut self.children {
+            if let Some(stop) = &child.stop {
+                stop.store(true, Ordering::Relaxed);
+            }
+            child.spec.body.wake(child.generation);
+            let thread = child.runner.take().and_then(Runner::abandon);
+            self.bus.abandoned(&child.path, thread);
+        }
     }
 
     fn serve(&mut self, generation: u64) -> ExitReason {
         loop {
             let msg = match self.deferred.pop_front() {
                 Some(msg) => Some(msg),
-                None => match self.timers.iter().map(|t| t.at).min() {
+                None => match self.timers.iter().filter_map(|t| t.at).min() {
                     Some(at) => self.inbox.recv_deadline(at).ok(),
                     None => self.inbox.recv().ok(),
                 },
@@ -528,14 +634,16 @@ impl Sup {
                     }
                     Ok(())
                 }
-                Some(SupMsg::Control(control)) => {
-                    self.on_control(control);
+                Some(SupMsg::Retry { key, reason }) => self.on_retry(key, reason),
+                Some(SupMsg::Control { control, caller }) => {
+                    self.on_control(control, caller);
                     Ok(())
                 }
             };
-            if let Err(escalation) = outcome.and_then(|()| self.fire_timers()) {
+            if let Err(escalation) = outcome {
                 return escalation;
             }
+            self.fire_timers();
         }
     }
 
@@ -605,7 +713,11 @@ impl Sup {
         let fast = (self.strategy == Strategy::OneForOne
             && child.spec.common.backoff.is_none()
             && child.spec.common.restart != Restart::Temporary)
-            .then(|| FastRestart { window: Arc::clone(&self.window), restart: child.spec.common.restart });
+            .then(|| FastRestart {
+                window: Arc::clone(&self.window),
+                terminating: Arc::clone(&self.terminating),
+                restart: child.spec.common.restart,
+            });
         let mut started =
             child.runner.as_ref().is_some_and(|r| r.start(generation, incarnation, Arc::clone(&stop), fast.clone()));
         if !started {
@@ -696,9 +808,7 @@ impl Sup {
             stop.store(true, Ordering::Relaxed);
         }
         child.spec.body.wake(child.generation);
-        if let Some(runner) = child.runner.take() {
-            runner.abandon();
-        }
+        let thread = child.runner.take().and_then(Runner::abandon);
         child.since = None;
         log::warn!(
             target: "vigil",
@@ -707,7 +817,7 @@ impl Sup {
             human(timeout)
         );
         let path = child.path.to_string();
-        self.bus.abandoned(&path);
+        self.bus.abandoned(&path, thread);
         self.node.inner.lock().abandoned += 1;
         self.bus.publish(|| SupervisionEvent::Abandoned { path, timeout });
     }
@@ -736,8 +846,14 @@ impl Sup {
         }
     }
 
-    /// Stops every child in reverse start order and ends their threads.
+    /// Stops every child in reverse start order and ends their threads. This
+    /// incarnation is terminating: nothing is restarted from here on, by the
+    /// supervisor (it reads no more reports) or in place by a runner.
     fn stop_all(&mut self) {
+        self.terminating.store(true, Ordering::Release);
+        // A runner decides an in-place restart under this lock after reading
+        // the flag: once we hold it, every later decision sees the flag.
+        drop(self.window.lock());
         self.timers.clear();
         for i in (0..self.children.len()).rev() {
             self.stop_child(i, ChildState::Stopped);
@@ -778,6 +894,10 @@ impl Sup {
                 self.remove(i);
                 return Ok(());
             }
+            (Restart::Transient, true) if self.dynamic => {
+                self.remove(i);
+                return Ok(());
+            }
             (Restart::Transient, true) => {
                 child.state = ChildState::Stopped;
                 child.spec.body.close();
@@ -805,14 +925,10 @@ impl Sup {
         (window.intensity(), window.period())
     }
 
-    fn count_restart(&self, now: Instant) {
-        let period = self.window.lock().period();
-        let mut node = self.node.inner.lock();
-        while node.restart_times.front().is_some_and(|&t| now.saturating_duration_since(t) > period) {
-            node.restart_times.pop_front();
-        }
-        node.restart_times.push_back(now);
-        node.restarts_total += 1;
+    /// Counts a restart in the totals. The window itself counts the restarts
+    /// within the period, for the intensity rule and for `stats()` alike.
+    fn count_restart(&self) {
+        self.node.inner.lock().restarts_total += 1;
     }
 
     /// Counts, logs and publishes one restart of child `i`.
@@ -859,7 +975,7 @@ impl Sup {
         log::debug!(target: "vigil", "{} exited: {reason}", child.path);
         let path = child.path.to_string();
         self.bus.publish(|| SupervisionEvent::Exited { path, reason: reason.clone() });
-        self.count_restart(now);
+        self.count_restart();
         self.announce_restart(i, now, count, Duration::ZERO, &reason);
     }
 
@@ -885,95 +1001,95 @@ impl Sup {
         }
     }
 
-    /// Applies the intensity rule and the strategy after `failed` exited.
-    /// `Err` is the escalation when the supervisor gives up.
-    fn restart(&mut self, mut failed: u64, mut reason: ExitReason, mut group: Vec<u64>) -> Result<(), ExitReason> {
-        loop {
-            let now = Instant::now();
-            let verdict = self.window.lock().record(now);
-            let count = match verdict {
-                Verdict::GiveUp { .. } => return Err(self.give_up(failed, reason)),
-                Verdict::Restart { count } => count,
-            };
-            self.count_restart(now);
-            // Siblings stopped by the strategy do not count as restarts.
-            for &key in group.iter().rev() {
-                if key == failed {
-                    continue;
-                }
-                if let Some(j) = self.index(key) {
-                    self.stop_child(j, ChildState::Restarting);
-                    if self.children[j].spec.common.restart == Restart::Temporary {
-                        self.remove(j);
-                    }
-                }
+    /// Applies the intensity rule and the strategy after `failed` exited, or
+    /// after its restart failed. `Err` is the escalation when the supervisor
+    /// gives up.
+    fn restart(&mut self, failed: u64, reason: ExitReason, mut group: Vec<u64>) -> Result<(), ExitReason> {
+        let now = Instant::now();
+        let verdict = self.window.lock().record(now);
+        let count = match verdict {
+            Verdict::GiveUp { .. } => return Err(self.give_up(failed, reason)),
+            Verdict::Restart { count } => count,
+        };
+        self.count_restart();
+        // Siblings stopped by the strategy do not count as restarts.
+        for &key in group.iter().rev() {
+            if key == failed {
+                continue;
             }
-            group.retain(|&k| self.index(k).is_some());
-            let Some(i) = self.index(failed) else { return Ok(()) };
-            let child = &mut self.children[i];
-            let delay = match child.spec.common.backoff {
-                Some(backoff) => {
-                    let delay = backoff.delay(child.attempt, self.jitter.next_f64());
-                    child.attempt = child.attempt.saturating_add(1);
-                    delay
-                }
-                None => Duration::ZERO,
-            };
-            self.announce_restart(i, now, count, delay, &reason);
-            if !delay.is_zero() {
-                for timer in &mut self.timers {
-                    timer.group.retain(|k| !group.contains(k));
-                }
-                self.timers.retain(|t| !t.group.is_empty());
-                self.timers.push(Timer { at: now + delay, group });
-                return Ok(());
-            }
-            match self.start_group(&group) {
-                Ok(()) => return Ok(()),
-                Err((key, why)) => {
-                    failed = key;
-                    reason = why;
+            if let Some(j) = self.index(key) {
+                self.stop_child(j, ChildState::Restarting);
+                if self.children[j].spec.common.restart == Restart::Temporary {
+                    self.remove(j);
                 }
             }
         }
+        group.retain(|&k| self.index(k).is_some());
+        let Some(i) = self.index(failed) else { return Ok(()) };
+        let child = &mut self.children[i];
+        let delay = match child.spec.common.backoff {
+            Some(backoff) => {
+                let delay = backoff.delay(child.attempt, self.jitter.next_f64());
+                child.attempt = child.attempt.saturating_add(1);
+                delay
+            }
+            None => Duration::ZERO,
+        };
+        self.announce_restart(i, now, count, delay, &reason);
+        if delay.is_zero() {
+            self.start_group(&group);
+        } else {
+            for timer in &mut self.timers {
+                timer.group.retain(|k| !group.contains(k));
+            }
+            self.timers.retain(|t| !t.group.is_empty());
+            // A delay past the clock's range never fires: the child waits
+            // until the supervisor stops.
+            self.timers.push(Timer { at: now.checked_add(delay), group });
+        }
+        Ok(())
     }
 
-    /// Starts the waiting members of a group in order. On a failure, stops
-    /// the ones this call started (in reverse) and reports the failure.
-    fn start_group(&mut self, group: &[u64]) -> Result<(), (u64, ExitReason)> {
-        let mut started = Vec::new();
+    /// Starts the waiting members of a group in order. When one fails to
+    /// start, the ones started so far stay up and the failed one is retried
+    /// through the inbox ([`SupMsg::Retry`]), as OTP's
+    /// `restart_multiple_children` and `try_again_restart`: the retry restarts
+    /// the failed child's own group again (for rest-for-one, from the failed
+    /// child on; for one-for-all, everything).
+    fn start_group(&mut self, group: &[u64]) {
         for &key in group {
             let Some(i) = self.index(key) else { continue };
             if self.children[i].state != ChildState::Restarting {
                 continue;
             }
-            match self.start_child(key) {
-                Ok(()) => started.push(key),
-                Err(reason) => {
-                    log::warn!(target: "vigil", "{} failed to restart: {reason}", self.children[i].path);
-                    let path = self.children[i].path.to_string();
-                    self.bus.publish(|| SupervisionEvent::Exited { path, reason: reason.clone() });
-                    for &k in started.iter().rev() {
-                        if let Some(j) = self.index(k) {
-                            self.stop_child(j, ChildState::Restarting);
-                        }
-                    }
-                    return Err((key, reason));
-                }
+            if let Err(reason) = self.start_child(key) {
+                log::warn!(target: "vigil", "{} failed to restart: {reason}", self.children[i].path);
+                let path = self.children[i].path.to_string();
+                self.bus.publish(|| SupervisionEvent::Exited { path, reason: reason.clone() });
+                let _ = self.self_tx.send(SupMsg::Retry { key, reason });
+                return;
             }
         }
-        Ok(())
     }
 
-    fn fire_timers(&mut self) -> Result<(), ExitReason> {
-        let now = Instant::now();
-        while let Some(pos) = self.timers.iter().position(|t| t.at <= now) {
-            let timer = self.timers.swap_remove(pos);
-            if let Err((key, reason)) = self.start_group(&timer.group) {
-                self.restart(key, reason, timer.group)?;
-            }
+    /// A retry of a failed restart comes round: restart the child's group
+    /// again, counting toward the intensity, unless something else already
+    /// restarted, stopped or removed the child meanwhile.
+    fn on_retry(&mut self, key: u64, reason: ExitReason) -> Result<(), ExitReason> {
+        let Some(i) = self.index(key) else { return Ok(()) };
+        if self.children[i].state != ChildState::Restarting {
+            return Ok(());
         }
-        Ok(())
+        let group = self.group(i);
+        self.restart(key, reason, group)
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(pos) = self.timers.iter().position(|t| t.at.is_some_and(|at| at <= now)) {
+            let timer = self.timers.swap_remove(pos);
+            self.start_group(&timer.group);
+        }
     }
 
     fn give_up(&mut self, failed: u64, reason: ExitReason) -> ExitReason {
@@ -998,33 +1114,42 @@ impl Sup {
         escalation
     }
 
-    fn on_control(&mut self, control: Control) {
+    fn on_control(&mut self, control: Control, caller: Option<u64>) {
         match control {
             Control::Start(spec, answer) => {
                 let _ = answer.send(self.add_and_start(spec));
             }
             Control::Terminate(id, answer) => {
-                let result = match self.find(&id) {
-                    None => Err(ControlError::NotFound(id)),
-                    Some(i) => {
-                        for timer in &mut self.timers {
-                            timer.group.retain(|&k| k != self.children[i].key);
-                        }
-                        self.stop_child(i, ChildState::Stopped);
-                        if self.children[i].spec.common.restart == Restart::Temporary {
-                            self.remove(i);
-                        } else {
-                            let child = &mut self.children[i];
-                            child.spec.body.close();
-                            if let Some(runner) = child.runner.take() {
-                                runner.quit();
-                            }
-                            self.sync(i);
-                        }
-                        Ok(())
-                    }
+                let Some(i) = self.find(&id) else {
+                    let _ = answer.send(Err(ControlError::NotFound(id)));
+                    return;
                 };
-                let _ = answer.send(result);
+                let key = self.children[i].key;
+                // A child terminating itself waits for this answer before it
+                // can return and stop: answer first, then wait for it.
+                let answer = if caller == Some(key) {
+                    let _ = answer.send(Ok(()));
+                    None
+                } else {
+                    Some(answer)
+                };
+                for timer in &mut self.timers {
+                    timer.group.retain(|&k| k != key);
+                }
+                self.stop_child(i, ChildState::Stopped);
+                if self.dynamic || self.children[i].spec.common.restart == Restart::Temporary {
+                    self.remove(i);
+                } else {
+                    let child = &mut self.children[i];
+                    child.spec.body.close();
+                    if let Some(runner) = child.runner.take() {
+                        runner.quit();
+                    }
+                    self.sync(i);
+                }
+                if let Some(answer) = answer {
+                    let _ = answer.send(Ok(()));
+                }
             }
             Control::Restart(id, answer) => {
                 let result = match self.find(&id) {

@@ -241,14 +241,16 @@ impl System {
     }
 
     /// Like [`wait`](System::wait), for at most `timeout`; gives the system
-    /// back if it is still running.
+    /// back if it is still running. A `timeout` too large for the clock
+    /// (`Duration::MAX`, say) waits like `wait`.
     ///
     /// # Errors
     ///
     /// `Err(Ok(system))` on timeout; `Err(Err(error))` when the root gave up.
     #[allow(clippy::result_large_err)]
     pub fn wait_timeout(mut self, timeout: Duration) -> Result<ShutdownReport, Result<System, SystemError>> {
-        match self.wait_inner(Some(Instant::now() + timeout)) {
+        // A timeout past the clock's range waits forever.
+        match self.wait_inner(Instant::now().checked_add(timeout)) {
             Some(Ok(report)) => Ok(report),
             Some(Err(error)) => Err(Err(error)),
             None => Err(Ok(self)),
@@ -276,6 +278,9 @@ impl System {
                 if let Some(runner) = self.runner.take() {
                     runner.quit();
                 }
+                // The tree is dead for good: every mailbox in it refuses
+                // messages from now on, whoever still holds an address.
+                self.root.close();
                 let abandoned = self.bus.abandoned_paths();
                 let uptime_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
                 return Some(if reason == ExitReason::Shutdown {

@@ -23,18 +23,22 @@ fn a_dynamic_supervisor_starts_empty_and_enforces_max_children() {
     assert_eq!(paths, ["root/pool/one", "root/pool/two"]);
     expect(&notes, "one started", |n| *n == Note::Started("one", 0));
 
-    // Terminate keeps the spec; its address refuses messages meanwhile.
+    // Terminate removes the child, as OTP's simple_one_for_one and Elixir's
+    // DynamicSupervisor do; its address refuses messages from then on.
     pool_ref.terminate_child("one").unwrap();
-    assert_eq!(pool_ref.count_children().active, 1);
+    assert_eq!(pool_ref.count_children(), ChildCounts { specs: 1, active: 1, supervisors: 0, workers: 1 });
     assert!(matches!(one_addr.try_tell(Cmd::Record(1)), Err(TryTellError::Closed(_))));
     assert_eq!(pool_ref.delete_child("two"), Err(ControlError::Running("two".into())));
-    pool_ref.restart_child("one").unwrap();
-    assert_eq!(incarnation(&one_addr), 1);
-    assert_eq!(pool_ref.restart_child("one"), Err(ControlError::Running("one".into())));
-
-    pool_ref.terminate_child("one").unwrap();
-    pool_ref.delete_child("one").unwrap();
+    assert_eq!(pool_ref.restart_child("one"), Err(ControlError::NotFound("one".into())));
     assert_eq!(pool_ref.delete_child("one"), Err(ControlError::NotFound("one".into())));
+
+    // The id is free for a new child.
+    let again = probe("one", &tx);
+    let again_addr = again.addr();
+    pool_ref.start_child(again).unwrap();
+    assert_eq!(incarnation(&again_addr), 0);
+    assert_eq!(pool_ref.restart_child("one"), Err(ControlError::Running("one".into())));
+    pool_ref.terminate_child("one").unwrap();
     assert_eq!(pool_ref.count_children().specs, 1);
     // Stats of the whole tree include the nested supervisor's children.
     let stats = system.stats();
