@@ -132,10 +132,12 @@ pub(crate) enum Caller {
 pub(crate) fn caller(inbox: &Sender<SupMsg>) -> Caller {
     ME.with(|me| match me.borrow().as_ref() {
         Some(me) if me.parent.same_channel(inbox) => {
+            // Asked to stop, the caller is being waited for (or was given
+            // up on): the supervisor would answer only after the caller ends.
             let stopping = me.stop.as_ref().is_some_and(|stop| stop.load(Ordering::Relaxed));
             match me.phase {
                 Phase::Starting => Caller::Awaited(Arc::clone(&me.path)),
-                Phase::Stopping if stopping => Caller::Awaited(Arc::clone(&me.path)),
+                _ if stopping => Caller::Awaited(Arc::clone(&me.path)),
                 _ => Caller::Child(me.key),
             }
         }

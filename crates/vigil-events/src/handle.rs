@@ -108,7 +108,9 @@ impl EventsHandle {
         let report = || FlushReport::between(&before, self.state.snapshot(), start.elapsed());
         match answer {
             Ok(result) => result,
-            Err(CallError::Timeout) => Err(FlushError::Timeout(Box::new(report()))),
+            // A flush from the batcher's own thread (a sink that flushes)
+            // cannot be answered: the batcher is busy with that very call.
+            Err(CallError::Timeout | CallError::SelfCall) => Err(FlushError::Timeout(Box::new(report()))),
             Err(CallError::Dropped) => Err(FlushError::SinkFailed(Box::new(report()))),
             Err(CallError::Closed) => Err(FlushError::Disconnected(Box::new(report()))),
         }

@@ -181,8 +181,9 @@ impl<E: Serialize + Send + 'static> PipelineBuilder<E> {
         }));
         let supervisor = Supervisor::builder()
             .strategy(Strategy::OneForOne)
-            // No restart limit: failures are paced by the backoff instead.
-            .intensity(u32::MAX, Duration::from_secs(1))
+            // No practical restart limit: failures are paced by the backoff
+            // instead (a million restarts in one second is never reached).
+            .intensity(vigil_core::MAX_INTENSITY, Duration::from_secs(1))
             .child(worker);
         let spec = ChildSpec::supervisor(self.id, supervisor)
             .shutdown(shutdown.saturating_add(SHUTDOWN_GRACE.saturating_mul(2)));
