@@ -129,7 +129,10 @@ impl Supervisor {
     /// A dynamic supervisor (OTP's `simple_one_for_one`, Elixir's
     /// `DynamicSupervisor`): one-for-one, may start empty, children are added
     /// at run time with [`SupervisorRef::start_child`], bounded by
-    /// [`max_children`](SupervisorBuilder::max_children).
+    /// [`max_children`](SupervisorBuilder::max_children). A child that stops
+    /// for good (terminated through the API, or a transient or temporary
+    /// child that exited without being restarted) is removed, and its id is
+    /// free again.
     pub fn dynamic() -> SupervisorBuilder {
         SupervisorBuilder::new(true)
     }
@@ -365,8 +368,11 @@ impl SupervisorRef {
     }
 
     /// Stops a child and keeps its spec, so it can be restarted with
-    /// [`restart_child`](SupervisorRef::restart_child). A temporary child is
-    /// deleted. Messages sent to a terminated child fail with `Closed`.
+    /// [`restart_child`](SupervisorRef::restart_child). A temporary child,
+    /// and any child of a [dynamic](Supervisor::dynamic) supervisor, is
+    /// removed instead. Messages sent to a terminated child fail with
+    /// `Closed`. A child may terminate itself from `handle`: the answer comes
+    /// before the supervisor waits for it to stop.
     ///
     /// # Errors
     ///
