@@ -65,13 +65,23 @@ fn kind_name(kind: SectionKind) -> &'static str {
     }
 }
 
-/// Loads the certificates of one trust file, validating each.
+/// Loads the certificates of one trust file, validating each: every one must
+/// be an X.509 CA certificate (basicConstraints CA:TRUE).
 fn load_trust_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, HttpsError> {
     let pem_err = |problem| HttpsError::Pem { path: path.to_path_buf(), role: PemRole::Trust, problem };
     let mut certs = Vec::new();
     for (kind, der) in read_sections(path, PemRole::Trust)? {
         if kind != SectionKind::Certificate {
             return Err(pem_err(PemProblem::WrongItem { found: kind_name(kind) }));
+        }
+        let index = certs.len();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| pem_err(PemProblem::InvalidCertificate { index, reason: e.to_string() }))?;
+        // An end-entity certificate as an anchor would let its key vouch for
+        // any name; webpki does not check anchors, so it is checked here.
+        let is_ca = cert.basic_constraints().ok().flatten().is_some_and(|bc| bc.value.ca);
+        if !is_ca {
+            return Err(pem_err(PemProblem::NotACertificateAuthority { index, subject: cert.subject().to_string() }));
         }
         certs.push(CertificateDer::from(der));
     }
