@@ -399,6 +399,33 @@ mod tests {
     }
 
     #[test]
+    fn authorization_is_trimmed_or_refused_without_quoting_it() {
+        let secret = |v: &str| Secret(Arc::from(v)).checked("https://x/");
+        assert_eq!(secret("Bearer t\n").unwrap().expose(), "Bearer t");
+        assert_eq!(secret("Bearer t\r\n\n").unwrap().expose(), "Bearer t");
+        assert_eq!(secret("Basic dTpw\t").unwrap().expose(), "Basic dTpw\t");
+        for (value, reason) in [
+            ("", "is empty"),
+            (" \r\n", "is empty"),
+            ("Bearer a\nb", "holds a control character (U+000A) at byte 8"),
+            ("Bearer \u{7f}", "holds a control character (U+007F) at byte 7"),
+            ("Bearer é", "holds a non-ASCII character (U+00E9) at byte 7"),
+        ] {
+            let err = secret(value).unwrap_err();
+            assert_eq!(err, HttpsError::InvalidAuthorization { endpoint: "https://x/".into(), reason: reason.into() });
+            assert!(!err.to_string().contains("Bearer"), "{err}");
+        }
+    }
+
+    #[test]
+    fn timeouts_saturate() {
+        assert_eq!(bounded(Some(Duration::MAX)), Some(TIMEOUT_CEILING));
+        assert_eq!(bounded(Some(Duration::from_secs(5))), Some(Duration::from_secs(5)));
+        assert_eq!(bounded(None), None);
+        assert!(std::time::Instant::now().checked_add(TIMEOUT_CEILING * 2).is_some());
+    }
+
+    #[test]
     fn plain_http_is_refused_by_default() {
         let err = HttpsSinkConfig::new("http://127.0.0.1:8080/ingest").build().unwrap_err();
         assert_eq!(err, HttpsError::InsecureEndpoint { endpoint: "http://127.0.0.1:8080/ingest".into() });

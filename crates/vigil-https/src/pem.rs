@@ -373,6 +373,23 @@ mod tests {
     }
 
     #[test]
+    fn end_entity_certificates_are_not_anchors() {
+        let dir = TempDir::new("notca");
+        let issuer = test_ca("Issuer CA");
+        let (leaf, _) = leaf_signed_by(&issuer);
+        let path = dir.write("mixed.pem", format!("{}\n{}", issuer.cert.pem(), leaf.pem()));
+        let err = load_trust(std::slice::from_ref(&path), false).unwrap_err();
+        let text = err.to_string();
+        let (_, role, problem) = pem_problem(err);
+        assert_eq!(role, PemRole::Trust);
+        assert_eq!(problem, PemProblem::NotACertificateAuthority { index: 1, subject: "CN=vigil client".into() });
+        assert!(text.contains("certificate #1 (CN=vigil client) is not a CA certificate"), "{text}");
+        // A CA alone is fine.
+        let ca_only = dir.write("ca.pem", issuer.cert.pem());
+        assert_eq!(load_trust(&[ca_only], false).unwrap().roots.len(), 1);
+    }
+
+    #[test]
     fn first_bad_file_fails_the_whole_set() {
         let dir = TempDir::new("firstbad");
         let (a, _) = ca("CA A");
