@@ -6,7 +6,6 @@
 //! running one ignored test) with its own environment, so no test mutates
 //! the environment of this process.
 
-use std::path::Path;
 use std::process::Command;
 
 use vigil_collector::{Collector, ConnectProxy};
@@ -32,7 +31,7 @@ const PROXY_VARS: [&str; 10] = [
 const CHILD_TEST: &str = "proxy::child_delivers_with_its_process_environment";
 const RESULT_TAG: &str = "VIGIL-CHILD-RESULT";
 
-/// Run in a child process by [`deliver_in_child`]: builds a sink from the
+/// Run in a child process by [`assert_child_delivers`]: builds a sink from the
 /// `VIGIL_CHILD_*` variables and the process environment, delivers one
 /// batch and prints the outcome.
 #[test]
@@ -58,31 +57,25 @@ fn child_delivers_with_its_process_environment() {
 }
 
 /// Runs [`child_delivers_with_its_process_environment`] in a child process
-/// whose proxy variables are exactly `env`; returns the delivery kind and
-/// the error message.
-fn deliver_in_child(
-    collector: &Collector,
-    trust: &Path,
-    proxy: Option<&str>,
-    env: &[(&str, &str)],
-) -> (String, String) {
+/// whose proxy variables are exactly `env` (and whose proxy setting is
+/// `proxy`: `none`, a URL, or the default), and asserts that it delivered.
+fn assert_child_delivers(collector: &Collector, proxy: Option<&str>, env: &[(&str, &str)]) {
     let mut command = Command::new(std::env::current_exe().expect("the test binary"));
     command.args(["--ignored", "--exact", CHILD_TEST, "--nocapture", "--test-threads=1"]);
     for var in PROXY_VARS {
         command.env_remove(var);
     }
-    command.env("VIGIL_CHILD_ENDPOINT", collector.endpoint()).env("VIGIL_CHILD_TRUST", trust);
+    command.env("VIGIL_CHILD_ENDPOINT", collector.endpoint()).env("VIGIL_CHILD_TRUST", collector.ca_pem_path());
     command.env("VIGIL_CHILD_PROXY", proxy.unwrap_or_default());
     command.envs(env.iter().copied());
     // The child's own timeouts (DEADLINE) bound how long this takes.
     let output = command.output().expect("the child test runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout
+    let outcome = stdout
         .lines()
-        .find_map(|l| l.split_once(RESULT_TAG).map(|(_, rest)| rest))
+        .find_map(|l| l.split_once(RESULT_TAG).map(|(_, rest)| rest.trim()))
         .unwrap_or_else(|| panic!("no result from the child: {stdout}\n{}", String::from_utf8_lossy(&output.stderr)));
-    let (kind, error) = line.trim().split_once(' ').unwrap_or((line.trim(), ""));
-    (kind.to_string(), error.to_string())
+    assert_eq!(outcome, "delivered", "proxy setting {proxy:?}, environment {env:?}");
 }
 
 /// A loopback URL nobody listens on.
@@ -107,8 +100,7 @@ fn the_process_proxy_variables_are_honoured() {
     let proxy = proxy();
     let url = proxy.url();
     for (n, var) in ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"].into_iter().enumerate() {
-        let (kind, error) = deliver_in_child(&collector, &collector.ca_pem_path(), None, &[(var, &url)]);
-        assert_eq!(kind, "delivered", "{var}: {error}");
+        assert_child_delivers(&collector, None, &[(var, &url)]);
         assert_eq!(proxy.connects().len(), n + 1, "{var}: the request went through the proxy");
     }
     assert!(proxy.connects().iter().all(|c| *c == target(&collector)), "{:?}", proxy.connects());
@@ -122,20 +114,12 @@ fn no_proxy_in_the_process_environment_bypasses_the_proxy() {
     let url = proxy.url();
     for no_proxy in ["127.0.0.1", "localhost, 127.0.0.1", "*", ".example.com,127.0.0.0/8"] {
         for var in ["NO_PROXY", "no_proxy"] {
-            let (kind, error) =
-                deliver_in_child(&collector, &collector.ca_pem_path(), None, &[("HTTPS_PROXY", &url), (var, no_proxy)]);
-            assert_eq!(kind, "delivered", "{var}={no_proxy}: {error}");
+            assert_child_delivers(&collector, None, &[("HTTPS_PROXY", &url), (var, no_proxy)]);
         }
     }
     assert!(proxy.connects().is_empty(), "{:?}", proxy.connects());
     // A NO_PROXY that does not match leaves the proxy in use.
-    let (kind, error) = deliver_in_child(
-        &collector,
-        &collector.ca_pem_path(),
-        None,
-        &[("HTTPS_PROXY", &url), ("NO_PROXY", "10.0.0.1,.example.com")],
-    );
-    assert_eq!(kind, "delivered", "{error}");
+    assert_child_delivers(&collector, None, &[("HTTPS_PROXY", &url), ("NO_PROXY", "10.0.0.1,.example.com")]);
     assert_eq!(proxy.connects(), vec![target(&collector)]);
 }
 
@@ -145,8 +129,7 @@ fn http_proxy_alone_does_not_apply_to_an_https_endpoint() {
     let collector = collector();
     let dead = dead_url();
     for var in ["HTTP_PROXY", "http_proxy"] {
-        let (kind, error) = deliver_in_child(&collector, &collector.ca_pem_path(), None, &[(var, &dead)]);
-        assert_eq!(kind, "delivered", "{var}: {error}");
+        assert_child_delivers(&collector, None, &[(var, &dead)]);
     }
 }
 
@@ -156,16 +139,9 @@ fn an_explicit_proxy_setting_ignores_the_environment() {
     let proxy = proxy();
     let dead = dead_url();
     // Explicitly no proxy, whatever HTTPS_PROXY says.
-    let (kind, error) = deliver_in_child(&collector, &collector.ca_pem_path(), Some("none"), &[("HTTPS_PROXY", &dead)]);
-    assert_eq!(kind, "delivered", "{error}");
+    assert_child_delivers(&collector, Some("none"), &[("HTTPS_PROXY", &dead)]);
     // Explicitly this proxy, whatever HTTPS_PROXY and NO_PROXY say.
-    let (kind, error) = deliver_in_child(
-        &collector,
-        &collector.ca_pem_path(),
-        Some(&proxy.url()),
-        &[("HTTPS_PROXY", &dead), ("NO_PROXY", "*")],
-    );
-    assert_eq!(kind, "delivered", "{error}");
+    assert_child_delivers(&collector, Some(&proxy.url()), &[("HTTPS_PROXY", &dead), ("NO_PROXY", "*")]);
     assert_eq!(proxy.connects(), vec![target(&collector)]);
 }
 
