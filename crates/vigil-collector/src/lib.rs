@@ -17,6 +17,8 @@
 //!   [`Collector::wait_for_events`]: what arrived, for assertions.
 //! - [`Command`]: the same controls as text, for the `vigil-collector`
 //!   binary's stdin and its optional `POST /control` endpoint.
+//! - [`ConnectProxy`]: a real HTTP CONNECT proxy on loopback that records
+//!   the targets it tunnels to, for testing clients behind a proxy.
 //!
 //! # The wire contract
 //!
@@ -111,12 +113,14 @@ mod error;
 mod fault;
 mod http;
 mod ingest;
+mod proxy;
 mod server;
 mod stats;
 
 pub use control::{COMMAND_HELP, Command, ParseCommandError};
 pub use error::CollectorError;
 pub use fault::{CertMode, Fault};
+pub use proxy::ConnectProxy;
 pub use server::{Collector, CollectorBuilder};
 pub use stats::CollectorStats;
 

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::HttpsError;
+use crate::proxy::Proxy;
+use crate::redact::redact_url;
 use crate::sink::HttpsSink;
 use crate::stats::HttpsStats;
 
@@ -18,6 +20,32 @@ impl Secret {
     pub(crate) fn expose(&self) -> &str {
         &self.0
     }
+
+    /// The value as it will be sent: trailing line breaks trimmed, then
+    /// checked to be a non-empty, visible-ASCII header value. The error never
+    /// contains the value.
+    pub(crate) fn checked(&self, endpoint: &str) -> Result<Secret, HttpsError> {
+        let invalid = |reason: String| HttpsError::InvalidAuthorization { endpoint: endpoint.to_string(), reason };
+        let value = self.0.trim_end_matches(['\r', '\n']);
+        if value.trim().is_empty() {
+            return Err(invalid("is empty".to_string()));
+        }
+        if let Some((at, c)) = value.char_indices().find(|(_, c)| !(c.is_ascii_graphic() || *c == ' ' || *c == '\t')) {
+            let what = if c.is_ascii_control() { "a control character" } else { "a non-ASCII character" };
+            return Err(invalid(format!("holds {what} (U+{:04X}) at byte {at}", u32::from(c))));
+        }
+        Ok(Secret(Arc::from(value)))
+    }
+}
+
+/// The longest timeout handed to ureq: longer ones (up to `Duration::MAX`)
+/// saturate here, about 100 years, which is no limit in practice. ureq adds
+/// timeouts to instants without checking for overflow.
+pub(crate) const TIMEOUT_CEILING: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `timeout`, saturated at [`TIMEOUT_CEILING`].
+pub(crate) fn bounded(timeout: Option<Duration>) -> Option<Duration> {
+    timeout.map(|t| t.min(TIMEOUT_CEILING))
 }
 
 impl fmt::Debug for Secret {
@@ -60,6 +88,9 @@ impl fmt::Debug for Secret {
 #[derive(Clone)]
 #[must_use]
 pub struct HttpsSinkConfig {
+    /// The URL requests go to, credentials and all. Never shown.
+    pub(crate) target: String,
+    /// The endpoint as shown everywhere: userinfo and query values redacted.
     pub(crate) endpoint: String,
     pub(crate) trust_files: Vec<PathBuf>,
     pub(crate) webpki_roots: bool,
@@ -71,6 +102,7 @@ pub struct HttpsSinkConfig {
     pub(crate) expiry_warning: Duration,
     pub(crate) authorization: Option<Secret>,
     pub(crate) gzip: bool,
+    pub(crate) proxy: Proxy,
     pub(crate) stats: HttpsStats,
 }
 
@@ -87,13 +119,19 @@ impl HttpsSinkConfig {
     /// A configuration that POSTs batches to `endpoint`, an absolute
     /// `https://` URL.
     ///
+    /// Credentials in the URL (`https://user:pass@host/…`, `?api_key=…`) are
+    /// sent but never shown: errors, logs, stats and `Debug` show the
+    /// endpoint with its userinfo and query values replaced by `***`.
+    ///
     /// The endpoint is checked by [`build`](HttpsSinkConfig::build). At least
     /// one [trust file](HttpsSinkConfig::trust_file) or the
     /// [webpki roots](HttpsSinkConfig::webpki_roots) are needed for https.
     pub fn new(endpoint: impl Into<String>) -> HttpsSinkConfig {
-        let endpoint = endpoint.into();
+        let target = endpoint.into();
+        let endpoint = redact_url(&target);
         let stats = HttpsStats::new(&endpoint);
         HttpsSinkConfig {
+            target,
             endpoint,
             trust_files: Vec::new(),
             webpki_roots: false,
@@ -105,6 +143,7 @@ impl HttpsSinkConfig {
             expiry_warning: Self::DEFAULT_EXPIRY_WARNING,
             authorization: None,
             gzip: false,
+            proxy: Proxy::from_env(),
             stats,
         }
     }
@@ -154,7 +193,9 @@ impl HttpsSinkConfig {
     }
 
     /// The most time to open a connection: resolving, TCP connect and the TLS
-    /// handshake together. `None` waits as long as the per-request timeout allows.
+    /// handshake together (through a proxy: connecting to it and the `CONNECT`
+    /// too). `None` waits as long as the per-request timeout allows. Values
+    /// beyond about 100 years, up to `Duration::MAX`, saturate there.
     ///
     /// Defaults to 10 seconds.
     pub fn timeout_connect(mut self, timeout: Option<Duration>) -> HttpsSinkConfig {
@@ -166,6 +207,7 @@ impl HttpsSinkConfig {
     /// the whole response. When the batcher passes a `budget` to
     /// [`deliver`](vigil_events::Sink::deliver) (on flush and shutdown), the
     /// smaller of the two applies. `None` means no limit other than the budget.
+    /// Values beyond about 100 years, up to `Duration::MAX`, saturate there.
     ///
     /// Defaults to 30 seconds.
     pub fn timeout_global(mut self, timeout: Option<Duration>) -> HttpsSinkConfig {
@@ -197,6 +239,11 @@ impl HttpsSinkConfig {
     /// The value of the `Authorization` header sent with every batch, for
     /// example `"Bearer …"`. It is never logged and is redacted in `Debug`.
     ///
+    /// Trailing line breaks are trimmed (`"Bearer t\n"` and `"Bearer t\r\n"`,
+    /// as `read_to_string` of a mounted secret returns them, send
+    /// `Bearer t`). [`build`](HttpsSinkConfig::build) refuses a value that is
+    /// still empty or holds a control or non-ASCII character.
+    ///
     /// Defaults to no `Authorization` header.
     pub fn authorization(mut self, value: impl Into<String>) -> HttpsSinkConfig {
         self.authorization = Some(Secret(Arc::from(value.into())));
@@ -211,7 +258,24 @@ impl HttpsSinkConfig {
         self
     }
 
-    /// The endpoint batches are sent to.
+    /// Which HTTP CONNECT proxy the sink goes through: see [`Proxy`].
+    ///
+    /// Defaults to [`Proxy::from_env`], which reads `HTTPS_PROXY`,
+    /// `ALL_PROXY` and `NO_PROXY` as curl does.
+    pub fn proxy(mut self, proxy: Proxy) -> HttpsSinkConfig {
+        self.proxy = proxy;
+        self
+    }
+
+    /// The endpoint batches are sent to, as it is shown in errors, logs and
+    /// stats: userinfo and query values replaced by `***`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let config = vigil_https::HttpsSinkConfig::new("https://u:pw@collector.internal/ingest?api_key=k");
+    /// assert_eq!(config.endpoint(), "https://***@collector.internal/ingest?api_key=***");
+    /// ```
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
@@ -236,8 +300,14 @@ impl HttpsSinkConfig {
     /// - [`HttpsError::InsecureEndpoint`] for `http://` without
     ///   [`allow_http`](HttpsSinkConfig::allow_http) or with a non-loopback host;
     /// - [`HttpsError::NoTrustConfigured`] for https without trust files or webpki roots;
+    /// - [`HttpsError::InvalidAuthorization`] if the
+    ///   [`authorization`](HttpsSinkConfig::authorization) value cannot be sent as a header;
+    /// - [`HttpsError::InvalidProxy`] if the [proxy](HttpsSinkConfig::proxy),
+    ///   configured or from the environment, is not a usable `http://` URL;
     /// - [`HttpsError::Pem`] if a trust or identity file cannot be read, is not
-    ///   PEM, holds no usable item or holds the wrong kind of item;
+    ///   PEM, holds no usable item or the wrong kind of item, or a trust file
+    ///   holds a certificate that is not a CA
+    ///   ([`PemProblem::NotACertificateAuthority`](crate::PemProblem::NotACertificateAuthority));
     /// - [`HttpsError::KeyMismatch`] if the client key does not belong to the
     ///   client certificate;
     /// - [`HttpsError::TlsSetup`] if rustls refuses the configuration.
@@ -267,7 +337,7 @@ impl HttpsSinkConfig {
         let invalid =
             |reason: &str| HttpsError::InvalidEndpoint { endpoint: self.endpoint.clone(), reason: reason.to_string() };
         let uri: ureq::http::Uri =
-            self.endpoint.parse().map_err(|e: ureq::http::uri::InvalidUri| invalid(&format!("not a URL: {e}")))?;
+            self.target.parse().map_err(|e: ureq::http::uri::InvalidUri| invalid(&format!("not a URL: {e}")))?;
         let host = uri.host().filter(|h| !h.is_empty()).ok_or_else(|| invalid("no host"))?;
         match uri.scheme_str() {
             Some("https") => Ok(true),
@@ -306,6 +376,7 @@ impl fmt::Debug for HttpsSinkConfig {
             .field("expiry_warning", &self.expiry_warning)
             .field("authorization", &self.authorization)
             .field("gzip", &self.gzip)
+            .field("proxy", &self.proxy)
             .finish()
     }
 }
@@ -325,6 +396,33 @@ mod tests {
         // Without a header, Debug says so.
         let none = format!("{:?}", HttpsSinkConfig::new("https://127.0.0.1:1/"));
         assert!(none.contains("authorization: None"), "{none}");
+    }
+
+    #[test]
+    fn authorization_is_trimmed_or_refused_without_quoting_it() {
+        let secret = |v: &str| Secret(Arc::from(v)).checked("https://x/");
+        assert_eq!(secret("Bearer t\n").unwrap().expose(), "Bearer t");
+        assert_eq!(secret("Bearer t\r\n\n").unwrap().expose(), "Bearer t");
+        assert_eq!(secret("Basic dTpw\t").unwrap().expose(), "Basic dTpw\t");
+        for (value, reason) in [
+            ("", "is empty"),
+            (" \r\n", "is empty"),
+            ("Bearer a\nb", "holds a control character (U+000A) at byte 8"),
+            ("Bearer \u{7f}", "holds a control character (U+007F) at byte 7"),
+            ("Bearer é", "holds a non-ASCII character (U+00E9) at byte 7"),
+        ] {
+            let err = secret(value).unwrap_err();
+            assert_eq!(err, HttpsError::InvalidAuthorization { endpoint: "https://x/".into(), reason: reason.into() });
+            assert!(!err.to_string().contains("Bearer"), "{err}");
+        }
+    }
+
+    #[test]
+    fn timeouts_saturate() {
+        assert_eq!(bounded(Some(Duration::MAX)), Some(TIMEOUT_CEILING));
+        assert_eq!(bounded(Some(Duration::from_secs(5))), Some(Duration::from_secs(5)));
+        assert_eq!(bounded(None), None);
+        assert!(std::time::Instant::now().checked_add(TIMEOUT_CEILING * 2).is_some());
     }
 
     #[test]

@@ -34,7 +34,7 @@ use crate::cert::CertificateInfo;
 pub enum HttpsError {
     /// The endpoint is not an absolute `https://` (or allowed `http://`) URL.
     InvalidEndpoint {
-        /// The endpoint as configured.
+        /// The endpoint, userinfo and query values redacted.
         endpoint: String,
         /// What is wrong with it.
         reason: String,
@@ -42,13 +42,13 @@ pub enum HttpsError {
     /// The endpoint uses plain `http://` and
     /// [`allow_http`](crate::HttpsSinkConfig::allow_http) is off.
     InsecureEndpoint {
-        /// The endpoint as configured.
+        /// The endpoint, userinfo and query values redacted.
         endpoint: String,
     },
     /// Neither a trust file nor the webpki roots were configured, so no
     /// server certificate could ever be trusted.
     NoTrustConfigured {
-        /// The endpoint as configured.
+        /// The endpoint, userinfo and query values redacted.
         endpoint: String,
     },
     /// A PEM file (trust bundle, client chain or client key) could not be used.
@@ -67,10 +67,32 @@ pub enum HttpsError {
         /// The private key file.
         key: PathBuf,
     },
+    /// The [`authorization`](crate::HttpsSinkConfig::authorization) value
+    /// cannot be sent as a header: it is empty, or holds a control or
+    /// non-ASCII character (a trailing newline is trimmed, not refused). The
+    /// value itself is never shown.
+    InvalidAuthorization {
+        /// The endpoint, userinfo and query values redacted.
+        endpoint: String,
+        /// What is wrong with the value.
+        reason: String,
+    },
+    /// The proxy, from the [`proxy`](crate::HttpsSinkConfig::proxy) setting or
+    /// the environment, cannot be used: not a URL, or not an `http://` proxy.
+    InvalidProxy {
+        /// The endpoint, userinfo and query values redacted.
+        endpoint: String,
+        /// The proxy URL, credentials redacted.
+        proxy: String,
+        /// Where the proxy came from: the environment variable, or `the proxy setting`.
+        origin: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// rustls refused the TLS client configuration (for example an unsupported
     /// key type for the client identity).
     TlsSetup {
-        /// The endpoint as configured.
+        /// The endpoint, userinfo and query values redacted.
         endpoint: String,
         /// Why.
         reason: String,
@@ -78,7 +100,7 @@ pub enum HttpsError {
     /// The server presented a certificate that is not acceptable: untrusted
     /// issuer, expired, not valid for the endpoint's name, and so on.
     Certificate {
-        /// The endpoint as configured.
+        /// The endpoint, userinfo and query values redacted.
         endpoint: String,
         /// `host:port` of the server.
         authority: String,
@@ -91,7 +113,7 @@ pub enum HttpsError {
     /// a handshake alert (for example the server refused the client
     /// certificate), a protocol mismatch or a corrupt record.
     Tls {
-        /// The endpoint as configured.
+        /// The endpoint, userinfo and query values redacted.
         endpoint: String,
         /// In which phase of the request.
         phase: Phase,
@@ -100,14 +122,14 @@ pub enum HttpsError {
     },
     /// The host name of the endpoint could not be resolved.
     Dns {
-        /// The endpoint as configured.
+        /// The endpoint, userinfo and query values redacted.
         endpoint: String,
         /// What the resolver reported.
         reason: String,
     },
     /// A socket operation failed: connection refused, reset, closed early.
     Io {
-        /// The endpoint as configured.
+        /// The endpoint, userinfo and query values redacted.
         endpoint: String,
         /// In which phase of the request.
         phase: Phase,
@@ -118,7 +140,7 @@ pub enum HttpsError {
     },
     /// A timeout expired.
     Timeout {
-        /// The endpoint as configured.
+        /// The endpoint, userinfo and query values redacted.
         endpoint: String,
         /// In which phase of the request.
         phase: Phase,
@@ -127,7 +149,7 @@ pub enum HttpsError {
     },
     /// The server's answer was not valid HTTP/1.1.
     Protocol {
-        /// The endpoint as configured.
+        /// The endpoint, userinfo and query values redacted.
         endpoint: String,
         /// What was wrong with the answer.
         reason: String,
@@ -135,14 +157,14 @@ pub enum HttpsError {
     /// The request could not be formed from the batch (for example an
     /// idempotency key that is not a valid header value).
     InvalidRequest {
-        /// The endpoint as configured.
+        /// The endpoint, userinfo and query values redacted.
         endpoint: String,
         /// What was wrong.
         reason: String,
     },
     /// The server answered with a status other than 2xx.
     Status {
-        /// The endpoint as configured.
+        /// The endpoint, userinfo and query values redacted.
         endpoint: String,
         /// The HTTP status code.
         status: u16,
@@ -153,9 +175,19 @@ pub enum HttpsError {
         /// to see what the server complained about.
         body: String,
     },
+    /// The proxy could not be reached, or did not open the tunnel (it
+    /// answered the `CONNECT` with something other than 200, or not at all).
+    Proxy {
+        /// The endpoint, userinfo and query values redacted.
+        endpoint: String,
+        /// The proxy URL, credentials redacted.
+        proxy: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// Any other transport failure reported by the HTTP client.
     Other {
-        /// The endpoint as configured.
+        /// The endpoint, userinfo and query values redacted.
         endpoint: String,
         /// What happened.
         reason: String,
@@ -220,6 +252,15 @@ pub enum PemProblem {
         /// How many.
         count: usize,
     },
+    /// A certificate in a trust file is not a CA certificate (it lacks
+    /// basicConstraints CA:TRUE): an end-entity certificate as a trust anchor
+    /// would let its key vouch for any host name.
+    NotACertificateAuthority {
+        /// Zero-based position of the certificate in the file.
+        index: usize,
+        /// The certificate's subject.
+        subject: String,
+    },
     /// The private key is not usable with the ring crypto provider.
     UnsupportedKey {
         /// What rustls reported.
@@ -242,6 +283,11 @@ impl fmt::Display for PemProblem {
             PemProblem::SeveralKeys { count } => {
                 write!(f, "contains {count} private keys; exactly one is needed")
             }
+            PemProblem::NotACertificateAuthority { index, subject } => write!(
+                f,
+                "certificate #{index} ({subject}) is not a CA certificate (no basicConstraints CA:TRUE); \
+                 an end-entity certificate cannot be a trust anchor: list the CA that issued it"
+            ),
             PemProblem::UnsupportedKey { reason } => {
                 write!(f, "holds a key that cannot be used: {reason}")
             }
@@ -361,13 +407,16 @@ impl HttpsError {
     /// | [`Certificate`](HttpsError::Certificate) (untrusted issuer, expired, wrong name, …), [`Tls`](HttpsError::Tls) | fatal |
     /// | [`Status`](HttpsError::Status) 401 or 403 | fatal |
     /// | [`Status`](HttpsError::Status) 1xx or 3xx (redirects are not followed) | fatal |
-    /// | configuration errors (bad endpoint, PEM files, key mismatch, TLS setup) | fatal |
-    /// | [`Dns`](HttpsError::Dns), [`Io`](HttpsError::Io) (refused, reset, closed early), [`Timeout`](HttpsError::Timeout), [`Protocol`](HttpsError::Protocol) (garbage), [`Other`](HttpsError::Other) | retryable |
+    /// | configuration errors (bad endpoint, authorization, proxy, PEM files, key mismatch, TLS setup) | fatal |
+    /// | [`InvalidRequest`](HttpsError::InvalidRequest): the request could not be formed here, the receiver never saw it | fatal |
+    /// | [`Dns`](HttpsError::Dns), [`Io`](HttpsError::Io) (refused, reset, closed early), [`Timeout`](HttpsError::Timeout), [`Protocol`](HttpsError::Protocol) (garbage), [`Proxy`](HttpsError::Proxy), [`Other`](HttpsError::Other) | retryable |
     /// | [`Status`](HttpsError::Status) 429 or 503, with or without `Retry-After` | retryable, honouring `Retry-After` |
     /// | [`Status`](HttpsError::Status) other 5xx | retryable |
     /// | [`Status`](HttpsError::Status) 413 | too large |
     /// | [`Status`](HttpsError::Status) other 4xx | rejected |
-    /// | [`InvalidRequest`](HttpsError::InvalidRequest) | rejected |
+    ///
+    /// Only the receiver rejects: a local problem is never
+    /// [`Rejected`](ErrorClass::Rejected).
     ///
     /// # Examples
     ///
@@ -395,9 +444,12 @@ impl HttpsError {
             | HttpsError::Io { .. }
             | HttpsError::Timeout { .. }
             | HttpsError::Protocol { .. }
+            | HttpsError::Proxy { .. }
             | HttpsError::Other { .. } => ErrorClass::Retryable,
-            HttpsError::InvalidRequest { .. } => ErrorClass::Rejected,
-            HttpsError::InvalidEndpoint { .. }
+            HttpsError::InvalidRequest { .. }
+            | HttpsError::InvalidAuthorization { .. }
+            | HttpsError::InvalidProxy { .. }
+            | HttpsError::InvalidEndpoint { .. }
             | HttpsError::InsecureEndpoint { .. }
             | HttpsError::NoTrustConfigured { .. }
             | HttpsError::Pem { .. }
@@ -437,6 +489,9 @@ impl HttpsError {
             | HttpsError::Timeout { endpoint, .. }
             | HttpsError::Protocol { endpoint, .. }
             | HttpsError::InvalidRequest { endpoint, .. }
+            | HttpsError::InvalidAuthorization { endpoint, .. }
+            | HttpsError::InvalidProxy { endpoint, .. }
+            | HttpsError::Proxy { endpoint, .. }
             | HttpsError::Status { endpoint, .. }
             | HttpsError::Other { endpoint, .. } => Some(endpoint),
             HttpsError::Pem { .. } | HttpsError::KeyMismatch { .. } => None,
@@ -529,6 +584,15 @@ impl fmt::Display for HttpsError {
             }
             HttpsError::Other { endpoint, reason } => {
                 write!(f, "request to {endpoint} failed: {reason}")
+            }
+            HttpsError::InvalidAuthorization { endpoint, reason } => {
+                write!(f, "the authorization for {endpoint} cannot be sent: the value {reason}")
+            }
+            HttpsError::InvalidProxy { endpoint, proxy, origin, reason } => {
+                write!(f, "cannot use proxy {proxy} (from {origin}) for {endpoint}: {reason}")
+            }
+            HttpsError::Proxy { endpoint, proxy, reason } => {
+                write!(f, "proxy {proxy} failed for {endpoint}: {reason}")
             }
         }
     }

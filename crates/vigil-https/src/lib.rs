@@ -12,6 +12,10 @@
 //!   and answers with a [`Delivery`](vigil_events::Delivery). While running it
 //!   polls its trust files and swaps in a changed, valid set; a bad file is
 //!   refused and the last good set stays.
+//! - [`Proxy`] says whether the sink goes through an HTTP CONNECT proxy:
+//!   from the environment as curl reads it (`HTTPS_PROXY`, `ALL_PROXY`,
+//!   `NO_PROXY`; the default), a fixed URL, none, or injected variables. TLS
+//!   runs end to end inside the tunnel, with the same verifier.
 //! - [`HttpsError`] says what went wrong, naming the endpoint or file and, for
 //!   a rejected certificate, what was wrong with it. Its
 //!   [`class`](HttpsError::class) decides the `Delivery`: TLS failures and
@@ -27,7 +31,9 @@
 //! certificates from which files), `server certificate changed` with both
 //! fingerprints, and a warning when the server certificate comes within the
 //! [expiry horizon](HttpsSinkConfig::expiry_warning) and again within 7 days.
-//! The `Authorization` header is never logged.
+//! The `Authorization` header is never logged, and credentials in the
+//! endpoint URL (userinfo, query values) are shown as `***` in logs, errors
+//! and stats.
 //!
 //! # Example
 //!
@@ -99,8 +105,9 @@
 //!
 //! ureq's own TLS configuration takes root certificates but not a verifier,
 //! and may fall back to a process-wide crypto provider. This crate plugs its
-//! own connector into ureq's transport chain: ureq opens the TCP connection,
-//! then the connector runs the rustls handshake with a `ClientConfig` built on
+//! own connector into ureq's transport chain: ureq opens the TCP connection
+//! (through a proxy: to the proxy, followed by a `CONNECT`), then the
+//! connector runs the rustls handshake with a `ClientConfig` built on
 //! `rustls::crypto::ring::default_provider()` whose verifier wraps webpki over
 //! the current trust set and records the leaf it was shown. Session resumption
 //! is off, so every new connection is verified against the current trust set.
@@ -109,6 +116,8 @@ mod cert;
 mod config;
 mod error;
 mod pem;
+mod proxy;
+mod redact;
 mod resolve;
 mod retry_after;
 mod sink;
@@ -118,6 +127,7 @@ mod tls;
 pub use cert::CertificateInfo;
 pub use config::HttpsSinkConfig;
 pub use error::{CertificateProblem, ErrorClass, HttpsError, PemProblem, PemRole, Phase};
+pub use proxy::Proxy;
 pub use retry_after::RETRY_AFTER_CAP;
 pub use sink::HttpsSink;
 pub use stats::{DeliveryCounts, HttpsStats, HttpsStatsSnapshot};

@@ -65,13 +65,23 @@ fn kind_name(kind: SectionKind) -> &'static str {
     }
 }
 
-/// Loads the certificates of one trust file, validating each.
+/// Loads the certificates of one trust file, validating each: every one must
+/// be an X.509 CA certificate (basicConstraints CA:TRUE).
 fn load_trust_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, HttpsError> {
     let pem_err = |problem| HttpsError::Pem { path: path.to_path_buf(), role: PemRole::Trust, problem };
     let mut certs = Vec::new();
     for (kind, der) in read_sections(path, PemRole::Trust)? {
         if kind != SectionKind::Certificate {
             return Err(pem_err(PemProblem::WrongItem { found: kind_name(kind) }));
+        }
+        let index = certs.len();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| pem_err(PemProblem::InvalidCertificate { index, reason: e.to_string() }))?;
+        // An end-entity certificate as an anchor would let its key vouch for
+        // any name; webpki does not check anchors, so it is checked here.
+        let is_ca = cert.basic_constraints().ok().flatten().is_some_and(|bc| bc.value.ca);
+        if !is_ca {
+            return Err(pem_err(PemProblem::NotACertificateAuthority { index, subject: cert.subject().to_string() }));
         }
         certs.push(CertificateDer::from(der));
     }
@@ -360,6 +370,23 @@ mod tests {
         // A directory cannot be read as a file either.
         let (_, _, problem) = pem_problem(load_trust(std::slice::from_ref(&dir.0), false).unwrap_err());
         assert!(matches!(problem, PemProblem::Unreadable { .. }), "{problem:?}");
+    }
+
+    #[test]
+    fn end_entity_certificates_are_not_anchors() {
+        let dir = TempDir::new("notca");
+        let issuer = test_ca("Issuer CA");
+        let (leaf, _) = leaf_signed_by(&issuer);
+        let path = dir.write("mixed.pem", format!("{}\n{}", issuer.cert.pem(), leaf.pem()));
+        let err = load_trust(std::slice::from_ref(&path), false).unwrap_err();
+        let text = err.to_string();
+        let (_, role, problem) = pem_problem(err);
+        assert_eq!(role, PemRole::Trust);
+        assert_eq!(problem, PemProblem::NotACertificateAuthority { index: 1, subject: "CN=vigil client".into() });
+        assert!(text.contains("certificate #1 (CN=vigil client) is not a CA certificate"), "{text}");
+        // A CA alone is fine.
+        let ca_only = dir.write("ca.pem", issuer.cert.pem());
+        assert_eq!(load_trust(&[ca_only], false).unwrap().roots.len(), 1);
     }
 
     #[test]

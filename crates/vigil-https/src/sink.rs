@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use rustls::crypto::CryptoProvider;
-use ureq::unversioned::transport::TcpConnector;
+use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
 use vigil_events::{Batch, Delivery, Sink};
 
-use crate::config::HttpsSinkConfig;
+use crate::config::{HttpsSinkConfig, Secret, bounded};
 use crate::error::{HttpsError, Phase};
 use crate::pem::{ClientIdentity, FileStamp, TrustSet, load_identity, load_trust};
+use crate::proxy::Route;
 use crate::resolve::CachingResolver;
 use crate::retry_after::parse_retry_after;
 use crate::stats::HttpsStats;
@@ -41,6 +42,10 @@ const BODY_LIMIT: u64 = 1024 * 1024;
 /// last good set stays.
 pub struct HttpsSink {
     config: HttpsSinkConfig,
+    /// The `Authorization` value, checked and trimmed.
+    authorization: Option<Secret>,
+    /// The proxy chosen at build, if any.
+    route: Option<Route>,
     provider: Arc<CryptoProvider>,
     https: bool,
     agent: ureq::Agent,
@@ -59,9 +64,14 @@ struct Material {
 
 impl HttpsSink {
     pub(crate) fn new(config: HttpsSinkConfig, https: bool) -> Result<HttpsSink, HttpsError> {
+        let authorization = config.authorization.as_ref().map(|raw| raw.checked(&config.endpoint)).transpose()?;
+        let uri: ureq::http::Uri = config.target.parse().map_err(|e: ureq::http::uri::InvalidUri| {
+            HttpsError::InvalidEndpoint { endpoint: config.endpoint.clone(), reason: format!("not a URL: {e}") }
+        })?;
+        let route = config.proxy.route(&uri, &config.endpoint)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let stamps = watched_files(&config).into_iter().map(|p| (p.clone(), FileStamp::of(&p))).collect();
-        let material = load_material(&config, &provider, https)?;
+        let material = load_material(&config, &provider, https, route.as_ref())?;
         if let Some(trust) = &material.trust {
             log::info!(
                 target: "vigil::https",
@@ -70,9 +80,23 @@ impl HttpsSink {
                 trust.describe()
             );
         }
+        if let Some(route) = &route {
+            log::info!(
+                target: "vigil::https",
+                "sink for {}: connecting through proxy {} (from {})",
+                config.endpoint,
+                route.shown,
+                route.origin
+            );
+        }
         log_identity(&config, material.identity.as_ref());
-        config.stats.sink_built(material.trust.as_ref().map_or(0, TrustSet::file_certificates));
+        config.stats.sink_built(
+            material.trust.as_ref().map_or(0, TrustSet::file_certificates),
+            route.as_ref().map(|r| r.shown.clone()),
+        );
         Ok(HttpsSink {
+            authorization,
+            route,
             provider,
             https,
             agent: material.agent,
@@ -89,7 +113,8 @@ impl HttpsSink {
         self.config.stats.clone()
     }
 
-    /// The endpoint batches are sent to.
+    /// The endpoint batches are sent to, as it is shown in errors, logs and
+    /// stats: userinfo and query values replaced by `***`.
     pub fn endpoint(&self) -> &str {
         &self.config.endpoint
     }
@@ -112,7 +137,7 @@ impl HttpsSink {
         for (path, stamp) in &mut self.stamps {
             *stamp = FileStamp::of(path);
         }
-        match load_material(&self.config, &self.provider, self.https) {
+        match load_material(&self.config, &self.provider, self.https, self.route.as_ref()) {
             Ok(material) => {
                 let trusted = material.trust.as_ref().map_or(0, TrustSet::file_certificates);
                 if let Some(trust) = &material.trust {
@@ -148,7 +173,7 @@ impl HttpsSink {
     /// Sends one batch; `Ok` when the server answered 2xx.
     fn send(&self, batch: &Batch, budget: Option<Duration>) -> Result<(), HttpsError> {
         let endpoint = &self.config.endpoint;
-        let timeout = match (self.config.timeout_global, budget) {
+        let timeout = match (bounded(self.config.timeout_global), bounded(budget)) {
             (Some(global), Some(budget)) => Some(global.min(budget)),
             (global, budget) => global.or(budget),
         };
@@ -162,13 +187,13 @@ impl HttpsSink {
         };
         let mut request = self
             .agent
-            .post(endpoint.as_str())
+            .post(self.config.target.as_str())
             .header("Content-Type", batch.content_type())
             .header("Idempotency-Key", batch.idempotency_key());
         if self.config.gzip {
             request = request.header("Content-Encoding", "gzip");
         }
-        if let Some(auth) = &self.config.authorization {
+        if let Some(auth) = &self.authorization {
             request = request.header("Authorization", auth.expose());
         }
         let request = request.config().timeout_global(timeout).build();
@@ -208,17 +233,31 @@ impl HttpsSink {
 
     /// Turns a ureq error into an [`HttpsError`].
     fn classify(&self, error: ureq::Error, timeout: Option<Duration>) -> HttpsError {
-        classify(&self.config, error, timeout)
+        classify(&self.config, self.route.as_ref(), error, timeout)
     }
 }
 
-/// Turns a ureq error into an [`HttpsError`] naming the endpoint.
-pub(crate) fn classify(config: &HttpsSinkConfig, error: ureq::Error, timeout: Option<Duration>) -> HttpsError {
+/// Turns a ureq error into an [`HttpsError`] naming the endpoint (redacted)
+/// and, for a failure to reach it, the proxy in use.
+pub(crate) fn classify(
+    config: &HttpsSinkConfig,
+    route: Option<&Route>,
+    error: ureq::Error,
+    timeout: Option<Duration>,
+) -> HttpsError {
     let endpoint = config.endpoint.clone();
+    // ureq's messages may quote the URL it was given.
+    let scrub = |reason: String| {
+        if config.target == config.endpoint { reason } else { reason.replace(&config.target, &config.endpoint) }
+    };
     match error {
         ureq::Error::Other(inner) => match inner.downcast::<HttpsError>() {
             Ok(https) => *https,
-            Err(other) => HttpsError::Other { endpoint, reason: other.to_string() },
+            Err(other) => HttpsError::Other { endpoint, reason: scrub(other.to_string()) },
+        },
+        ureq::Error::ConnectProxyFailed(reason) => match route {
+            Some(route) => HttpsError::Proxy { endpoint, proxy: route.shown.clone(), reason },
+            None => HttpsError::Other { endpoint, reason: format!("CONNECT proxy failed: {reason}") },
         },
         ureq::Error::Timeout(which) => {
             use ureq::Timeout as T;
@@ -242,7 +281,15 @@ pub(crate) fn classify(config: &HttpsSinkConfig, error: ureq::Error, timeout: Op
                 | io::ErrorKind::NetworkUnreachable => Phase::Connect,
                 _ => Phase::Exchange,
             };
-            HttpsError::Io { endpoint, phase, kind: io.kind(), reason: io.to_string() }
+            match route {
+                // Through a proxy, the only connection opened is the one to the proxy.
+                Some(route) if phase == Phase::Connect => HttpsError::Proxy {
+                    endpoint,
+                    proxy: route.shown.clone(),
+                    reason: format!("cannot connect to the proxy: {io}"),
+                },
+                _ => HttpsError::Io { endpoint, phase, kind: io.kind(), reason: io.to_string() },
+            }
         }
         ureq::Error::Rustls(tls) => tls_error(&endpoint, &authority(&endpoint), Phase::Handshake, &tls, None),
         ureq::Error::Tls(reason) => HttpsError::Tls { endpoint, phase: Phase::Handshake, reason: reason.to_string() },
@@ -255,17 +302,17 @@ pub(crate) fn classify(config: &HttpsSinkConfig, error: ureq::Error, timeout: Op
             kind: io::ErrorKind::Other,
             reason: "connection failed".to_string(),
         },
-        ureq::Error::Protocol(e) => HttpsError::Protocol { endpoint, reason: e.to_string() },
+        ureq::Error::Protocol(e) => HttpsError::Protocol { endpoint, reason: scrub(e.to_string()) },
         e @ (ureq::Error::LargeResponseHeader(..) | ureq::Error::Decompress(..) | ureq::Error::BodyStalled) => {
-            HttpsError::Protocol { endpoint, reason: e.to_string() }
+            HttpsError::Protocol { endpoint, reason: scrub(e.to_string()) }
         }
-        ureq::Error::Http(e) => HttpsError::InvalidRequest { endpoint, reason: e.to_string() },
-        ureq::Error::BadUri(reason) => HttpsError::InvalidEndpoint { endpoint, reason },
+        ureq::Error::Http(e) => HttpsError::InvalidRequest { endpoint, reason: scrub(e.to_string()) },
+        ureq::Error::BadUri(reason) => HttpsError::InvalidEndpoint { endpoint, reason: scrub(reason) },
         ureq::Error::RequireHttpsOnly(_) => HttpsError::InsecureEndpoint { endpoint },
         ureq::Error::StatusCode(status) => {
             HttpsError::Status { endpoint, status, retry_after: None, body: String::new() }
         }
-        other => HttpsError::Other { endpoint, reason: other.to_string() },
+        other => HttpsError::Other { endpoint, reason: scrub(other.to_string()) },
     }
 }
 
@@ -323,6 +370,7 @@ fn load_material(
     config: &HttpsSinkConfig,
     provider: &Arc<CryptoProvider>,
     https: bool,
+    route: Option<&Route>,
 ) -> Result<Material, HttpsError> {
     let trust = if !config.trust_files.is_empty() || config.webpki_roots {
         Some(load_trust(&config.trust_files, config.webpki_roots)?)
@@ -347,12 +395,19 @@ fn load_material(
         }
         None => None,
     };
-    let connector = VigilConnector { endpoint: config.endpoint.clone(), tcp: TcpConnector::default(), tls };
+    // Through a proxy: TCP to the proxy and CONNECT (ureq's connector, which
+    // runs this whole chain again for the proxy's own plain connection), then
+    // TLS with the endpoint inside the tunnel. Without one: TCP, then TLS.
+    let connector = ConnectProxyConnector::default()
+        .chain(TcpConnector::default())
+        .chain(VigilConnector { endpoint: config.endpoint.clone(), tls });
     let agent_config = ureq::Agent::config_builder()
+        // Always explicit: ureq would otherwise read the environment itself.
+        .proxy(route.map(|r| r.proxy.clone()))
         .http_status_as_error(false)
         .max_redirects(0)
-        .timeout_connect(config.timeout_connect)
-        .timeout_global(config.timeout_global)
+        .timeout_connect(bounded(config.timeout_connect))
+        .timeout_global(bounded(config.timeout_global))
         .user_agent(concat!("vigil-https/", env!("CARGO_PKG_VERSION")))
         .max_idle_connections(1)
         .max_idle_connections_per_host(1)
@@ -539,7 +594,7 @@ mod tests {
         ];
         for (error, class, needle) in cases {
             let described = format!("{error:?}");
-            let https = classify(&c, error, Some(Duration::from_secs(2)));
+            let https = classify(&c, None, error, Some(Duration::from_secs(2)));
             assert_eq!(https.class(), class, "{described} -> {https:?}");
             let text = https.to_string();
             assert!(text.contains(needle), "{described}: {text:?} lacks {needle:?}");

@@ -80,6 +80,9 @@ pub struct HttpsStatsSnapshot {
     pub trusted_certificates: usize,
     /// The message of the last error, build or delivery.
     pub last_error: Option<String>,
+    /// The HTTP CONNECT proxy the last sink built goes through (credentials
+    /// redacted), or `None` for a direct connection.
+    pub proxy: Option<String>,
 }
 
 /// Delivery attempts counted by [`Delivery`](vigil_events::Delivery) kind.
@@ -116,6 +119,7 @@ impl HttpsStats {
                     trust_reload_failures: 0,
                     trusted_certificates: 0,
                     last_error: None,
+                    proxy: None,
                 },
                 warned: HashSet::new(),
             })),
@@ -127,10 +131,11 @@ impl HttpsStats {
         self.inner.lock().snapshot.clone()
     }
 
-    pub(crate) fn sink_built(&self, trusted: usize) {
+    pub(crate) fn sink_built(&self, trusted: usize, proxy: Option<String>) {
         let mut state = self.inner.lock();
         state.snapshot.sinks_built += 1;
         state.snapshot.trusted_certificates = trusted;
+        state.snapshot.proxy = proxy;
     }
 
     pub(crate) fn build_failed(&self, error: &HttpsError) {
@@ -230,7 +235,10 @@ fn check_expiry(state: &mut State, horizon: Duration, now_unix: i64) {
         return;
     };
     let left = cert.seconds_left(now_unix);
-    let Some(level) = levels(horizon).into_iter().filter(|level| left <= *level as i64).min() else {
+    // A horizon beyond i64::MAX seconds (Duration::MAX) saturates: it covers every certificate.
+    let Some(level) =
+        levels(horizon).into_iter().filter(|level| left <= i64::try_from(*level).unwrap_or(i64::MAX)).min()
+    else {
         return;
     };
     if !state.warned.insert((cert.sha256.clone(), level)) {

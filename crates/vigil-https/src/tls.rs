@@ -21,7 +21,7 @@ use rustls::{CertificateError, ClientConfig, ClientConnection, DigitallySignedSt
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use ureq::unversioned::transport::time::{Duration as UreqDuration, Instant as UreqInstant};
 use ureq::unversioned::transport::{
-    Buffers, ConnectionDetails, Connector, LazyBuffers, NextTimeout, TcpConnector, Transport, TransportAdapter,
+    Buffers, ConnectionDetails, Connector, LazyBuffers, NextTimeout, Transport, TransportAdapter,
 };
 
 use crate::cert::CertificateInfo;
@@ -189,20 +189,21 @@ impl fmt::Debug for TlsParts {
     }
 }
 
-/// ureq connector: TCP through ureq's [`TcpConnector`], then (for https) a
-/// rustls handshake with our own configuration.
+/// ureq connector, last in the chain: takes the connection the connectors
+/// before it opened (TCP to the endpoint, or a tunnel through a proxy) and,
+/// for https, runs the rustls handshake with our own configuration.
 #[derive(Debug)]
 pub(crate) struct VigilConnector {
+    /// The endpoint, redacted, for messages.
     pub(crate) endpoint: String,
-    pub(crate) tcp: TcpConnector,
     pub(crate) tls: Option<TlsParts>,
 }
 
-impl Connector<()> for VigilConnector {
+impl<In: Transport> Connector<In> for VigilConnector {
     type Out = Box<dyn Transport>;
 
-    fn connect(&self, details: &ConnectionDetails<'_>, _chained: Option<()>) -> Result<Option<Self::Out>, ureq::Error> {
-        let Some(tcp) = Connector::<()>::connect(&self.tcp, details, None)? else {
+    fn connect(&self, details: &ConnectionDetails<'_>, chained: Option<In>) -> Result<Option<Self::Out>, ureq::Error> {
+        let Some(tcp) = chained else {
             return Ok(None);
         };
         let tcp: Box<dyn Transport> = Box::new(tcp);

@@ -8,5 +8,7 @@ mod expiry;
 mod faults;
 mod identity;
 mod pipeline;
+mod proxy;
+mod regressions;
 mod rotation;
 mod trust_reload;

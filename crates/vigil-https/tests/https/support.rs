@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use vigil_collector::{Collector, CollectorStats};
 use vigil_events::{Batch, Delivery, Encoding, Sink};
-use vigil_https::{HttpsError, HttpsSink, HttpsSinkConfig};
+use vigil_https::{HttpsError, HttpsSink, HttpsSinkConfig, HttpsStats};
 
 /// How long a test waits for something that should happen quickly. Only
 /// reached on failure.
@@ -186,6 +186,21 @@ pub(crate) fn deliver_in_loop(sink: &mut HttpsSink, batch: &Batch) {
         Delivery::Delivered | Delivery::Retryable { .. } => {}
         other => panic!("expected delivered (or a retryable race), got {other:?}"),
     }
+}
+
+/// Delivers (successfully, or with a retryable race) until the stats show
+/// `n` refused trust reloads.
+pub(crate) fn deliver_until_refused(sink: &mut HttpsSink, stats: &HttpsStats, n: u64) {
+    let mut i = 0;
+    assert!(
+        eventually(|| {
+            i += 1;
+            deliver_in_loop(sink, &batch(&format!("tr-wait-{n}-{i}"), 1000 * n + i..1000 * n + i + 1));
+            stats.snapshot().trust_reload_failures >= n
+        }),
+        "reload failure #{n} was not seen: {:?}",
+        stats.snapshot()
+    );
 }
 
 /// A CA made with rcgen, able to sign client certificates.

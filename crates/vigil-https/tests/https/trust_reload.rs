@@ -3,23 +3,7 @@
 
 use std::time::Duration;
 
-use vigil_https::{HttpsSink, HttpsStats};
-
 use crate::support::*;
-
-/// Delivers (successfully) until the stats show `n` refused reloads.
-fn deliver_until_refused(sink: &mut HttpsSink, stats: &HttpsStats, n: u64) {
-    let mut i = 0;
-    assert!(
-        eventually(|| {
-            i += 1;
-            deliver_in_loop(sink, &batch(&format!("tr-wait-{n}-{i}"), 1000 * n + i..1000 * n + i + 1));
-            stats.snapshot().trust_reload_failures >= n
-        }),
-        "reload failure #{n} was not seen: {:?}",
-        stats.snapshot()
-    );
-}
 
 #[test]
 fn a_bad_trust_file_keeps_the_last_good_set() {
