@@ -194,6 +194,43 @@ impl System {
     }
 
     /// Subscribes to lifecycle events of the whole tree.
+    ///
+    /// The channel holds at most [`SUBSCRIPTION_CAPACITY`](crate::SUBSCRIPTION_CAPACITY)
+    /// events, so a subscriber that stops reading costs bounded memory. Events
+    /// that do not fit are dropped for that subscriber alone and counted: the
+    /// next event that fits comes after a
+    /// [`SupervisionEvent::Lagged`] with the number missed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use vigil_core::*;
+    /// struct Flaky;
+    /// impl Actor for Flaky {
+    ///     type Msg = ();
+    ///     fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> {
+    ///         Err("flaky".into())
+    ///     }
+    /// }
+    /// let spec = ChildSpec::worker("flaky", || Flaky);
+    /// let addr = spec.addr();
+    /// let system = Supervisor::builder().intensity(5, Duration::from_secs(5)).child(spec).start()?;
+    /// let events = system.subscribe();
+    /// addr.tell(()).unwrap();
+    /// for event in events.iter() {
+    ///     match event {
+    ///         SupervisionEvent::Restarting { path, restarts, .. } => {
+    ///             assert_eq!((path.as_str(), restarts), ("root/flaky", 1));
+    ///             break;
+    ///         }
+    ///         SupervisionEvent::Lagged { missed } => eprintln!("missed {missed} events"),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// system.shutdown().unwrap();
+    /// # Ok::<(), StartError>(())
+    /// ```
     pub fn subscribe(&self) -> Receiver<SupervisionEvent> {
         self.bus.subscribe()
     }
