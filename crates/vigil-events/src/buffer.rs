@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use crossbeam_queue::ArrayQueue;
 
 use crate::coarse;
-use crate::config::{Config, OverflowPolicy};
+use crate::config::{Config, ConfigError, MAX_BUFFER_BYTES, OverflowPolicy};
 use crate::engine::Shared;
 use crate::ledger::{DropReason, Ledger, LedgerSnapshot};
 use crate::local::next_seq;
@@ -59,6 +59,24 @@ impl<E> fmt::Debug for Buffer<E> {
 }
 
 impl<E> Buffer<E> {
+    /// The bytes one slot of the queue takes: the entry and the slot's stamp.
+    pub(crate) fn slot_bytes() -> usize {
+        std::mem::size_of::<(usize, Entry<E>)>()
+    }
+
+    /// Refuses a capacity whose slots would take more than
+    /// [`MAX_BUFFER_BYTES`] (the queue is allocated up front).
+    pub(crate) fn check_size(config: &Config) -> Result<(), ConfigError> {
+        let slot_bytes = Self::slot_bytes();
+        match config.capacity.checked_mul(slot_bytes) {
+            Some(bytes) if bytes <= MAX_BUFFER_BYTES => Ok(()),
+            _ => {
+                Err(ConfigError::BufferTooLarge { capacity: config.capacity, slot_bytes, max_bytes: MAX_BUFFER_BYTES })
+            }
+        }
+    }
+
+    /// Builds the buffer. `config` must have passed [`Buffer::check_size`].
     pub(crate) fn new(config: &Config) -> Buffer<E> {
         coarse::start();
         let buffer = Buffer {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use vigil_core::{Addr, CallError};
 
 use crate::batcher::BatcherMsg;
+use crate::clock::later;
 use crate::engine::Shared;
 use crate::flush::{FlushError, FlushReport};
 use crate::ledger::LedgerSnapshot;
@@ -91,7 +92,7 @@ impl EventsHandle {
     ///
     /// See [`EventPipeline`](crate::EventPipeline).
     pub fn flush(&self, timeout: Duration) -> Result<FlushReport, FlushError> {
-        let deadline = Instant::now().checked_add(timeout).unwrap_or_else(far_future);
+        let deadline = later(Instant::now(), timeout);
         self.flush_deadline(deadline)
     }
 
@@ -140,8 +141,4 @@ impl EventsHandle {
     pub fn final_report(&self) -> Option<FlushReport> {
         self.state.final_report()
     }
-}
-
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }

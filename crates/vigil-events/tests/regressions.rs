@@ -10,18 +10,12 @@ use support::*;
 use vigil_core::{Backoff, Supervisor};
 use vigil_events::{BuildError, Config, ConfigError, EventPipeline, FlushError, MAX_BUFFER_BYTES, MAX_CAPACITY};
 
-/// Makes the batcher note an empty buffer, so that with a long `max_delay`
-/// only flush and shutdown move partial batches.
-fn settle_timer(run: &Running) {
-    let report = run.handle.flush(PATIENCE).expect("an empty flush");
-    assert_eq!(report.pending, 0);
-}
-
 // Item 13: every duration that validation accepts works.
 
 #[test]
 fn durations_at_their_maximum_deliver_without_restarting_the_batcher() {
-    let cases: [(&str, fn(Config) -> Config); 4] = [
+    type Setter = fn(Config) -> Config;
+    let cases: [(&str, Setter); 4] = [
         ("max_batch_age", |c| c.max_batch_age(Duration::MAX)),
         ("max_delay", |c| c.max_delay(Duration::MAX)),
         ("summary_interval", |c| c.summary_interval(Duration::MAX)),
@@ -76,10 +70,8 @@ fn a_sink_factory_slower_than_the_start_timeout_does_not_fail_the_start() {
     let control = Control::new();
     control.hold_builds(1);
     let started = Instant::now();
-    let (emitter, spec, handle) = EventPipeline::builder(fast_config())
-        .sink(control.factory())
-        .build()
-        .expect("valid pipeline");
+    let (emitter, spec, handle) =
+        EventPipeline::builder(fast_config()).sink(control.factory()).build().expect("valid pipeline");
     let system = Supervisor::builder().child(spec).start();
     let took = started.elapsed();
     // Let the factory go whatever happened, so no thread is left waiting.
@@ -176,7 +168,7 @@ fn shutdown_interrupts_a_flush_and_no_sink_call_follows_it() {
         .retry_backoff_max(Duration::from_millis(50))
         .shutdown_timeout(Duration::from_millis(300));
     let mut run = start(config, &control);
-    settle_timer(&run);
+    run.settle_timer();
     run.emit_all(0..10);
     let system = run.system.take().unwrap();
     let (flushed, shutdown, took) = std::thread::scope(|s| {

@@ -294,6 +294,14 @@ impl Running {
         }
     }
 
+    /// Makes the batcher note an empty buffer, so that it times `max_delay`
+    /// from now. Without it, events emitted before its first look count as
+    /// overdue, and whether they go out on their own depends on scheduling.
+    pub(crate) fn settle_timer(&self) {
+        let report = self.handle.flush(PATIENCE).expect("an empty flush");
+        assert_eq!(report.pending, 0);
+    }
+
     /// Shuts the tree down and returns how long it took.
     pub(crate) fn shutdown(&mut self) -> Duration {
         let start = Instant::now();
