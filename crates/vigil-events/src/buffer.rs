@@ -204,7 +204,7 @@ impl<E> Buffer<E> {
     /// that depend on it.
     pub(crate) fn observe_record(&self, bytes: usize) {
         let old = self.avg_record.load(Ordering::Relaxed);
-        let new = ((old * 15 + bytes) / 16).max(1);
+        let new = (old.saturating_mul(15).saturating_add(bytes) / 16).max(1);
         if new != old {
             self.avg_record.store(new, Ordering::Relaxed);
             self.update_limits(new);
@@ -214,7 +214,7 @@ impl<E> Buffer<E> {
     fn update_limits(&self, avg: usize) {
         let avg = avg.max(1);
         // One separator byte per record.
-        let per_batch = (self.max_batch_bytes / (avg + 1)).clamp(1, self.max_batch_events);
+        let per_batch = (self.max_batch_bytes / avg.saturating_add(1)).clamp(1, self.max_batch_events);
         self.nudge_at.store(per_batch, Ordering::Relaxed);
         if let Some(max) = self.max_buffered_bytes {
             self.byte_cap.store((max / avg).clamp(1, self.queue.capacity()), Ordering::Relaxed);
