@@ -126,6 +126,9 @@ enum Front {
 /// How long a drain waits at most before it looks again whether it must stop.
 const STOP_POLL: Duration = Duration::from_millis(10);
 
+/// When a drain ends at the latest: a deadline, or when asked to stop.
+type Until<'a> = (Instant, &'a dyn Fn() -> bool);
+
 /// How a drain (flush or shutdown) ended.
 #[derive(Debug)]
 pub(crate) enum DrainEnd {
@@ -527,23 +530,18 @@ impl<E: Serialize> Shared<E> {
         }
     }
 
-    /// Delivers what is queued and in flight until done or `deadline`.
+    /// Delivers what is queued and in flight until done, the deadline or a
+    /// stop request (`until`).
     ///
     /// Events queued after the drain began are taken too while the drain is
     /// at it, but it does not wait for them. The first attempt of each batch
     /// skips the batcher's own backoff (not the receiver's retry-after); the
     /// sink gets what is left of the time as its budget. Between attempts,
-    /// and every [`STOP_POLL`] while it waits, it checks `stop()` and that
+    /// and every [`STOP_POLL`] while it waits, it checks the stop request and that
     /// `token` still owns the state, and ends with [`DrainEnd::Stopped`]
     /// otherwise.
-    fn drain(
-        &self,
-        sink: &mut dyn Sink,
-        clock: &dyn Clock,
-        deadline: Instant,
-        stop: &dyn Fn() -> bool,
-        token: u64,
-    ) -> DrainEnd {
+    fn drain(&self, sink: &mut dyn Sink, clock: &dyn Clock, until: Until<'_>, token: u64) -> DrainEnd {
+        let (deadline, stop) = until;
         let mut target = self.buffer.len() as u64;
         self.state.lock().batches.iter_mut().for_each(|b| b.tried_in_drain = false);
         loop {
@@ -588,9 +586,7 @@ impl<E: Serialize> Shared<E> {
         }
     }
 
-    /// Flushes until `deadline`: everything queued when the flush began, and
-    /// the batch in flight. Yields to `stop()` as [`drain`](Shared::drain)
-    /// says.
+    /// Flushes until `deadline`: [`drain`](Shared::drain) and its report.
     pub(crate) fn flush(
         &self,
         sink: &mut dyn Sink,
@@ -601,7 +597,7 @@ impl<E: Serialize> Shared<E> {
     ) -> (FlushReport, DrainEnd) {
         let start = clock.now();
         let before = self.snapshot();
-        let end = self.drain(sink, clock, deadline, stop, token);
+        let end = self.drain(sink, clock, (deadline, stop), token);
         (self.report(&before, start, clock), end)
     }
 
@@ -621,7 +617,7 @@ impl<E: Serialize> Shared<E> {
         let start = clock.now();
         let before = self.snapshot();
         let end = match sink {
-            Some(sink) => self.drain(sink, clock, later(start, budget), &|| false, token),
+            Some(sink) => self.drain(sink, clock, (later(start, budget), &|| false), token),
             None => DrainEnd::Deadline,
         };
         let outcome = match &end {
