@@ -10,7 +10,7 @@ use serde::Serialize;
 use vigil_core::{Actor, Addr, BoxError, Context, ExitReason, Reply};
 
 use crate::clock::{SystemClock, later};
-use crate::engine::{DrainEnd, Shared};
+use crate::engine::{DrainEnd, STOP_POLL, Shared};
 use crate::flush::{FlushError, FlushReport};
 use crate::sink::Sink;
 
@@ -32,10 +32,6 @@ impl fmt::Debug for BatcherMsg {
 }
 
 pub(crate) type SinkFactory = Arc<dyn Fn() -> Result<Box<dyn Sink>, BoxError> + Send + Sync>;
-
-/// How long the batcher waits at most, while it waits for its sink to be
-/// built, before it looks again whether it must stop.
-const STOP_POLL: Duration = Duration::from_millis(10);
 
 /// An incarnation's sink.
 enum SinkSlot {

@@ -123,8 +123,9 @@ enum Front {
     Due,
 }
 
-/// How long a drain waits at most before it looks again whether it must stop.
-const STOP_POLL: Duration = Duration::from_millis(10);
+/// How long a drain, or the batcher waiting for its sink to be built, waits at
+/// most before it looks again whether it must stop.
+pub(crate) const STOP_POLL: Duration = Duration::from_millis(10);
 
 /// When a drain ends at the latest: a deadline, or when asked to stop.
 type Until<'a> = (Instant, &'a dyn Fn() -> bool);
