@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use parking_lot::Mutex;
 use serde::Serialize;
 use vigil_core::{Actor, Addr, BoxError, Context, ExitReason, Reply};
 
 use crate::clock::{SystemClock, later};
 use crate::engine::{DrainEnd, STOP_POLL, Shared};
 use crate::flush::{FlushError, FlushReport};
+use crate::ledger::LedgerSnapshot;
 use crate::sink::Sink;
 
 /// The batcher's messages.
@@ -33,6 +35,28 @@ impl fmt::Debug for BatcherMsg {
 
 pub(crate) type SinkFactory = Arc<dyn Fn() -> Result<Box<dyn Sink>, BoxError> + Send + Sync>;
 
+/// A flush request the batcher is working on, parked where the pipeline's
+/// finalizer can answer it should the batcher be abandoned meanwhile.
+pub(crate) struct ParkedFlush {
+    /// The incarnation working on it.
+    token: u64,
+    reply: Reply<Result<FlushReport, FlushError>>,
+    before: LedgerSnapshot,
+    start: Instant,
+}
+
+/// Shared by every incarnation of the batcher and the finalizer.
+pub(crate) type FlushSlot = Arc<Mutex<Option<ParkedFlush>>>;
+
+/// Answers a flush left parked by an abandoned batcher: the batcher is gone,
+/// the final flush (or the finalizer) has taken over.
+pub(crate) fn answer_parked(slot: &FlushSlot, now: LedgerSnapshot) {
+    if let Some(parked) = slot.lock().take() {
+        let report = FlushReport::between(&parked.before, now, parked.start.elapsed());
+        let _ = parked.reply.send(Err(FlushError::Disconnected(Box::new(report))));
+    }
+}
+
 /// An incarnation's sink.
 enum SinkSlot {
     /// The factory runs on a thread of its own; its result arrives here.
@@ -46,6 +70,7 @@ enum SinkSlot {
 pub(crate) struct Batcher<E> {
     shared: Arc<Shared<E>>,
     factory: SinkFactory,
+    parked: FlushSlot,
     /// This incarnation's claim on `shared`; see [`Shared::claim`].
     token: u64,
     sink: SinkSlot,
@@ -71,9 +96,16 @@ impl<E: Serialize + Send + 'static> Batcher<E> {
     /// whole supervision tree's start). Until the sink is built, nothing is
     /// delivered, as in an outage; a factory error fails the incarnation at
     /// its next step, and the supervisor retries with its backoff.
-    pub(crate) fn new(shared: Arc<Shared<E>>, factory: &SinkFactory) -> Batcher<E> {
+    pub(crate) fn new(shared: Arc<Shared<E>>, factory: &SinkFactory, parked: &FlushSlot) -> Batcher<E> {
         let token = shared.new_token();
-        Batcher { shared, factory: Arc::clone(factory), token, sink: SinkSlot::Failed(None), stop_seen: None }
+        Batcher {
+            shared,
+            factory: Arc::clone(factory),
+            parked: Arc::clone(parked),
+            token,
+            sink: SinkSlot::Failed(None),
+            stop_seen: None,
+        }
     }
 
     /// Runs the sink factory on a thread of its own; the thread nudges the
@@ -163,6 +195,8 @@ impl<E: Serialize + Send + 'static> Batcher<E> {
         }
     }
 
+    /// Runs a flush request. The reply is parked meanwhile (see
+    /// [`ParkedFlush`]); whoever takes it back answers.
     fn flush(
         &mut self,
         ctx: &Context<'_, BatcherMsg>,
@@ -170,35 +204,44 @@ impl<E: Serialize + Send + 'static> Batcher<E> {
         reply: Reply<Result<FlushReport, FlushError>>,
     ) -> Result<(), BoxError> {
         let shared = Arc::clone(&self.shared);
-        let token = self.token;
+        let (token, parked) = (self.token, Arc::clone(&self.parked));
         let (start, before) = (Instant::now(), shared.snapshot());
+        *parked.lock() = Some(ParkedFlush { token, reply, before: before.clone(), start });
+        // Unless the finalizer answered it, this incarnation being abandoned.
+        let answer = |result: Result<FlushReport, FlushError>| {
+            let mut slot = parked.lock();
+            if slot.as_ref().is_some_and(|p| p.token == token)
+                && let Some(p) = slot.take()
+            {
+                let _ = p.reply.send(result);
+            }
+        };
         let stop = || ctx.stop_requested() || !shared.owns(token);
-        let report = || FlushReport::between(&before, shared.snapshot(), start.elapsed());
+        let report = || Box::new(FlushReport::between(&before, shared.snapshot(), start.elapsed()));
         let sink = match self.sink(Some(deadline), &stop) {
             Ok(Some(sink)) => sink,
             // Still no sink: an outage, or the batcher is stopping.
             Ok(None) => {
-                let err = if stop() { FlushError::Disconnected } else { FlushError::Timeout };
-                let _ = reply.send(Err(err(Box::new(report()))));
+                answer(Err(if stop() { FlushError::Disconnected(report()) } else { FlushError::Timeout(report()) }));
                 return Ok(());
             }
             Err(e) => {
-                let _ = reply.send(Err(FlushError::SinkFailed(Box::new(report()))));
+                answer(Err(FlushError::SinkFailed(report())));
                 return Err(e);
             }
         };
         let (report, end) = shared.flush(sink, &SystemClock, deadline, &stop, token);
-        let answer = match end {
-            DrainEnd::Complete => Ok(report),
-            DrainEnd::Deadline => Err(FlushError::Timeout(Box::new(report))),
+        let report = Box::new(report);
+        match end {
+            DrainEnd::Complete => answer(Ok(*report)),
+            DrainEnd::Deadline => answer(Err(FlushError::Timeout(report))),
             // The final flush takes over.
-            DrainEnd::Stopped => Err(FlushError::Disconnected(Box::new(report))),
+            DrainEnd::Stopped => answer(Err(FlushError::Disconnected(report))),
             DrainEnd::Fatal(e) => {
-                let _ = reply.send(Err(FlushError::SinkFailed(Box::new(report))));
+                answer(Err(FlushError::SinkFailed(report)));
                 return Err(e);
             }
-        };
-        let _ = reply.send(answer);
+        }
         Ok(())
     }
 }

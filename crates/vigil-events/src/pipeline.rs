@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 use vigil_core::{Actor, Backoff, BoxError, ChildSpec, Context, ExitReason, Restart, Strategy, Supervisor};
 
-use crate::batcher::{Batcher, BatcherMsg, SinkFactory};
+use crate::batcher::{Batcher, BatcherMsg, FlushSlot, SinkFactory, answer_parked};
 use crate::buffer::{Buffer, Emitter};
 use crate::clock::SystemClock;
 use crate::config::{Config, ConfigError};
@@ -187,12 +187,14 @@ impl<E: Serialize + Send + 'static> PipelineBuilder<E> {
         let shutdown = self.config.shutdown_timeout;
         let shared: Arc<Shared<E>> = Arc::new(Shared::new(self.config));
 
-        let for_factory = Arc::clone(&shared);
-        let worker = ChildSpec::worker("batcher", move || Batcher::new(Arc::clone(&for_factory), &factory))
-            .restart(Restart::Permanent)
-            .backoff(self.restart_backoff)
-            .shutdown(shutdown.saturating_add(SHUTDOWN_GRACE))
-            .mailbox(MAILBOX);
+        let parked = FlushSlot::default();
+        let (for_factory, for_batcher) = (Arc::clone(&shared), Arc::clone(&parked));
+        let worker =
+            ChildSpec::worker("batcher", move || Batcher::new(Arc::clone(&for_factory), &factory, &for_batcher))
+                .restart(Restart::Permanent)
+                .backoff(self.restart_backoff)
+                .shutdown(shutdown.saturating_add(SHUTDOWN_GRACE))
+                .mailbox(MAILBOX);
         let addr = worker.addr();
         let nudge = addr.clone();
         shared.buffer.set_waker(Box::new(move || {
@@ -201,8 +203,11 @@ impl<E: Serialize + Send + 'static> PipelineBuilder<E> {
         }));
         let for_finalizer = Arc::clone(&shared);
         // Started before the batcher, so stopped after it.
-        let finalizer =
-            ChildSpec::worker(FINALIZER, move || Finalizer { shared: Arc::clone(&for_finalizer) }).mailbox(1);
+        let finalizer = ChildSpec::worker(FINALIZER, move || Finalizer {
+            shared: Arc::clone(&for_finalizer),
+            parked: Arc::clone(&parked),
+        })
+        .mailbox(1);
         let supervisor = Supervisor::builder()
             .strategy(Strategy::OneForOne)
             // No restart limit: failures are paced by the backoff instead.
@@ -220,9 +225,11 @@ impl<E: Serialize + Send + 'static> PipelineBuilder<E> {
 const FINALIZER: &str = "finalizer";
 
 /// Settles the pipeline when its supervisor stops, if the batcher's final
-/// flush did not (see [`Shared::settle`]). It has nothing else to do.
+/// flush did not (see [`Shared::settle`]), and answers a flush request the
+/// batcher was abandoned with. It has nothing else to do.
 struct Finalizer<E> {
     shared: Arc<Shared<E>>,
+    parked: FlushSlot,
 }
 
 impl<E: Serialize + Send + 'static> Actor for Finalizer<E> {
@@ -234,6 +241,7 @@ impl<E: Serialize + Send + 'static> Actor for Finalizer<E> {
 
     fn stopped(&mut self, _: &ExitReason) {
         self.shared.settle(&SystemClock);
+        answer_parked(&self.parked, self.shared.snapshot());
     }
 }
 

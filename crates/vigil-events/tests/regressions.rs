@@ -206,6 +206,36 @@ fn shutdown_interrupts_a_flush_and_no_sink_call_follows_it() {
     assert_balanced(&run.handle.ledger());
 }
 
+#[test]
+fn a_flush_waiting_on_an_abandoned_delivery_returns_once_the_pipeline_is_settled() {
+    let control = Control::new();
+    // Deliveries honour their budget (the flush's 20 s) but the gate stays shut.
+    control.set_default(Step::Wait);
+    let config = fast_config().max_delay(Duration::from_secs(3600)).shutdown_timeout(Duration::from_millis(200));
+    let mut run = start(config, &control);
+    run.settle_timer();
+    run.emit_all(0..10);
+    let system = run.system.take().unwrap();
+    let unblock = scopeguard(|| control.open_gate());
+    let (flushed, took, shutdown) = std::thread::scope(|s| {
+        let flush = s.spawn(|| {
+            let asked = Instant::now();
+            (run.handle.flush(Duration::from_secs(20)), asked.elapsed())
+        });
+        wait_until("the flush's delivery is in the sink", || control.inside() == 1);
+        let shutdown = system.shutdown();
+        let (flushed, took) = flush.join().unwrap();
+        (flushed, took, shutdown)
+    });
+    drop(unblock);
+    let shutdown = shutdown.expect("shutdown completes");
+    assert_eq!(shutdown.abandoned, ["root/events/batcher"], "the delivery outlasted the shutdown timeout");
+    assert!(took < Duration::from_secs(10), "the flush waited {took:?} for an abandoned batcher");
+    let err = flushed.expect_err("nothing was delivered");
+    assert!(matches!(err, FlushError::Disconnected(_)), "{err:?}");
+    assert_eq!(err.report().pending, 10);
+}
+
 // Item 16: close() and then shutdown during a restart backoff leave nothing pending.
 
 #[test]
