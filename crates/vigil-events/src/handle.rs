@@ -83,7 +83,10 @@ impl EventsHandle {
     /// A flush yields to shutdown: when the batcher is asked to stop, the
     /// flush ends with [`FlushError::Disconnected`] between two delivery
     /// attempts (or at once while it waits for a retry or for the sink), and
-    /// the final flush takes over.
+    /// the final flush takes over. A delivery attempt already running is
+    /// not interrupted; if the batcher is abandoned in it, the flush ends
+    /// with [`FlushError::Disconnected`] when the pipeline has been settled
+    /// without it.
     ///
     /// # Errors
     ///
