@@ -296,6 +296,24 @@ pub const MAX_CAPACITY: usize = 1 << 24;
 /// The most memory the buffer may take (1 GiB): `capacity` times the size of
 /// a slot (the event type plus 24 bytes). A larger buffer is refused with
 /// [`ConfigError::BufferTooLarge`] before anything is allocated.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use vigil_events::{Batch, BuildError, Config, ConfigError, Delivery, EventPipeline, MAX_CAPACITY, Sink};
+/// # struct Null;
+/// # impl Sink for Null {
+/// #     fn deliver(&mut self, _: &Batch, _: Option<Duration>) -> Delivery { Delivery::Delivered }
+/// # }
+///
+/// // 2^24 slots of a 256-byte event would take 4.7 GB.
+/// let err = EventPipeline::builder::<[u64; 32]>(Config::default().capacity(MAX_CAPACITY))
+///     .sink(|| Ok::<_, std::io::Error>(Null))
+///     .build()
+///     .unwrap_err();
+/// assert!(matches!(err, BuildError::Config(ConfigError::BufferTooLarge { capacity: MAX_CAPACITY, .. })));
+/// ```
 pub const MAX_BUFFER_BYTES: usize = 1 << 30;
 
 /// Why a [`Config`] was refused.
