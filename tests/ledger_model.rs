@@ -204,10 +204,10 @@ impl Model {
     fn restart(&mut self, verdict: Verdict) {
         self.restarts += 1 + self.failing_builds;
         // Which failure the ledger shows last: the failed builds record
-        // `sink_factory`; after a panic mid-delivery, the first incarnation to
-        // start records `panic` again (it found the delivery unfinished).
+        // `sink_factory` (each after its incarnation started, since the sink
+        // is built off the start); a panic mid-delivery records `panic`.
         self.last_error = Some(match (verdict, self.failing_builds) {
-            (Verdict::Panic, 0 | 1) => "panic",
+            (Verdict::Panic, 0) => "panic",
             (Verdict::Fatal, 0) => "fatal",
             _ => "sink_factory",
         });

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use crossbeam_queue::ArrayQueue;
 
 use crate::coarse;
-use crate::config::{Config, OverflowPolicy};
+use crate::config::{Config, ConfigError, MAX_BUFFER_BYTES, OverflowPolicy};
 use crate::engine::Shared;
 use crate::ledger::{DropReason, Ledger, LedgerSnapshot};
 use crate::local::next_seq;
@@ -59,6 +59,24 @@ impl<E> fmt::Debug for Buffer<E> {
 }
 
 impl<E> Buffer<E> {
+    /// The bytes one slot of the queue takes: the entry and the slot's stamp.
+    pub(crate) fn slot_bytes() -> usize {
+        std::mem::size_of::<(usize, Entry<E>)>()
+    }
+
+    /// Refuses a capacity whose slots would take more than
+    /// [`MAX_BUFFER_BYTES`] (the queue is allocated up front).
+    pub(crate) fn check_size(config: &Config) -> Result<(), ConfigError> {
+        let slot_bytes = Self::slot_bytes();
+        match config.capacity.checked_mul(slot_bytes) {
+            Some(bytes) if bytes <= MAX_BUFFER_BYTES => Ok(()),
+            _ => {
+                Err(ConfigError::BufferTooLarge { capacity: config.capacity, slot_bytes, max_bytes: MAX_BUFFER_BYTES })
+            }
+        }
+    }
+
+    /// Builds the buffer. `config` must have passed [`Buffer::check_size`].
     pub(crate) fn new(config: &Config) -> Buffer<E> {
         coarse::start();
         let buffer = Buffer {
@@ -186,7 +204,7 @@ impl<E> Buffer<E> {
     /// that depend on it.
     pub(crate) fn observe_record(&self, bytes: usize) {
         let old = self.avg_record.load(Ordering::Relaxed);
-        let new = ((old * 15 + bytes) / 16).max(1);
+        let new = (old.saturating_mul(15).saturating_add(bytes) / 16).max(1);
         if new != old {
             self.avg_record.store(new, Ordering::Relaxed);
             self.update_limits(new);
@@ -196,7 +214,7 @@ impl<E> Buffer<E> {
     fn update_limits(&self, avg: usize) {
         let avg = avg.max(1);
         // One separator byte per record.
-        let per_batch = (self.max_batch_bytes / (avg + 1)).clamp(1, self.max_batch_events);
+        let per_batch = (self.max_batch_bytes / avg.saturating_add(1)).clamp(1, self.max_batch_events);
         self.nudge_at.store(per_batch, Ordering::Relaxed);
         if let Some(max) = self.max_buffered_bytes {
             self.byte_cap.store((max / avg).clamp(1, self.queue.capacity()), Ordering::Relaxed);

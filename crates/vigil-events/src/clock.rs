@@ -2,6 +2,13 @@
 
 use std::time::{Duration, Instant};
 
+/// `t + d`, or a point a century later when that overflows `Instant` (a
+/// `Duration::MAX` setting means "never").
+pub(crate) fn later(t: Instant, d: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    t.checked_add(d).or_else(|| t.checked_add(CENTURY)).unwrap_or(t)
+}
+
 /// A source of `now` and a way to wait.
 pub(crate) trait Clock {
     fn now(&self) -> Instant;
@@ -19,6 +26,18 @@ impl Clock for SystemClock {
 
     fn sleep(&self, d: Duration) {
         std::thread::sleep(d);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_saturates() {
+        let now = Instant::now();
+        assert_eq!(later(now, Duration::from_secs(1)), now + Duration::from_secs(1));
+        assert!(later(now, Duration::MAX) > now + Duration::from_secs(365 * 24 * 3600));
     }
 }
 

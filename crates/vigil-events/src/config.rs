@@ -80,7 +80,9 @@ impl Default for Config {
 impl Config {
     /// The most events the buffer holds. The buffer's memory is allocated
     /// up front: `capacity` slots of the event type plus 24 bytes each. At
-    /// most [`MAX_CAPACITY`].
+    /// most [`MAX_CAPACITY`] slots, and at most [`MAX_BUFFER_BYTES`] in all
+    /// (checked by [`PipelineBuilder::build`](crate::PipelineBuilder::build),
+    /// which knows the event type).
     ///
     /// Defaults to 65 536.
     pub fn capacity(mut self, capacity: usize) -> Config {
@@ -194,10 +196,21 @@ impl Config {
         self
     }
 
-    /// The time budget of the final flush when the batcher stops. The batch
-    /// in flight and everything still queued share it; what is left when it
-    /// runs out is dropped with the reason `shutdown`. The child spec's
-    /// shutdown timeout is set a little above it.
+    /// The time budget of the final flush when the batcher stops, counted
+    /// from when it first sees the stop request. The batch in flight and
+    /// everything still queued share it; each delivery attempt gets what is
+    /// left of it as the sink's budget.
+    ///
+    /// What the budget could not deliver stays pending (the batcher may be
+    /// started again, by a supervisor restarting a group, say), unless
+    /// [`EventsHandle::close`](crate::EventsHandle::close) was called first:
+    /// then it is dropped with the reason `shutdown`.
+    ///
+    /// The batcher worker's shutdown timeout is this plus 1 s; a sink that
+    /// ignores its budget and does not return by then is abandoned, and the
+    /// pipeline is settled without it (see
+    /// [`EventPipeline`](crate::EventPipeline)). `Duration::MAX` waits as
+    /// long as the sink takes.
     ///
     /// Defaults to 5 seconds.
     pub fn shutdown_timeout(mut self, shutdown_timeout: Duration) -> Config {
@@ -280,6 +293,29 @@ impl Config {
 /// [`ConfigError::CapacityTooLarge`].
 pub const MAX_CAPACITY: usize = 1 << 24;
 
+/// The most memory the buffer may take (1 GiB): `capacity` times the size of
+/// a slot (the event type plus 24 bytes). A larger buffer is refused with
+/// [`ConfigError::BufferTooLarge`] before anything is allocated.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use vigil_events::{Batch, BuildError, Config, ConfigError, Delivery, EventPipeline, MAX_CAPACITY, Sink};
+/// # struct Null;
+/// # impl Sink for Null {
+/// #     fn deliver(&mut self, _: &Batch, _: Option<Duration>) -> Delivery { Delivery::Delivered }
+/// # }
+///
+/// // 2^24 slots of a 256-byte event would take 4.7 GB.
+/// let err = EventPipeline::builder::<[u64; 32]>(Config::default().capacity(MAX_CAPACITY))
+///     .sink(|| Ok::<_, std::io::Error>(Null))
+///     .build()
+///     .unwrap_err();
+/// assert!(matches!(err, BuildError::Config(ConfigError::BufferTooLarge { capacity: MAX_CAPACITY, .. })));
+/// ```
+pub const MAX_BUFFER_BYTES: usize = 1 << 30;
+
 /// Why a [`Config`] was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -303,6 +339,15 @@ pub enum ConfigError {
         /// [`MAX_CAPACITY`].
         max: usize,
     },
+    /// The buffer would take more than [`MAX_BUFFER_BYTES`] of memory.
+    BufferTooLarge {
+        /// The configured `capacity`.
+        capacity: usize,
+        /// The bytes one slot takes for this event type.
+        slot_bytes: usize,
+        /// [`MAX_BUFFER_BYTES`].
+        max_bytes: usize,
+    },
     /// A batch holds more events than the buffer can.
     BatchAboveCapacity {
         /// The configured `max_batch_events`.
@@ -322,6 +367,10 @@ impl fmt::Display for ConfigError {
             ConfigError::CapacityTooLarge { capacity, max } => write!(
                 f,
                 "event pipeline config: `capacity` ({capacity}) exceeds the maximum of {max} events (the buffer is allocated up front)"
+            ),
+            ConfigError::BufferTooLarge { capacity, slot_bytes, max_bytes } => write!(
+                f,
+                "event pipeline config: `capacity` ({capacity}) slots of {slot_bytes} bytes exceed the buffer's maximum of {max_bytes} bytes (it is allocated up front)"
             ),
             ConfigError::BatchAboveCapacity { max_batch_events, capacity } => write!(
                 f,

@@ -10,13 +10,21 @@
 //! Time comes from a [`Clock`], so retry, backoff and expiry are tested
 //! without waiting.
 //!
-//! Locking: the state mutex is taken only by the batcher's thread, and it is
-//! released while the sink runs. Emitters and ledger snapshots never take it.
+//! Locking: the state mutex is taken only by the batcher's thread (and by the
+//! pipeline's finalizer when it stops), and it is released while the sink
+//! runs. Emitters and ledger snapshots never take it.
+//!
+//! Fencing: each incarnation gets an increasing token and claims the state
+//! with it when it starts; the finalizer claims it last, when the pipeline
+//! stops. Only the owner's work counts: an incarnation that was abandoned (its
+//! sink did not return in time) and comes back later finds another owner and
+//! leaves everything alone.
 
 use std::collections::VecDeque;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -24,7 +32,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use crate::buffer::Buffer;
-use crate::clock::Clock;
+use crate::clock::{Clock, later};
 use crate::config::Config;
 use crate::encode::{Staging, encode_record, framed_len, split};
 use crate::flush::FlushReport;
@@ -83,6 +91,9 @@ struct State {
     rng: u64,
     last_summary: Option<Instant>,
     summary_seen: (u64, u64),
+    /// Whether the owner's final flush (or the finalizer) has settled the
+    /// pipeline since the owner claimed it.
+    settled: bool,
 }
 
 impl State {
@@ -112,6 +123,13 @@ enum Front {
     Due,
 }
 
+/// How long a drain, or the batcher waiting for its sink to be built, waits at
+/// most before it looks again whether it must stop.
+pub(crate) const STOP_POLL: Duration = Duration::from_millis(10);
+
+/// When a drain ends at the latest: a deadline, or when asked to stop.
+type Until<'a> = (Instant, &'a dyn Fn() -> bool);
+
 /// How a drain (flush or shutdown) ended.
 #[derive(Debug)]
 pub(crate) enum DrainEnd {
@@ -119,6 +137,8 @@ pub(crate) enum DrainEnd {
     Complete,
     /// The deadline came first.
     Deadline,
+    /// The batcher was asked to stop, or another incarnation owns the state.
+    Stopped,
     /// The sink failed fatally; the batcher must restart.
     Fatal(SinkError),
 }
@@ -132,6 +152,12 @@ pub(crate) struct Shared<E> {
     prefix: &'static str,
     state: Mutex<State>,
     final_report: Mutex<Option<FlushReport>>,
+    /// The next incarnation token (tokens start at 1; 0 is the owner before
+    /// anyone claimed the state).
+    tokens: AtomicU64,
+    /// The token of the incarnation that may change the state. Written only
+    /// with the state lock held.
+    owner: AtomicU64,
 }
 
 impl<E> Shared<E> {
@@ -154,9 +180,34 @@ impl<E> Shared<E> {
                 rng: random_seed(),
                 last_summary: None,
                 summary_seen: (0, 0),
+                settled: false,
             }),
             final_report: Mutex::new(None),
+            tokens: AtomicU64::new(1),
+            owner: AtomicU64::new(0),
         }
+    }
+
+    /// A token for a new incarnation, greater than every earlier one.
+    pub(crate) fn new_token(&self) -> u64 {
+        self.tokens.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// Makes `token` the owner of the state, unless a later incarnation
+    /// already claimed it. The new owner's final flush is still to come.
+    pub(crate) fn claim(&self, token: u64) -> bool {
+        let mut st = self.state.lock();
+        if token <= self.owner.load(Ordering::SeqCst) {
+            return false;
+        }
+        self.owner.store(token, Ordering::SeqCst);
+        st.settled = false;
+        true
+    }
+
+    /// Whether `token` still owns the state.
+    pub(crate) fn owns(&self, token: u64) -> bool {
+        self.owner.load(Ordering::SeqCst) == token
     }
 
     /// A snapshot of the ledger. Takes no lock the batcher holds while delivering.
@@ -194,7 +245,7 @@ impl<E> Shared<E> {
     fn front(&self, st: &mut State, now: Instant, draining: bool) -> Front {
         loop {
             let Some(f) = st.batches.front() else { return Front::None };
-            let expires = f.created + self.config.max_batch_age;
+            let expires = later(f.created, self.config.max_batch_age);
             if now >= expires {
                 self.drop_front(st, DropReason::Expired);
                 continue;
@@ -205,9 +256,20 @@ impl<E> Shared<E> {
     }
 
     /// Delivers the front batch once and applies the outcome.
-    fn attempt(&self, sink: &mut dyn Sink, clock: &dyn Clock, budget: Option<Duration>) -> Result<(), SinkError> {
+    /// Nothing happens, and the sink's answer is ignored, when `token` does
+    /// not own the state (before or after the sink ran).
+    fn attempt(
+        &self,
+        sink: &mut dyn Sink,
+        clock: &dyn Clock,
+        budget: Option<Duration>,
+        token: u64,
+    ) -> Result<(), SinkError> {
         let (batch, retry) = {
             let mut st = self.state.lock();
+            if !self.owns(token) {
+                return Ok(());
+            }
             let Some(f) = st.batches.front_mut() else { return Ok(()) };
             f.tried_in_drain = true;
             let out = (Arc::clone(&f.batch), f.attempts > 0);
@@ -218,11 +280,14 @@ impl<E> Shared<E> {
         let result = sink.deliver(&batch, budget);
         let now = clock.now();
         let mut st = self.state.lock();
+        if !self.owns(token) {
+            // Abandoned meanwhile: the state belongs to another incarnation
+            // (or the finalizer), which has accounted for this batch.
+            return Ok(());
+        }
         st.attempt_running = false;
         match st.batches.front() {
             Some(f) if Arc::ptr_eq(&f.batch, &batch) => {}
-            // Only possible for an incarnation abandoned at shutdown whose
-            // batch was written off meanwhile: nothing left to account.
             _ => return Ok(()),
         }
         let out = self.apply(&mut st, &batch, result, now);
@@ -289,9 +354,9 @@ impl<E> Shared<E> {
         let max_age = self.config.max_batch_age;
         let Some(f) = st.batches.front_mut() else { return };
         f.attempts += 1;
-        f.retry_after_until = retry_after.map(|d| now + d);
-        f.next_attempt = now + delay;
-        if f.next_attempt >= f.created + max_age {
+        f.retry_after_until = retry_after.map(|d| later(now, d));
+        f.next_attempt = later(now, delay);
+        if f.next_attempt >= later(f.created, max_age) {
             self.drop_front(st, DropReason::Expired);
         }
     }
@@ -330,7 +395,7 @@ impl<E> Shared<E> {
     /// drops or failures happened since the last one.
     fn summarize(&self, st: &mut State, now: Instant) {
         let last = *st.last_summary.get_or_insert(now);
-        if now < last + self.config.summary_interval {
+        if now < later(last, self.config.summary_interval) {
             return;
         }
         st.last_summary = Some(now);
@@ -417,7 +482,8 @@ impl<E: Serialize> Shared<E> {
     ///
     /// One step pops at most what was queued when it began (plus one batch),
     /// so the actor gets back to its mailbox regularly under load; it then
-    /// returns `now`. It also returns `now` as soon as `stop()` is true.
+    /// returns `now`. It also returns `now` as soon as `stop()` is true or
+    /// `token` no longer owns the state.
     ///
     /// # Errors
     ///
@@ -427,12 +493,13 @@ impl<E: Serialize> Shared<E> {
         sink: &mut dyn Sink,
         clock: &dyn Clock,
         stop: &dyn Fn() -> bool,
+        token: u64,
     ) -> Result<Instant, SinkError> {
         let max_delay = self.config.max_delay;
-        let mut budget = (self.buffer.len() + self.config.max_batch_events) as u64;
+        let mut budget = (self.buffer.len() as u64).saturating_add(self.config.max_batch_events as u64);
         loop {
             let now = clock.now();
-            if stop() {
+            if stop() || !self.owns(token) {
                 return Ok(now);
             }
             let mut st = self.state.lock();
@@ -441,18 +508,18 @@ impl<E: Serialize> Shared<E> {
                 Front::Wait(at) => return Ok(at),
                 Front::Due => {
                     drop(st);
-                    self.attempt(sink, clock, self.config.delivery_timeout)?;
+                    self.attempt(sink, clock, self.config.delivery_timeout, token)?;
                     continue;
                 }
                 Front::None => {}
             }
             if self.buffer.len() == 0 && st.staged() == 0 {
                 st.last_empty = Some(now);
-                return Ok(now + max_delay);
+                return Ok(later(now, max_delay));
             }
             // Never having seen the buffer empty, the batcher cannot tell how
             // long events have waited: they are due.
-            let due_at = st.last_empty.map(|t| t + max_delay);
+            let due_at = st.last_empty.map(|t| later(t, max_delay));
             let due = self.buffer.holds_full_batch() || due_at.is_none_or(|at| now >= at);
             if let (false, Some(at)) = (due, due_at) {
                 return Ok(at);
@@ -464,16 +531,24 @@ impl<E: Serialize> Shared<E> {
         }
     }
 
-    /// Delivers what is queued and in flight until done or `deadline`.
+    /// Delivers what is queued and in flight until done, the deadline or a
+    /// stop request (`until`).
     ///
     /// Events queued after the drain began are taken too while the drain is
     /// at it, but it does not wait for them. The first attempt of each batch
     /// skips the batcher's own backoff (not the receiver's retry-after); the
-    /// sink gets what is left of the time as its budget.
-    fn drain(&self, sink: &mut dyn Sink, clock: &dyn Clock, deadline: Instant) -> DrainEnd {
+    /// sink gets what is left of the time as its budget. Between attempts,
+    /// and every [`STOP_POLL`] while it waits, it checks the stop request and that
+    /// `token` still owns the state, and ends with [`DrainEnd::Stopped`]
+    /// otherwise.
+    fn drain(&self, sink: &mut dyn Sink, clock: &dyn Clock, until: Until<'_>, token: u64) -> DrainEnd {
+        let (deadline, stop) = until;
         let mut target = self.buffer.len() as u64;
         self.state.lock().batches.iter_mut().for_each(|b| b.tried_in_drain = false);
         loop {
+            if stop() || !self.owns(token) {
+                return DrainEnd::Stopped;
+            }
             let now = clock.now();
             let mut st = self.state.lock();
             match self.front(&mut st, now, true) {
@@ -482,7 +557,7 @@ impl<E: Serialize> Shared<E> {
                         return DrainEnd::Deadline;
                     }
                     drop(st);
-                    clock.sleep(at - now);
+                    clock.sleep(at.saturating_duration_since(now).min(STOP_POLL));
                     continue;
                 }
                 Front::Due => {
@@ -492,7 +567,7 @@ impl<E: Serialize> Shared<E> {
                     }
                     let left = deadline - now;
                     let budget = self.config.delivery_timeout.map_or(left, |t| t.min(left));
-                    if let Err(e) = self.attempt(sink, clock, Some(budget)) {
+                    if let Err(e) = self.attempt(sink, clock, Some(budget), token) {
                         return DrainEnd::Fatal(e);
                     }
                     continue;
@@ -512,35 +587,85 @@ impl<E: Serialize> Shared<E> {
         }
     }
 
-    /// Flushes until `deadline`: everything queued when the flush began, and
-    /// the batch in flight.
-    pub(crate) fn flush(&self, sink: &mut dyn Sink, clock: &dyn Clock, deadline: Instant) -> (FlushReport, DrainEnd) {
+    /// Flushes until `deadline`: [`drain`](Shared::drain) and its report.
+    pub(crate) fn flush(
+        &self,
+        sink: &mut dyn Sink,
+        clock: &dyn Clock,
+        deadline: Instant,
+        stop: &dyn Fn() -> bool,
+        token: u64,
+    ) -> (FlushReport, DrainEnd) {
         let start = clock.now();
         let before = self.snapshot();
-        let end = self.drain(sink, clock, deadline);
+        let end = self.drain(sink, clock, (deadline, stop), token);
         (self.report(&before, start, clock), end)
     }
 
     /// The final flush, when the batcher stops: delivers what it can within
-    /// `budget`, logs the tally and keeps the report.
+    /// `budget`, then settles the pipeline (see [`conclude`](Shared::conclude)).
+    /// Without a sink (it could not be built) nothing is delivered.
     ///
-    /// What the budget could not deliver stays pending — the batcher may be
-    /// started again (a supervisor restarting a group, say) — unless the
-    /// buffer is closed: then nothing will deliver it any more, and it is
-    /// dropped with the reason `shutdown`. Without a sink (it could not be
-    /// built) nothing is delivered.
-    pub(crate) fn final_flush(&self, sink: Option<&mut dyn Sink>, clock: &dyn Clock, budget: Duration) -> FlushReport {
+    /// Returns `None`, having changed nothing, when `token` no longer owns
+    /// the state: an abandoned incarnation that came back.
+    pub(crate) fn final_flush(
+        &self,
+        sink: Option<&mut dyn Sink>,
+        clock: &dyn Clock,
+        budget: Duration,
+        token: u64,
+    ) -> Option<FlushReport> {
         let start = clock.now();
         let before = self.snapshot();
         let end = match sink {
-            Some(sink) => self.drain(sink, clock, start + budget),
+            Some(sink) => self.drain(sink, clock, (later(start, budget), &|| false), token),
             None => DrainEnd::Deadline,
         };
-        if let DrainEnd::Fatal(e) = &end {
-            log::warn!(target: TARGET, "fatal sink failure during the final flush: {e}");
+        let outcome = match &end {
+            DrainEnd::Complete => "complete",
+            DrainEnd::Deadline => "budget exhausted",
+            DrainEnd::Stopped => "superseded",
+            DrainEnd::Fatal(e) => {
+                log::warn!(target: TARGET, "fatal sink failure during the final flush: {e}");
+                "sink failed"
+            }
+        };
+        let mut st = self.state.lock();
+        if !self.owns(token) {
+            return None;
         }
+        Some(self.conclude(&mut st, &before, start, clock, outcome))
+    }
+
+    /// Settles the pipeline after its batcher stopped for good or was
+    /// abandoned, unless the batcher's own final flush did: takes the state
+    /// over (so an abandoned incarnation that comes back leaves it alone) and
+    /// concludes without a sink. Returns the report when it concluded.
+    pub(crate) fn settle(&self, clock: &dyn Clock) -> Option<FlushReport> {
+        let start = clock.now();
+        let before = self.snapshot();
+        let mut st = self.state.lock();
+        self.owner.store(self.new_token(), Ordering::SeqCst);
+        if st.settled {
+            return None;
+        }
+        Some(self.conclude(&mut st, &before, start, clock, "no batcher running"))
+    }
+
+    /// The end of a final flush: what was not delivered stays pending — the
+    /// batcher may be started again (a supervisor restarting a group, say) —
+    /// unless the buffer is closed: then nothing will deliver it any more,
+    /// and it is dropped with the reason `shutdown`. Logs the tally and keeps
+    /// the report.
+    fn conclude(
+        &self,
+        st: &mut State,
+        before: &LedgerSnapshot,
+        start: Instant,
+        clock: &dyn Clock,
+        outcome: &str,
+    ) -> FlushReport {
         if self.buffer.is_closed() {
-            let mut st = self.state.lock();
             let mut left = st.in_flight() - u64::from(st.encoding.is_some());
             st.staging = Staging::default();
             st.carry = None;
@@ -549,20 +674,16 @@ impl<E: Serialize> Shared<E> {
                 left += 1;
             }
             self.ledger.batcher_drop(DropReason::Shutdown, left);
-            self.publish(&st);
+            self.publish(st);
         }
-        let report = self.report(&before, start, clock);
-        let outcome = match end {
-            DrainEnd::Complete => "complete",
-            DrainEnd::Deadline => "budget exhausted",
-            DrainEnd::Fatal(_) => "sink failed",
-        };
+        let report = self.report(before, start, clock);
         if report.pending > 0 || report.ledger.dropped.total() > 0 {
             log::warn!(target: TARGET, "event pipeline stopped ({outcome}): {report}");
         } else {
             log::info!(target: TARGET, "event pipeline stopped ({outcome}): {report}");
         }
         *self.final_report.lock() = Some(report.clone());
+        st.settled = true;
         report
     }
 }
@@ -659,6 +780,9 @@ mod tests {
         });
     }
 
+    /// The token the tests act with: nobody else claims the state.
+    const T: u64 = 0;
+
     fn shared(config: Config) -> Shared<Value> {
         config.validate().unwrap();
         let s = Shared::new(config);
@@ -707,14 +831,14 @@ mod tests {
         let s = shared(small());
         let mut sink = Script::new(&clock, []);
         let t0 = clock.now();
-        assert_eq!(s.step(&mut sink, &clock, &|| false).unwrap(), t0 + Duration::from_secs(1));
+        assert_eq!(s.step(&mut sink, &clock, &|| false, T).unwrap(), t0 + Duration::from_secs(1));
         emit(&s, 0..3);
         clock.advance(Duration::from_millis(400));
         // Not due yet: the queue was empty at t0.
-        assert_eq!(s.step(&mut sink, &clock, &|| false).unwrap(), t0 + Duration::from_secs(1));
+        assert_eq!(s.step(&mut sink, &clock, &|| false, T).unwrap(), t0 + Duration::from_secs(1));
         assert_eq!(sink.calls, 0);
         clock.advance(Duration::from_millis(600));
-        s.step(&mut sink, &clock, &|| false).unwrap();
+        s.step(&mut sink, &clock, &|| false, T).unwrap();
         assert_eq!(ids(&sink.delivered), vec![0, 1, 2]);
         let snap = balanced(&s);
         assert_eq!((snap.delivered, snap.batches, snap.pending), (3, 1, 0));
@@ -725,14 +849,14 @@ mod tests {
         let clock = Arc::new(ManualClock::new());
         let s = shared(small());
         let mut sink = Script::new(&clock, []);
-        s.step(&mut sink, &clock, &|| false).unwrap();
+        s.step(&mut sink, &clock, &|| false, T).unwrap();
         emit(&s, 0..25);
-        s.step(&mut sink, &clock, &|| false).unwrap();
+        s.step(&mut sink, &clock, &|| false, T).unwrap();
         // Two full batches go; the remaining 5 wait for max_delay.
         assert_eq!(sink.delivered.iter().map(Batch::len).collect::<Vec<_>>(), vec![10, 10]);
         assert_eq!(balanced(&s).queued, 5);
         clock.advance(Duration::from_secs(1));
-        s.step(&mut sink, &clock, &|| false).unwrap();
+        s.step(&mut sink, &clock, &|| false, T).unwrap();
         assert_eq!(ids(&sink.delivered), (0..25).collect::<Vec<_>>());
         assert_eq!(balanced(&s).delivered, 25);
     }
@@ -745,7 +869,7 @@ mod tests {
         let mut sink = Script::new(&clock, []);
         emit(&s, 0..5);
         clock.advance(Duration::from_secs(2));
-        s.step(&mut sink, &clock, &|| false).unwrap();
+        s.step(&mut sink, &clock, &|| false, T).unwrap();
         for b in &sink.delivered {
             assert!(b.body().len() <= 100, "{} bytes", b.body().len());
         }
@@ -763,7 +887,7 @@ mod tests {
         s.buffer.push(json!({"i": 1, "pad": "x".repeat(100)}), &s.ledger).unwrap();
         s.buffer.push(json!({"i": 2}), &s.ledger).unwrap();
         clock.advance(Duration::from_secs(2));
-        s.step(&mut sink, &clock, &|| false).unwrap();
+        s.step(&mut sink, &clock, &|| false, T).unwrap();
         assert_eq!(ids(&sink.delivered), vec![0, 2]);
         let snap = balanced(&s);
         assert_eq!((snap.delivered, snap.dropped.too_large), (2, 1));
@@ -779,7 +903,7 @@ mod tests {
         s.buffer.push(BTreeMap::from([(vec![1], 1)]), &s.ledger).unwrap();
         s.buffer.push(BTreeMap::new(), &s.ledger).unwrap();
         clock.advance(Duration::from_secs(2));
-        s.step(&mut sink, &clock, &|| false).unwrap();
+        s.step(&mut sink, &clock, &|| false, T).unwrap();
         let snap = s.snapshot();
         assert!(snap.is_balanced(), "{snap:?}");
         assert_eq!((snap.delivered, snap.dropped.encode), (2, 1));
@@ -798,11 +922,11 @@ mod tests {
         let mut keys = BTreeSet::new();
         for _ in 0..3 {
             let t = clock.now();
-            let next = s.step(&mut sink, &clock, &|| false).unwrap();
+            let next = s.step(&mut sink, &clock, &|| false, T).unwrap();
             delays.push(next - t);
             keys.insert(s.state.lock().batches.front().unwrap().batch.idempotency_key().to_owned());
             // Waking early does nothing.
-            assert_eq!(s.step(&mut sink, &clock, &|| false).unwrap(), next);
+            assert_eq!(s.step(&mut sink, &clock, &|| false, T).unwrap(), next);
             clock.advance(next - t);
         }
         for (i, d) in delays.iter().enumerate() {
@@ -810,7 +934,7 @@ mod tests {
             assert!(*d >= base / 2 && *d <= base, "attempt {i}: {d:?} outside [{:?}, {base:?}]", base / 2);
         }
         assert_eq!(keys.len(), 1, "the key is stable across retries");
-        s.step(&mut sink, &clock, &|| false).unwrap();
+        s.step(&mut sink, &clock, &|| false, T).unwrap();
         assert_eq!(ids(&sink.delivered), vec![0, 1, 2]);
         assert_eq!(sink.delivered[0].idempotency_key(), keys.first().unwrap());
         let snap = balanced(&s);
@@ -826,12 +950,12 @@ mod tests {
         emit(&s, 0..1);
         clock.advance(Duration::from_secs(1));
         let t = clock.now();
-        assert_eq!(s.step(&mut sink, &clock, &|| false).unwrap(), t + Duration::from_secs(7));
+        assert_eq!(s.step(&mut sink, &clock, &|| false, T).unwrap(), t + Duration::from_secs(7));
         clock.advance(Duration::from_millis(6999));
-        s.step(&mut sink, &clock, &|| false).unwrap();
+        s.step(&mut sink, &clock, &|| false, T).unwrap();
         assert_eq!(sink.calls, 1);
         clock.advance(Duration::from_millis(1));
-        s.step(&mut sink, &clock, &|| false).unwrap();
+        s.step(&mut sink, &clock, &|| false, T).unwrap();
         assert_eq!(sink.delivered.len(), 1);
         balanced(&s);
     }
@@ -857,7 +981,7 @@ mod tests {
         clock.advance(Duration::from_secs(1));
         let mut guard = 0;
         while s.snapshot().dropped.expired == 0 {
-            let next = s.step(&mut sink, &clock, &|| false).unwrap();
+            let next = s.step(&mut sink, &clock, &|| false, T).unwrap();
             clock.advance(next.saturating_duration_since(clock.now()));
             guard += 1;
             assert!(guard < 100, "never expired");
@@ -875,7 +999,7 @@ mod tests {
         let mut sink = Script::new(&clock, []);
         sink.default = Act::MaxEvents(3);
         emit(&s, 0..10);
-        s.step(&mut sink, &clock, &|| false).unwrap();
+        s.step(&mut sink, &clock, &|| false, T).unwrap();
         assert_eq!(ids(&sink.delivered), (0..10).collect::<Vec<_>>());
         assert!(sink.delivered.iter().all(|b| b.len() <= 3));
         let keys: BTreeSet<_> = sink.delivered.iter().map(|b| b.idempotency_key().to_owned()).collect();
@@ -894,7 +1018,7 @@ mod tests {
         sink.default = Act::TooLarge;
         emit(&s, 0..4);
         clock.advance(Duration::from_secs(1));
-        s.step(&mut sink, &clock, &|| false).unwrap();
+        s.step(&mut sink, &clock, &|| false, T).unwrap();
         let snap = balanced(&s);
         assert_eq!((snap.dropped.too_large, snap.splits, snap.delivered), (4, 3, 0));
     }
@@ -905,9 +1029,9 @@ mod tests {
         let s = shared(small());
         let mut sink = Script::new(&clock, [Act::Reject]);
         emit(&s, 0..15);
-        s.step(&mut sink, &clock, &|| false).unwrap();
+        s.step(&mut sink, &clock, &|| false, T).unwrap();
         clock.advance(Duration::from_secs(1));
-        s.step(&mut sink, &clock, &|| false).unwrap();
+        s.step(&mut sink, &clock, &|| false, T).unwrap();
         assert_eq!(ids(&sink.delivered), (10..15).collect::<Vec<_>>());
         let snap = balanced(&s);
         assert_eq!((snap.dropped.rejected, snap.delivered), (10, 5));
@@ -921,16 +1045,16 @@ mod tests {
         emit(&s, 0..5);
         clock.advance(Duration::from_secs(1));
         let mut first = Script::new(&clock, [Act::Fatal]);
-        assert!(s.step(&mut first, &clock, &|| false).is_err());
+        assert!(s.step(&mut first, &clock, &|| false, T).is_err());
         let key = s.state.lock().batches.front().unwrap().batch.idempotency_key().to_owned();
         assert_eq!(balanced(&s).in_flight, 5);
         // A fresh sink, as the restarted actor builds it.
         s.recover(&clock, true);
         let mut second = Script::new(&clock, []);
-        let next = s.step(&mut second, &clock, &|| false).unwrap();
+        let next = s.step(&mut second, &clock, &|| false, T).unwrap();
         assert_eq!(second.calls, 0, "the retry waits out the backoff");
         clock.advance(next - clock.now());
-        s.step(&mut second, &clock, &|| false).unwrap();
+        s.step(&mut second, &clock, &|| false, T).unwrap();
         assert_eq!(second.delivered[0].idempotency_key(), key);
         assert_eq!(ids(&second.delivered), (0..5).collect::<Vec<_>>());
         let snap = balanced(&s);
@@ -944,7 +1068,7 @@ mod tests {
         let s = shared(small());
         emit(&s, 0..12);
         let mut sink = Script::new(&clock, [Act::Panic]);
-        let died = catch_unwind(AssertUnwindSafe(|| s.step(&mut sink, &clock, &|| false)));
+        let died = catch_unwind(AssertUnwindSafe(|| s.step(&mut sink, &clock, &|| false, T)));
         assert!(died.is_err());
         let snap = balanced(&s);
         assert_eq!((snap.in_flight, snap.queued), (10, 2));
@@ -952,7 +1076,7 @@ mod tests {
         let mut sink = Script::new(&clock, []);
         for _ in 0..5 {
             clock.advance(Duration::from_secs(1));
-            s.step(&mut sink, &clock, &|| false).unwrap();
+            s.step(&mut sink, &clock, &|| false, T).unwrap();
         }
         assert_eq!(ids(&sink.delivered), (0..12).collect::<Vec<_>>());
         let snap = balanced(&s);
@@ -982,12 +1106,12 @@ mod tests {
         }
         clock.advance(Duration::from_secs(1));
         let mut sink = Script::new(&clock, []);
-        assert!(catch_unwind(AssertUnwindSafe(|| s.step(&mut sink, &clock, &|| false))).is_err());
+        assert!(catch_unwind(AssertUnwindSafe(|| s.step(&mut sink, &clock, &|| false, T))).is_err());
         let snap = s.snapshot();
         assert!(snap.is_balanced(), "{snap:?}");
         assert_eq!(snap.in_flight, 4, "three staged plus the one being encoded");
         s.recover(&clock, true);
-        s.step(&mut sink, &clock, &|| false).unwrap();
+        s.step(&mut sink, &clock, &|| false, T).unwrap();
         let events: Vec<u64> = sink.delivered[0]
             .body()
             .split(|&c| c == b'\n')
@@ -1006,10 +1130,10 @@ mod tests {
         let s = shared(small());
         let mut sink = Script::new(&clock, [Act::Retry(None)]);
         emit(&s, 0..25);
-        s.step(&mut sink, &clock, &|| false).unwrap();
+        s.step(&mut sink, &clock, &|| false, T).unwrap();
         assert_eq!(sink.calls, 1);
         let deadline = clock.now() + Duration::from_secs(5);
-        let (report, end) = s.flush(&mut sink, &clock, deadline);
+        let (report, end) = s.flush(&mut sink, &clock, deadline, &|| false, T);
         assert!(matches!(end, DrainEnd::Complete), "{end:?}");
         assert_eq!(report.delivered, 25);
         assert_eq!(report.pending, 0);
@@ -1024,8 +1148,8 @@ mod tests {
         let s = shared(small());
         let mut sink = Script::new(&clock, [Act::Retry(Some(Duration::from_secs(30)))]);
         emit(&s, 0..15);
-        s.step(&mut sink, &clock, &|| false).unwrap();
-        let (report, end) = s.flush(&mut sink, &clock, clock.now() + Duration::from_secs(5));
+        s.step(&mut sink, &clock, &|| false, T).unwrap();
+        let (report, end) = s.flush(&mut sink, &clock, clock.now() + Duration::from_secs(5), &|| false, T);
         assert!(matches!(end, DrainEnd::Deadline), "{end:?}");
         assert_eq!(sink.calls, 1, "no retry before retry-after");
         assert_eq!((report.delivered, report.pending), (0, 15));
@@ -1038,7 +1162,7 @@ mod tests {
         let s = shared(small().max_batch_events(5));
         let mut sink = Script::new(&clock, [Act::Slow(Duration::from_secs(3)), Act::Slow(Duration::from_secs(3))]);
         emit(&s, 0..15);
-        let (report, end) = s.flush(&mut sink, &clock, clock.now() + Duration::from_secs(4));
+        let (report, end) = s.flush(&mut sink, &clock, clock.now() + Duration::from_secs(4), &|| false, T);
         assert!(matches!(end, DrainEnd::Deadline));
         assert_eq!(sink.budgets, vec![Some(Duration::from_secs(4)), Some(Duration::from_secs(1))]);
         assert_eq!((report.delivered, report.pending), (10, 5));
@@ -1053,7 +1177,7 @@ mod tests {
         sink.default = Act::Retry(Some(Duration::from_secs(30)));
         emit(&s, 0..25);
         s.buffer.close();
-        let report = s.final_flush(Some(&mut sink), &clock, Duration::from_secs(5));
+        let report = s.final_flush(Some(&mut sink), &clock, Duration::from_secs(5), T).unwrap();
         assert_eq!(report.dropped.shutdown, 25);
         assert_eq!(report.pending, 0);
         assert_eq!(s.buffer.push(json!(1), &s.ledger), Err(crate::Dropped::Closed(json!(1))));
@@ -1069,15 +1193,15 @@ mod tests {
         let mut sink = Script::new(&clock, []);
         sink.default = Act::Retry(Some(Duration::from_secs(30)));
         emit(&s, 0..25);
-        let report = s.final_flush(Some(&mut sink), &clock, Duration::from_secs(5));
+        let report = s.final_flush(Some(&mut sink), &clock, Duration::from_secs(5), T).unwrap();
         assert_eq!((report.pending, report.delivered, report.dropped.total()), (25, 0, 0));
         assert_eq!(s.final_report().unwrap().pending, 25);
         // A later incarnation still delivers them.
         sink.default = Act::Deliver;
         clock.advance(Duration::from_secs(30));
-        s.step(&mut sink, &clock, &|| false).unwrap();
+        s.step(&mut sink, &clock, &|| false, T).unwrap();
         clock.advance(Duration::from_secs(1));
-        s.step(&mut sink, &clock, &|| false).unwrap();
+        s.step(&mut sink, &clock, &|| false, T).unwrap();
         assert_eq!(ids(&sink.delivered), (0..25).collect::<Vec<_>>());
         balanced(&s);
     }
@@ -1088,7 +1212,7 @@ mod tests {
         let s = shared(small());
         let mut sink = Script::new(&clock, []);
         emit(&s, 0..30);
-        assert_eq!(s.step(&mut sink, &clock, &|| true).unwrap(), clock.now());
+        assert_eq!(s.step(&mut sink, &clock, &|| true, T).unwrap(), clock.now());
         assert_eq!(sink.calls, 0);
         // Asked between batches: the one in flight finishes, no more start.
         let calls = std::cell::Cell::new(0);
@@ -1096,7 +1220,7 @@ mod tests {
             calls.set(calls.get() + 1);
             calls.get() > 2
         };
-        s.step(&mut sink, &clock, &stop).unwrap();
+        s.step(&mut sink, &clock, &stop, T).unwrap();
         assert_eq!(sink.calls, 1);
         balanced(&s);
     }
@@ -1108,7 +1232,7 @@ mod tests {
         let mut sink = Script::new(&clock, []);
         emit(&s, 0..33);
         s.buffer.close();
-        let report = s.final_flush(Some(&mut sink), &clock, Duration::from_secs(5));
+        let report = s.final_flush(Some(&mut sink), &clock, Duration::from_secs(5), T).unwrap();
         assert_eq!((report.delivered, report.dropped.total(), report.pending), (33, 0, 0));
         let n: usize =
             sink.delivered.iter().map(|b| serde_json::from_slice::<Vec<Value>>(b.body()).unwrap().len()).sum();
@@ -1123,12 +1247,12 @@ mod tests {
         let mut sink = Script::new(&clock, []);
         sink.default = Act::Retry(None);
         emit(&s, 0..10);
-        s.step(&mut sink, &clock, &|| false).unwrap();
+        s.step(&mut sink, &clock, &|| false, T).unwrap();
         emit(&s, 10..60);
         let snap = balanced(&s);
         assert_eq!((snap.queued, snap.in_flight, snap.dropped.oldest_evicted), (20, 10, 30));
         s.buffer.close();
-        let report = s.final_flush(None, &clock, Duration::from_secs(1));
+        let report = s.final_flush(None, &clock, Duration::from_secs(1), T).unwrap();
         assert_eq!(report.dropped.shutdown, 30);
         balanced(&s);
     }
@@ -1194,7 +1318,7 @@ mod tests {
                             next_id += 1;
                         },
                         Op::Step => {
-                            if s.step(&mut sink, &clock, &|| false).is_err() {
+                            if s.step(&mut sink, &clock, &|| false, T).is_err() {
                                 s.recover(&clock, true);
                             }
                         }
@@ -1202,7 +1326,7 @@ mod tests {
                         Op::Sink(n) => sink.acts.push_back(act(n)),
                         Op::Panic => {
                             sink.acts.push_front(Act::Panic);
-                            if catch_unwind(AssertUnwindSafe(|| s.step(&mut sink, &clock, &|| false))).is_err() {
+                            if catch_unwind(AssertUnwindSafe(|| s.step(&mut sink, &clock, &|| false, T))).is_err() {
                                 s.recover(&clock, true);
                             } else {
                                 // Nothing was due; the panic stays scripted for later.
@@ -1213,7 +1337,7 @@ mod tests {
                         }
                         Op::Flush => {
                             let deadline = clock.now() + Duration::from_secs(2);
-                            if let (_, DrainEnd::Fatal(_)) = s.flush(&mut sink, &clock, deadline) {
+                            if let (_, DrainEnd::Fatal(_)) = s.flush(&mut sink, &clock, deadline, &|| false, T) {
                                 s.recover(&clock, true);
                             }
                         }
@@ -1231,7 +1355,7 @@ mod tests {
                 // The final flush settles everything.
                 sink.acts.clear();
                 s.buffer.close();
-                let report = s.final_flush(Some(&mut sink), &clock, Duration::from_secs(600));
+                let report = s.final_flush(Some(&mut sink), &clock, Duration::from_secs(600), T).unwrap();
                 let snap = s.snapshot();
                 prop_assert!(snap.is_balanced(), "{:?}", snap);
                 prop_assert_eq!(snap.pending, 0);

@@ -66,9 +66,11 @@ pub enum FlushError {
     /// The sink reported a fatal failure; the batcher is restarting with a
     /// fresh sink and the pending events are kept.
     SinkFailed(Box<FlushReport>),
-    /// The batcher has stopped for good (its supervision tree shut down). A
-    /// batcher that was never started, or is waiting to be restarted, cannot
-    /// answer either; that ends in [`Timeout`](FlushError::Timeout).
+    /// The batcher has stopped for good (its supervision tree shut down), or
+    /// was asked to stop while the flush ran: a flush yields to shutdown, and
+    /// the final flush takes over within its own budget. A batcher that was
+    /// never started, or is waiting to be restarted, cannot answer either;
+    /// that ends in [`Timeout`](FlushError::Timeout).
     Disconnected(Box<FlushReport>),
 }
 

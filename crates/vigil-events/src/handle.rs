@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use vigil_core::{Addr, CallError};
 
 use crate::batcher::BatcherMsg;
+use crate::clock::later;
 use crate::engine::Shared;
 use crate::flush::{FlushError, FlushReport};
 use crate::ledger::LedgerSnapshot;
@@ -76,14 +77,24 @@ impl EventsHandle {
     /// flight, within `timeout`. The batch in flight and the rest share the
     /// time; the sink gets what is left of it as its budget. The receiver's
     /// retry-after is honoured; the batcher's own backoff is skipped for the
-    /// first attempt of each batch.
+    /// first attempt of each batch. While the sink factory is still running,
+    /// the flush waits for the sink within the same time.
+    ///
+    /// A flush yields to shutdown: when the batcher is asked to stop, the
+    /// flush ends with [`FlushError::Disconnected`] between two delivery
+    /// attempts (or at once while it waits for a retry or for the sink), and
+    /// the final flush takes over. A delivery attempt already running is
+    /// not interrupted; if the batcher is abandoned in it, the flush ends
+    /// with [`FlushError::Disconnected`] when the pipeline has been settled
+    /// without it.
     ///
     /// # Errors
     ///
     /// - [`FlushError::Timeout`]: the deadline passed with events pending.
     /// - [`FlushError::SinkFailed`]: the sink failed fatally (or panicked);
     ///   the batcher is restarting and keeps the events.
-    /// - [`FlushError::Disconnected`]: the batcher has stopped for good.
+    /// - [`FlushError::Disconnected`]: the batcher has stopped for good, or
+    ///   began to stop while the flush ran.
     ///
     /// Each carries the report of what was done.
     ///
@@ -91,7 +102,7 @@ impl EventsHandle {
     ///
     /// See [`EventPipeline`](crate::EventPipeline).
     pub fn flush(&self, timeout: Duration) -> Result<FlushReport, FlushError> {
-        let deadline = Instant::now().checked_add(timeout).unwrap_or_else(far_future);
+        let deadline = later(Instant::now(), timeout);
         self.flush_deadline(deadline)
     }
 
@@ -132,18 +143,18 @@ impl EventsHandle {
         self.state.is_closed()
     }
 
-    /// The report of the batcher's last final flush, once it has stopped.
+    /// The report of the pipeline's last final flush, once its supervisor has
+    /// stopped. `None` before that.
     ///
-    /// `None` before that — and also when the batcher never got to its final
-    /// flush because its sink did not return within the shutdown timeout (the
-    /// supervisor then abandons its thread). In that case
-    /// [`ledger`](EventsHandle::ledger) still accounts for every event: what
-    /// the stuck sink holds and what is queued are `pending`.
+    /// Normally the batcher's own final flush writes it. When the batcher
+    /// could not (it was waiting out a restart backoff, or its sink did not
+    /// return within the shutdown timeout and the supervisor abandoned its
+    /// thread), the pipeline's finalizer settles it without a sink: the
+    /// report then shows nothing delivered, and what was pending is dropped
+    /// with the reason `shutdown` if [`close`](EventsHandle::close) was
+    /// called, or stays pending otherwise. An abandoned batcher whose sink
+    /// returns later changes neither the report nor the ledger.
     pub fn final_report(&self) -> Option<FlushReport> {
         self.state.final_report()
     }
-}
-
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }

@@ -133,7 +133,7 @@ mod pipeline;
 mod sink;
 
 pub use buffer::{Dropped, Emitter};
-pub use config::{Config, ConfigError, MAX_CAPACITY, OverflowPolicy};
+pub use config::{Config, ConfigError, MAX_BUFFER_BYTES, MAX_CAPACITY, OverflowPolicy};
 pub use flush::{FlushError, FlushReport};
 pub use handle::EventsHandle;
 pub use ledger::{DropCounts, DropReason, LastError, LedgerSnapshot};

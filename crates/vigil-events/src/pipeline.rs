@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use vigil_core::{Backoff, BoxError, ChildSpec, Restart, Strategy, Supervisor};
+use vigil_core::{Actor, Backoff, BoxError, ChildSpec, Context, ExitReason, Restart, Strategy, Supervisor};
 
-use crate::batcher::{Batcher, BatcherMsg, SinkFactory};
-use crate::buffer::Emitter;
+use crate::batcher::{Batcher, BatcherMsg, FlushSlot, SinkFactory, answer_parked};
+use crate::buffer::{Buffer, Emitter};
+use crate::clock::SystemClock;
 use crate::config::{Config, ConfigError};
 use crate::engine::Shared;
 use crate::handle::EventsHandle;
@@ -30,7 +31,9 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 ///
 /// - an [`Emitter`] for request threads,
 /// - a [`ChildSpec`] to put in your supervision tree: a small supervisor
-///   (id `events` by default) holding the batcher worker (id `batcher`),
+///   (id `events` by default) holding the batcher worker (id `batcher`) and
+///   a finalizer worker (id `finalizer`) that settles the pipeline when the
+///   supervisor stops even if the batcher cannot (see below),
 /// - an [`EventsHandle`] to flush, close and read the ledger from any thread.
 ///
 /// # Why a supervisor of its own?
@@ -42,6 +45,16 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// certificate, say — is retried at a slowing pace, logged and counted in the
 /// ledger, and never escalates into the rest of your tree. That is the lesson
 /// of the incident this crate exists for.
+///
+/// # Who settles the pipeline at shutdown?
+///
+/// The batcher's final flush, normally. When no batcher runs at that point
+/// (it is waiting out its restart backoff) or it was abandoned (its sink did
+/// not return within the shutdown timeout), the finalizer, stopped right after
+/// it, does the same without a sink: after [`EventsHandle::close`] it drops
+/// what is pending with the reason `shutdown`, logs the tally and sets
+/// [`EventsHandle::final_report`]. It also fences the batcher: an abandoned
+/// incarnation whose sink returns later changes nothing any more.
 ///
 /// # Examples
 ///
@@ -116,9 +129,12 @@ impl<E: Serialize + Send + 'static> PipelineBuilder<E> {
     /// credentials) in its constructor picks up changes after a fatal
     /// failure.
     ///
-    /// A factory error does not fail the start of your tree: the batcher
-    /// starts, fails at once with that error, and is restarted after the
-    /// backoff. Events keep queueing meanwhile.
+    /// The factory runs on a thread of its own, so it may block (read files,
+    /// resolve names): neither a slow factory nor an error fails the start of
+    /// your tree. Until the sink is built nothing is delivered, as in an
+    /// outage: events keep queueing, flushes wait for it within their
+    /// deadline, and shutdown does not wait for it beyond its budget. A
+    /// factory error fails the batcher, which is restarted after the backoff.
     ///
     /// Required; [`build`](PipelineBuilder::build) fails without it.
     pub fn sink<S, Er, F>(mut self, factory: F) -> Self
@@ -158,37 +174,75 @@ impl<E: Serialize + Send + 'static> PipelineBuilder<E> {
     ///
     /// # Errors
     ///
-    /// [`BuildError::Config`] names the configuration field that cannot work;
+    /// [`BuildError::Config`] names the configuration field that cannot work,
+    /// including [`ConfigError::BufferTooLarge`] when the buffer of events of
+    /// type `E` would take more than [`MAX_BUFFER_BYTES`](crate::MAX_BUFFER_BYTES)
+    /// (checked before anything is allocated);
     /// [`BuildError::MissingSink`] when [`sink`](PipelineBuilder::sink) was
     /// not called.
     pub fn build(self) -> Result<(Emitter<E>, ChildSpec, EventsHandle), BuildError> {
         self.config.validate().map_err(BuildError::Config)?;
+        Buffer::<E>::check_size(&self.config).map_err(BuildError::Config)?;
         let factory = self.sink.ok_or(BuildError::MissingSink)?;
         let shutdown = self.config.shutdown_timeout;
         let shared: Arc<Shared<E>> = Arc::new(Shared::new(self.config));
 
-        let for_factory = Arc::clone(&shared);
-        let worker = ChildSpec::worker("batcher", move || Batcher::new(Arc::clone(&for_factory), &factory))
-            .restart(Restart::Permanent)
-            .backoff(self.restart_backoff)
-            .shutdown(shutdown.saturating_add(SHUTDOWN_GRACE))
-            .mailbox(MAILBOX);
+        let parked = FlushSlot::default();
+        let (for_factory, for_batcher) = (Arc::clone(&shared), Arc::clone(&parked));
+        let worker =
+            ChildSpec::worker("batcher", move || Batcher::new(Arc::clone(&for_factory), &factory, &for_batcher))
+                .restart(Restart::Permanent)
+                .backoff(self.restart_backoff)
+                .shutdown(shutdown.saturating_add(SHUTDOWN_GRACE))
+                .mailbox(MAILBOX);
         let addr = worker.addr();
         let nudge = addr.clone();
         shared.buffer.set_waker(Box::new(move || {
             // Full or closed: the batcher is busy or gone; its timer covers it.
             let _ = nudge.try_tell(BatcherMsg::Nudge);
         }));
+        let for_finalizer = Arc::clone(&shared);
+        // Started before the batcher, so stopped after it.
+        let finalizer = ChildSpec::worker(FINALIZER, move || Finalizer {
+            shared: Arc::clone(&for_finalizer),
+            parked: Arc::clone(&parked),
+        })
+        .mailbox(1);
         let supervisor = Supervisor::builder()
             .strategy(Strategy::OneForOne)
             // No practical restart limit: failures are paced by the backoff
             // instead (a million restarts in one second is never reached).
             .intensity(vigil_core::MAX_INTENSITY, Duration::from_secs(1))
+            .child(finalizer)
             .child(worker);
         let spec = ChildSpec::supervisor(self.id, supervisor)
             .shutdown(shutdown.saturating_add(SHUTDOWN_GRACE.saturating_mul(2)));
         let handle = EventsHandle::new(addr, Arc::clone(&shared) as _);
         Ok((Emitter { shared }, spec, handle))
+    }
+}
+
+/// The id of the worker that settles the pipeline when its supervisor stops.
+const FINALIZER: &str = "finalizer";
+
+/// Settles the pipeline when its supervisor stops, if the batcher's final
+/// flush did not (see [`Shared::settle`]), and answers a flush request the
+/// batcher was abandoned with. It has nothing else to do.
+struct Finalizer<E> {
+    shared: Arc<Shared<E>>,
+    parked: FlushSlot,
+}
+
+impl<E: Serialize + Send + 'static> Actor for Finalizer<E> {
+    type Msg = ();
+
+    fn handle(&mut self, (): (), _: &mut Context<'_, ()>) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    fn stopped(&mut self, _: &ExitReason) {
+        self.shared.settle(&SystemClock);
+        answer_parked(&self.parked, self.shared.snapshot());
     }
 }
 

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use support::*;
 use vigil_events::{Dropped, FlushError};
 
-/// Timings where only flush and shutdown move partial batches.
+/// Timings where only flush and shutdown move partial batches (once the
+/// batcher has seen the buffer empty: see [`Running::settle_timer`]).
 fn slow_timer() -> vigil_events::Config {
     fast_config().max_delay(Duration::from_secs(3600))
 }
@@ -58,8 +59,11 @@ fn flush_hands_the_sink_what_is_left_of_its_deadline() {
     // Deliveries wait for a gate that never opens, up to their budget.
     control.set_default(Step::Wait);
     let mut run = start(slow_timer().delivery_timeout(Some(Duration::from_secs(60))), &control);
+    // Else the batcher may ship the events itself, with its 60 s budget.
+    run.settle_timer();
     run.emit_all(0..10);
-    let timeout = Duration::from_millis(400);
+    // Generous, so that even a batcher scheduled late tries before it ends.
+    let timeout = Duration::from_secs(2);
     let err = run.handle.flush(timeout).expect_err("nothing can be delivered");
     let report = err.into_report();
     assert_eq!(report.pending, 10);
@@ -92,6 +96,8 @@ fn flush_skips_the_batchers_own_backoff() {
 fn shutdown_delivers_what_is_queued() {
     let control = Control::new();
     let mut run = start(slow_timer(), &control);
+    // Else the batcher may deliver them before the final flush does.
+    run.settle_timer();
     run.emit_all(0..10);
     run.shutdown();
     let report = run.handle.final_report().expect("the final flush ran");

@@ -72,3 +72,30 @@ fn first_drops_warn_once_summaries_repeat_and_shutdown_tallies() {
     assert_eq!(ledger.dropped.queue_full, refused);
     assert_eq!(ledger.pending, 0);
 }
+
+#[test]
+fn a_pipeline_settled_without_its_batcher_logs_the_final_tally() {
+    capture();
+    let control = Control::new();
+    control.script([Step::Fatal]);
+    let (emitter, spec, handle) = vigil_events::EventPipeline::builder(fast_config().max_batch_events(10))
+        .sink(control.factory())
+        // Down for a long while after its first failure: no batcher runs at shutdown.
+        .restart_backoff(vigil_core::Backoff::exponential(Duration::from_secs(60), Duration::from_secs(60)))
+        .build()
+        .expect("valid pipeline");
+    let system = vigil_core::Supervisor::builder().child(spec).start().expect("the tree starts");
+    for id in 0..10 {
+        emitter.emit(Ev { id }).unwrap();
+    }
+    wait_until("the batcher failed", || handle.ledger().last_error.is_some_and(|e| e.kind == "fatal"));
+    system.shutdown().expect("clean shutdown");
+    // Not closed: the ten stay pending, and the tally says so.
+    assert_eq!(
+        lines(Level::Warn, "event pipeline stopped (no batcher running): delivered 0 dropped 0 pending 10"),
+        1,
+        "{:?}",
+        capture().0.lock()
+    );
+    assert_eq!(handle.final_report().map(|r| r.pending), Some(10));
+}

@@ -61,6 +61,7 @@ pub(crate) struct Control {
     attempts: Mutex<Vec<Attempt>>,
     builds: AtomicUsize,
     failing_builds: AtomicUsize,
+    held_builds: AtomicUsize,
     gate: Mutex<bool>,
     gate_cv: Condvar,
     inside: AtomicUsize,
@@ -87,6 +88,12 @@ impl Control {
         self.failing_builds.store(n, Ordering::SeqCst);
     }
 
+    /// The next `n` factory calls block until the gate opens (at most
+    /// [`PATIENCE`]): a slow sink factory.
+    pub(crate) fn hold_builds(&self, n: usize) {
+        self.held_builds.store(n, Ordering::SeqCst);
+    }
+
     pub(crate) fn builds(&self) -> usize {
         self.builds.load(Ordering::SeqCst)
     }
@@ -94,6 +101,13 @@ impl Control {
     pub(crate) fn open_gate(&self) {
         *self.gate.lock() = true;
         self.gate_cv.notify_all();
+    }
+
+    /// Blocks until the gate opens or `deadline` passes; whether it opened.
+    fn wait_for_gate(&self, deadline: Instant) -> bool {
+        let mut open = self.gate.lock();
+        while !*open && !self.gate_cv.wait_until(&mut open, deadline).timed_out() {}
+        *open
     }
 
     /// How many deliveries are running right now.
@@ -136,6 +150,11 @@ impl Control {
         let control = Arc::clone(self);
         move || {
             control.builds.fetch_add(1, Ordering::SeqCst);
+            let held = control.held_builds.load(Ordering::SeqCst);
+            if held > 0 {
+                control.held_builds.store(held - 1, Ordering::SeqCst);
+                control.wait_for_gate(Instant::now() + PATIENCE);
+            }
             let failing = control.failing_builds.load(Ordering::SeqCst);
             if failing > 0 {
                 control.failing_builds.store(failing - 1, Ordering::SeqCst);
@@ -214,10 +233,7 @@ impl Sink for TestSink {
                 Delivery::Delivered
             }
             Step::Wait => {
-                let deadline = Instant::now() + budget.unwrap_or(PATIENCE);
-                let mut open = c.gate.lock();
-                while !*open && !c.gate_cv.wait_until(&mut open, deadline).timed_out() {}
-                if *open {
+                if c.wait_for_gate(Instant::now() + budget.unwrap_or(PATIENCE)) {
                     Delivery::Delivered
                 } else {
                     Delivery::Retryable { error: err("timed out"), retry_after: None }
@@ -276,6 +292,14 @@ impl Running {
         for id in range {
             self.emitter.emit(Ev { id }).expect("accepted");
         }
+    }
+
+    /// Makes the batcher note an empty buffer, so that it times `max_delay`
+    /// from now. Without it, events emitted before its first look count as
+    /// overdue, and whether they go out on their own depends on scheduling.
+    pub(crate) fn settle_timer(&self) {
+        let report = self.handle.flush(PATIENCE).expect("an empty flush");
+        assert_eq!(report.pending, 0);
     }
 
     /// Shuts the tree down and returns how long it took.
