@@ -221,7 +221,7 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
             // sends every 200 ms) before the process is stopped.
             let answered = requests.ok.load(Ordering::Relaxed);
             if let Some(collector) = &collector {
-                collector.wait_for(Duration::from_secs(2), |s| s.unique_events >= answered);
+                collector.wait_for(Duration::from_secs(1), |s| s.unique_events >= answered);
             }
             markers.naive_crashes = manager.stop().iter().map(Duration::as_secs_f64).collect();
             (None, None)
