@@ -266,10 +266,12 @@ impl Report {
         println!();
         println!("{}", self.verdict());
         println!();
-        println!("Next: --plot timeline.svg draws this run; RUST_LOG=vigil=info shows each restart as it happens.");
+        println!("Try next: --plot timeline.svg to draw this run;");
+        println!("          RUST_LOG=vigil=info to see each restart as it happens;");
         if naive.is_none() {
-            println!("      Without --vigil-only, the naive design runs the same script for contrast.");
+            println!("          without --vigil-only, to run the naive design for contrast;");
         }
+        println!("          --help for every option.");
     }
 }
 

@@ -202,7 +202,11 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
     // The end: stop the load, flush within a budget, shut down in order.
     let requests = load.stop();
     let stopped = Snapshot::take(&target, &requests, counted, epoch.elapsed().as_secs_f64());
-    status.show(Phase::Draining, &stopped, restarts);
+    let shown = match &target {
+        Target::Naive(manager) => manager.crashes.lock().len() as u64,
+        Target::Vigil(_) => restarts,
+    };
+    status.show(Phase::Draining, &stopped, shown);
     phases.load_end_s = secs(epoch.elapsed());
     let (ledger, https) = match target {
         Target::Vigil(service) => {
