@@ -20,7 +20,6 @@ mod report;
 mod scenario;
 mod service;
 
-use std::collections::BTreeMap;
 use std::error::Error;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -303,22 +302,26 @@ fn run(args: &Args, multi: &MultiProgress) -> Result<Report, Box<dyn Error>> {
         (Some(r), Some(f)) => (Some(p99_in(0.0, r)), Some(p99_in(r, f))),
         _ => (None, None),
     };
-    // Restart lines with the same path and reason, grouped; the full text is
-    // kept (the table shortens it to the terminal's width).
-    let mut grouped: BTreeMap<(String, String), RestartSummary> = BTreeMap::new();
+    // Restart lines with the same path and reason, grouped, in the order of
+    // their first line; the full text is kept (the table shortens it to the
+    // terminal's width).
+    let mut restarts: Vec<RestartSummary> = Vec::new();
     for (t, path, reason) in &vigil.restart_log {
-        let entry = grouped.entry((path.clone(), reason.clone())).or_insert(RestartSummary {
-            path: path.clone(),
-            count: 0,
-            reason: reason.clone(),
-            first_s: (t * 10.0).round() / 10.0,
-            last_s: 0.0,
-        });
-        entry.count += 1;
-        entry.last_s = (t * 10.0).round() / 10.0;
+        let at = (t * 10.0).round() / 10.0;
+        match restarts.iter_mut().find(|r| &r.path == path && &r.reason == reason) {
+            Some(group) => {
+                group.count += 1;
+                group.last_s = at;
+            }
+            None => restarts.push(RestartSummary {
+                path: path.clone(),
+                count: 1,
+                reason: reason.clone(),
+                first_s: at,
+                last_s: at,
+            }),
+        }
     }
-    let mut restarts: Vec<RestartSummary> = grouped.into_values().collect();
-    restarts.sort_by(|a, b| a.first_s.total_cmp(&b.first_s));
     let requests = figures(&vigil.requests);
     let ledger = vigil.ledger.ok_or("the Vigil run has a ledger")?;
     let https = vigil.https.ok_or("the Vigil run has HTTPS stats")?;

@@ -106,18 +106,21 @@ pub(crate) fn thousands(n: u64) -> String {
     out
 }
 
-/// `text` cut to at most `width` characters at a word boundary, with `…`.
+/// `text` cut to at most `width` characters at a word boundary, with `…`;
+/// its indentation is kept.
 pub(crate) fn ellipsize(text: &str, width: usize) -> String {
     if text.chars().count() <= width {
         return text.to_owned();
     }
-    let mut out = String::new();
-    for word in text.split(' ') {
-        let extra = if out.is_empty() { 0 } else { 1 };
-        if out.chars().count() + extra + word.chars().count() + 2 > width {
+    let body = text.trim_start_matches(' ');
+    let mut out = " ".repeat(text.len() - body.len());
+    let indent = out.len();
+    for word in body.split(' ') {
+        let space = usize::from(out.len() > indent);
+        if out.chars().count() + space + word.chars().count() + 2 > width {
             break;
         }
-        if extra == 1 {
+        if space == 1 {
             out.push(' ');
         }
         out.push_str(word);
@@ -253,14 +256,15 @@ impl Report {
         }
         if !self.restarts.is_empty() {
             println!();
-            println!("  Vigil's restart lines, by time (full text in --json):");
+            println!("  Vigil's restarts, in order (full text in --json):");
             for r in &self.restarts {
                 let when = if r.count == 1 {
                     format!("{:.1} s", r.first_s)
                 } else {
                     format!("{:.1}–{:.1} s, {}×", r.first_s, r.last_s, r.count)
                 };
-                long(format!("    {when} {}: {}", r.path, r.reason));
+                println!("    {when} {}", r.path);
+                long(format!("      {}", r.reason));
             }
         }
         println!();
@@ -476,7 +480,14 @@ fn panel<'a, 'b>(
         .y_label_area_size(70)
         .caption(caption, ("sans-serif", 16))
         .build_cartesian_2d(0.0..end, 0.0..top)?;
-    chart.configure_mesh().x_desc("time since start (s)").y_desc(unit).light_line_style(WHITE.mix(0.0)).draw()?;
+    chart
+        .configure_mesh()
+        .x_desc("time since start (s)")
+        .y_desc(unit)
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .light_line_style(WHITE.mix(0.0))
+        .draw()?;
     Ok(chart)
 }
 
