@@ -81,10 +81,7 @@ fn the_table_has_a_column_per_design_a_verdict_and_no_status_line_off_a_terminal
     // stdout is a pipe: the table only, no live display.
     assert!(!stdout.lines().any(|l| l.starts_with("design ")), "{stdout}");
     assert!(!stdout.contains('\x1b') && !stdout.contains('\r'), "{stdout}");
-    assert!(
-        stdout.lines().any(|l| l.split_whitespace().eq(["Vigil", "naive"])),
-        "a column per design:\n{stdout}"
-    );
+    assert!(stdout.lines().any(|l| l.split_whitespace().eq(["Vigil", "naive"])), "a column per design:\n{stdout}");
     let verdict = stdout.lines().find(|l| l.starts_with("Vigil: ")).expect("a verdict");
     assert!(verdict.starts_with("Vigil: 0 of ") && verdict.contains("0 events lost. Naive: "), "{verdict}");
     assert!(verdict.contains(" crashes, ") && verdict.ends_with("events lost."), "{verdict}");

@@ -116,7 +116,8 @@ impl Args {
             ));
         }
         for ca in &self.cas {
-            let text = std::fs::read_to_string(ca).map_err(|e| format!("--ca {}: cannot read it: {e}", ca.display()))?;
+            let text =
+                std::fs::read_to_string(ca).map_err(|e| format!("--ca {}: cannot read it: {e}", ca.display()))?;
             if !text.contains("-----BEGIN CERTIFICATE-----") {
                 return Err(format!("--ca {}: no PEM certificate in it", ca.display()));
             }
@@ -161,9 +162,8 @@ fn check_plot_path(plot: &Path) -> Result<(), String> {
 
 /// The endpoint: an https URL whose host answers on its port.
 fn check_endpoint(endpoint: &str) -> Result<(), String> {
-    let rest = endpoint
-        .strip_prefix("https://")
-        .ok_or_else(|| format!("--endpoint {endpoint}: not an https:// URL"))?;
+    let rest =
+        endpoint.strip_prefix("https://").ok_or_else(|| format!("--endpoint {endpoint}: not an https:// URL"))?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let address = if authority.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok()) {
         authority.to_owned()
@@ -277,11 +277,15 @@ fn run(args: &Args, multi: &MultiProgress) -> Result<Report, Box<dyn Error>> {
     header.set_message(Status::header());
     let vigil = scenario::run(args, Design::Vigil, &Status::new(multi, Design::Vigil)?)?;
     // The incident's design, the same script a second time, in a child process.
-    let naive =
-        if args.contrast() { Some(scenario::run(args, Design::Naive, &Status::new(multi, Design::Naive)?)?) } else { None };
+    let naive = if args.contrast() {
+        Some(scenario::run(args, Design::Naive, &Status::new(multi, Design::Naive)?)?)
+    } else {
+        None
+    };
     header.finish();
     let plot_error = args.plot.as_ref().and_then(|path| {
-        match report::plot(path, &vigil.timeline, &vigil.markers, naive.as_ref().map(|n| (&n.timeline[..], &n.markers))) {
+        match report::plot(path, &vigil.timeline, &vigil.markers, naive.as_ref().map(|n| (&n.timeline[..], &n.markers)))
+        {
             Ok(()) => {
                 if !args.json {
                     println!("timeline written to {}", path.display());

@@ -202,7 +202,10 @@ impl Report {
         println!();
         match naive {
             Some(n) => {
-                println!("== Incident replay: Vigil {:.1} s, then the naive design {:.1} s", self.duration_s, n.duration_s);
+                println!(
+                    "== Incident replay: Vigil {:.1} s, then the naive design {:.1} s",
+                    self.duration_s, n.duration_s
+                );
                 println!();
                 println!("  {:<32} {:>18} {:>18}", "", "Vigil", "naive");
             }
@@ -213,11 +216,7 @@ impl Report {
         }
         let failed_total = |r: &RequestFigures| format!("{} / {}", r.requests_failed, r.requests_total);
         row("requests failed / total", failed_total(&self.requests), naive.map(|n| failed_total(&n.requests)));
-        row(
-            "latency p50 / p99 / max (ms)",
-            self.requests.latencies(),
-            naive.map(|n| n.requests.latencies()),
-        );
+        row("latency p50 / p99 / max (ms)", self.requests.latencies(), naive.map(|n| n.requests.latencies()));
         if let (Some(healthy), Some(outage)) = (self.latency_p99_healthy_ms, self.latency_p99_outage_ms) {
             row("p99 healthy / outage (ms)", format!("{healthy:.1} / {outage:.1}"), None);
         }
@@ -388,7 +387,8 @@ pub(crate) fn plot(
                 .legend(|(x, y)| TriangleMarker::new((x + 8, y), 5, RESTART.filled()));
         }
         if naive.is_some() {
-            let series = chart.draw_series(crashes.iter().map(|&x| Cross::new((x, top * 0.6), 5, CRASH.stroke_width(2))))?;
+            let series =
+                chart.draw_series(crashes.iter().map(|&x| Cross::new((x, top * 0.6), 5, CRASH.stroke_width(2))))?;
             if labels {
                 series
                     .label(format!("naive process crash ({})", crashes.len()))
@@ -413,14 +413,18 @@ pub(crate) fn plot(
             .label("naive: answered")
             .legend(legend(NAIVE, 2));
         requests
-            .draw_series(LineSeries::new(naive_points.iter().map(|p| (p.t, p.failed_per_s)), NAIVE_FAILED.stroke_width(3)))?
+            .draw_series(LineSeries::new(
+                naive_points.iter().map(|p| (p.t, p.failed_per_s)),
+                NAIVE_FAILED.stroke_width(3),
+            ))?
             .label("naive: failed")
             .legend(legend(NAIVE_FAILED, 3));
     }
     mark(&mut requests, max_rps, true)?;
     requests.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
 
-    let mut delivered = panel(&panels[1], end, "events delivered to the collector per second", max_delivered, "events/s")?;
+    let mut delivered =
+        panel(&panels[1], end, "events delivered to the collector per second", max_delivered, "events/s")?;
     delivered
         .draw_series(
             AreaSeries::new(points.iter().map(|p| (p.t, p.delivered_per_s)), 0.0, VIGIL.mix(0.25)).border_style(VIGIL),

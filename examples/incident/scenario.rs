@@ -19,7 +19,6 @@ use crate::report::{Markers, Phases, Point, secs};
 use crate::service::{ServiceConfig, VigilService};
 use crate::{Args, Status, TempDir};
 
-
 /// Which design serves the requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Design {

@@ -152,7 +152,11 @@ mod tests {
     #[test]
     fn bad_arguments_say_what_is_wrong() {
         let message = |args: &[&str]| parse(args).unwrap_err().to_string();
-        assert!(message(&["--listen"]).contains("a value is required for '--listen <ADDR>'"), "{}", message(&["--listen"]));
+        assert!(
+            message(&["--listen"]).contains("a value is required for '--listen <ADDR>'"),
+            "{}",
+            message(&["--listen"])
+        );
         assert!(message(&["--max-connections", "many"]).contains("invalid value 'many'"));
         assert!(message(&["--max-connections", "0"]).contains("invalid value '0'"));
         assert!(message(&["--frobnicate"]).contains("unexpected argument '--frobnicate'"));

@@ -150,7 +150,8 @@ fn bad_arguments_exit_with_usage() {
 
 #[test]
 fn help_lists_every_flag_with_its_default_and_exits_0() {
-    let output = Command::new(env!("CARGO_BIN_EXE_vigil-collector")).arg("--help").stdin(Stdio::null()).output().unwrap();
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_vigil-collector")).arg("--help").stdin(Stdio::null()).output().unwrap();
     assert_eq!(output.status.code(), Some(0));
     let help = String::from_utf8(output.stdout).unwrap();
     for flag in ["--listen", "--dir", "--ndjson-log", "--max-connections", "--no-http-control", "--help"] {
