@@ -1,6 +1,9 @@
-//! The incident replay's pass criteria, asserted on a short run of the
-//! example (`--duration 6 --rps 400 --json`).
+//! The incident replay as a newcomer meets it: the pass criteria on a short
+//! run (`--duration 6 --rps 400 --json`), the table and the live display on a
+//! terminal 80 columns wide, `--help`, and the errors for bad inputs.
 mod support;
+
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
@@ -47,15 +50,159 @@ fn the_incident_replay_loses_no_request_and_no_event() {
         ms("latency_p99_outage_ms") <= 2.0 * ms("latency_p99_healthy_ms"),
         "p99 during the outage within 2x of healthy: {report:#}"
     );
+    // The contrast runs by default: the naive design's figures, in `naive`.
+    let naive = &report["naive"];
+    for key in ["requests_total", "requests_failed", "crashes", "events_emitted", "events_delivered", "events_lost"] {
+        assert!(naive[key].is_u64(), "naive.{key} missing in {report:#}");
+    }
+    assert_eq!(
+        naive["events_emitted"].as_u64().unwrap() - naive["events_delivered"].as_u64().unwrap(),
+        naive["events_lost"].as_u64().unwrap(),
+        "{report:#}"
+    );
     assert!(output.status.success(), "exit status {:?}", output.status);
 }
 
+/// Runs the example with `args`, stdin closed, logs off.
+fn incident(args: &[&str]) -> Output {
+    Command::new(support::example("incident"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running the incident example: {e}"))
+}
+
 #[test]
-fn bad_arguments_get_a_clear_error() {
-    let output = support::run_example("incident", &["--rps", "zero"]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--rps needs a positive integer"));
-    let output = support::run_example("incident", &["--endpoint", "https://127.0.0.1:1/ingest"]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--endpoint and --ca go together"));
+fn the_table_has_a_column_per_design_a_verdict_and_no_status_line_off_a_terminal() {
+    let output = incident(&["--duration", "3"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    // stdout is a pipe: the table only, no live display.
+    assert!(!stdout.lines().any(|l| l.starts_with("design ")), "{stdout}");
+    assert!(!stdout.contains('\x1b') && !stdout.contains('\r'), "{stdout}");
+    assert!(stdout.lines().any(|l| l.split_whitespace().eq(["Vigil", "naive"])), "a column per design:\n{stdout}");
+    let verdict = stdout.lines().find(|l| l.starts_with("Vigil: ")).expect("a verdict");
+    assert!(verdict.starts_with("Vigil: 0 of ") && verdict.contains("0 events lost. Naive: "), "{verdict}");
+    assert!(verdict.contains(" crashes, ") && verdict.ends_with("events lost."), "{verdict}");
+    assert!(stdout.contains("--plot") && stdout.contains("RUST_LOG=vigil=info"), "what to try next:\n{stdout}");
+}
+
+#[test]
+fn on_an_80_column_terminal_each_design_has_at_most_one_status_row() {
+    // `script` (util-linux) runs the example on a pseudo-terminal.
+    let exe = support::example("incident");
+    let command = format!("stty cols 80 rows 40; exec '{}' --duration 3", exe.display());
+    let output = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("`script` from util-linux runs the example on a pseudo-terminal");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    let mut screen = vt100::Parser::new(40, 80, 0);
+    let (mut most_vigil, mut most_naive) = (0, 0);
+    let mut widest = 0;
+    for byte in &output.stdout {
+        screen.process(std::slice::from_ref(byte));
+        let rows: Vec<String> = screen.screen().rows(0, 80).collect();
+        let count = |prefix: &str| rows.iter().filter(|r| r.starts_with(prefix)).count();
+        most_vigil = most_vigil.max(count("Vigil "));
+        most_naive = most_naive.max(count("naive "));
+        assert!(count("design ") <= 1, "{}", rows.join("\n"));
+    }
+    // Every line of the table fits in 80 columns, long ones shortened at a
+    // word (the one-line verdict aside).
+    for line in String::from_utf8_lossy(&output.stdout).split(['\n', '\r']) {
+        if !line.contains('\x1b') && !line.starts_with("Vigil: ") {
+            widest = widest.max(line.chars().count());
+        }
+    }
+    assert!(widest <= 80, "a line of {widest} columns:\n{}", String::from_utf8_lossy(&output.stdout));
+    let end = screen.screen().contents();
+    assert_eq!((most_vigil, most_naive), (1, 1), "one status row per design at any time; at the end:\n{end}");
+    assert!(end.contains("Vigil: 0 of "), "{end}");
+    let status_rows: Vec<&str> = end.lines().filter(|l| l.starts_with("Vigil ") || l.starts_with("naive ")).collect();
+    assert!(status_rows.iter().all(|r| r.trim_end().len() < 80), "{status_rows:#?}");
+}
+
+#[test]
+fn help_lists_every_flag_and_exits_0() {
+    let output = incident(&["--help"]);
+    assert_eq!(output.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in [
+        "--duration",
+        "--rps",
+        "--clients",
+        "--outage",
+        "--work-ms",
+        "--vigil-only",
+        "--naive",
+        "--json",
+        "--plot",
+        "--endpoint",
+        "--ca",
+        "--help",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+    for default in ["[default: 20]", "[default: 200]", "[default: 8]", "[default: 2]", "[default: 35% of --duration]"] {
+        assert!(help.contains(default), "{default} missing from:\n{help}");
+    }
+}
+
+#[test]
+fn each_bad_input_is_refused_before_the_run_with_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("vigil-incident-inputs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let not_pem = dir.join("not.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let missing = dir.join("missing.pem");
+    let (missing, not_pem) = (missing.to_str().unwrap(), not_pem.to_str().unwrap());
+    let cases: &[(&[&str], &str)] = &[
+        (&["--rps", "zero"], "invalid value 'zero' for '--rps <N>'"),
+        (&["--duration", "0"], "\"0\" is not a positive number of seconds"),
+        (&["--outage", "30", "--duration", "10"], "the fix at 32.5 s, after the run ends"),
+        (&["--plot", "missing/dir/x.svg"], "--plot missing/dir/x.svg: directory missing/dir does not exist"),
+        (&["--plot", "timeline.png"], "--plot timeline.png: the plot is written as SVG"),
+        (&["--endpoint", "https://127.0.0.1:1/ingest"], "--ca <FILE>"),
+        (&["--endpoint", "https://127.0.0.1:1/ingest", "--ca", missing], "cannot read it"),
+        (&["--endpoint", "https://127.0.0.1:1/ingest", "--ca", not_pem], "no PEM certificate in it"),
+        (&["--vigil-only", "--naive"], "cannot be used with"),
+        (&["--frobnicate"], "unexpected argument '--frobnicate'"),
+    ];
+    for (args, expected) in cases {
+        let output = incident(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: expected {expected:?} in:\n{stderr}");
+        // Refused up front: nothing ran, no table.
+        assert!(output.stdout.is_empty(), "{args:?}: {}", String::from_utf8_lossy(&output.stdout));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_unreachable_endpoint_exits_non_zero_and_names_the_cause() {
+    let collector = vigil::collector::Collector::builder().start().unwrap();
+    let ca = collector.ca_pem_path();
+    let ca = ca.to_str().unwrap();
+    // A closed port: refused before the run.
+    let output = incident(&["--endpoint", "https://127.0.0.1:1/ingest", "--ca", ca]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--endpoint https://127.0.0.1:1/ingest: unreachable (127.0.0.1:1: "), "{stderr}");
+    assert!(output.stdout.is_empty());
+
+    // A collector that answers with a certificate the run does not trust:
+    // the run happens, no event is delivered, and the exit status says so.
+    let other = vigil::collector::Collector::builder().start().unwrap();
+    let endpoint = other.endpoint();
+    let output = incident(&["--endpoint", &endpoint, "--ca", ca, "--duration", "2"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("incident: not every event was delivered: 0 of "), "{stderr}");
+    assert!(stderr.contains("not trusted: unknown issuer"), "the cause: {stderr}");
+    assert!(stdout.contains("== Incident replay"), "the table is still printed: {stdout}");
 }

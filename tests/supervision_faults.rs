@@ -537,7 +537,7 @@ fn a_restart_storm_escalates_to_main_which_decides() {
         error.to_string(),
         "the supervision tree gave up: root reached max restart intensity (1 in 5s) after root/chaos exited: \
          root/chaos reached max restart intensity (3 in 5s) after root/chaos/storm exited: \
-         timeout failed: the database is down"
+         in the timeout hook: the database is down"
     );
     let chain = error.reason.chain();
     assert_eq!(chain.len(), 3);

@@ -1,17 +1,17 @@
-//! The main job: replay the incident end to end.
+//! The main job: replay the incident end to end, Vigil beside the design
+//! that failed.
 //!
 //! A payments service (tiny_http, handlers as Vigil actors) emits one event
 //! per request into a supervised batcher that ships them over HTTPS to an
-//! embedded collector. Halfway through, the collector rotates to a
-//! certificate from a CA the service does not trust; after an outage the
+//! embedded collector. A quarter of the way through, the collector rotates to
+//! a certificate from a CA the service does not trust; after an outage the
 //! operator appends the new CA to the trust file. Vigil keeps every request
-//! and every event; `--naive` runs the incident's original design beside it
-//! for comparison.
+//! and every event. Then the same script runs against the incident's original
+//! design (a plain batcher thread whose unhandled error kills the process),
+//! for contrast; `--vigil-only` skips that second run.
 //!
 //! ```text
-//! cargo run --release --example incident -- [--duration 20] [--rps 200] [--clients 8]
-//!     [--outage 7] [--naive] [--json] [--plot timeline.svg]
-//!     [--endpoint URL --ca FILE [--ca FILE ...]]
+//! cargo run --release --example incident -- --help
 //! ```
 
 mod load;
@@ -20,94 +20,172 @@ mod report;
 mod scenario;
 mod service;
 
-use std::collections::BTreeMap;
 use std::error::Error;
-use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use parking_lot::Mutex;
+use clap::Parser;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use load::{Recorder, percentile_ms};
-use report::{NaiveFigures, Point, Report, RequestFigures, RestartSummary};
+use report::{NaiveFigures, Report, RequestFigures, RestartSummary};
 use scenario::{Design, Phase, Snapshot};
 
-const USAGE: &str = "usage: incident [--duration SECS] [--rps N] [--clients N] [--outage SECS] [--naive] [--json] \
-[--plot FILE.svg] [--endpoint URL --ca FILE [--ca FILE ...]]";
-
-struct Args {
+/// Replays the incident: a CA rotation the service does not trust, an
+/// outage, the operator's fix. Vigil runs first, then the naive design with
+/// the same script, and a table compares them.
+#[derive(Debug, Parser)]
+#[command(name = "incident", after_help = AFTER_HELP)]
+pub(crate) struct Args {
+    /// Seconds of load against each design.
+    #[arg(long, value_name = "SECS", default_value = "20", value_parser = positive_secs)]
     duration: Duration,
+    /// Requests per second the load generator sends.
+    #[arg(long, value_name = "N", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
     rps: u32,
-    clients: usize,
+    /// Client threads sending the requests.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    clients: u16,
+    /// Seconds from the CA rotation to the operator's fix [default: 35% of
+    /// --duration]. The rotation comes at 25% of --duration; the fix must
+    /// come before the end.
+    #[arg(long, value_name = "SECS", value_parser = positive_secs)]
     outage: Option<Duration>,
+    /// Simulated processing time of one request, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 2)]
+    work_ms: u64,
+    /// Run Vigil only; skip the naive design's run [default: both run].
+    #[arg(long, conflicts_with = "naive")]
+    vigil_only: bool,
+    /// Run the naive design after Vigil. This is the default; the flag is
+    /// kept for scripts written when it was not.
+    #[arg(long)]
     naive: bool,
+    /// Print the report as JSON on stdout instead of the table (no live
+    /// display) [default: table].
+    #[arg(long)]
     json: bool,
+    /// Write the timeline to FILE, an SVG (the name must end in .svg)
+    /// [default: no plot].
+    #[arg(long, value_name = "FILE")]
     plot: Option<PathBuf>,
+    /// Deliver Vigil's events to this external HTTPS collector instead of the
+    /// embedded one (no scripted rotation; Vigil only) [default: embedded
+    /// collector on loopback].
+    #[arg(long, value_name = "URL", requires = "cas", conflicts_with_all = ["naive", "outage"])]
     endpoint: Option<String>,
+    /// A PEM file of CA certificates to trust for --endpoint; repeat for
+    /// several [default: none].
+    #[arg(long = "ca", value_name = "FILE", requires = "endpoint")]
     cas: Vec<PathBuf>,
-    work: Duration,
 }
 
-fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut args = Args {
-        duration: Duration::from_secs(20),
-        rps: 200,
-        clients: 8,
-        outage: None,
-        naive: false,
-        json: false,
-        plot: None,
-        endpoint: None,
-        cas: Vec::new(),
-        work: Duration::from_millis(2),
+const AFTER_HELP: &str = "Exit status: 0 when Vigil failed no request and delivered every event; 1 when it did not (the reason is on stderr); 2 for bad arguments or inputs.
+Logs: quiet by default; RUST_LOG=vigil=info prints each restart as it happens.";
+
+impl Args {
+    /// Whether the naive design runs after Vigil.
+    pub(crate) fn contrast(&self) -> bool {
+        !self.vigil_only && self.endpoint.is_none()
+    }
+
+    pub(crate) fn work(&self) -> Duration {
+        Duration::from_millis(self.work_ms)
+    }
+
+    /// When the scripted rotation and fix happen.
+    pub(crate) fn script(&self) -> (Duration, Duration) {
+        let rotate_at = self.duration.mul_f64(0.25);
+        (rotate_at, rotate_at + self.outage.unwrap_or(self.duration.mul_f64(0.35)))
+    }
+
+    /// Checks what clap cannot: contradictions between values, and the
+    /// files and endpoint the run will need. Runs before anything starts.
+    fn check(&self) -> Result<(), String> {
+        let (rotate_at, fix_at) = self.script();
+        if self.endpoint.is_none() && fix_at >= self.duration {
+            return Err(format!(
+                "--outage {:.1} with --duration {:.1}: the rotation comes at {:.1} s and the fix at {:.1} s, after \
+                 the run ends; give a shorter --outage or a longer --duration",
+                self.outage.unwrap_or_default().as_secs_f64(),
+                self.duration.as_secs_f64(),
+                rotate_at.as_secs_f64(),
+                fix_at.as_secs_f64(),
+            ));
+        }
+        for ca in &self.cas {
+            let text =
+                std::fs::read_to_string(ca).map_err(|e| format!("--ca {}: cannot read it: {e}", ca.display()))?;
+            if !text.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(format!("--ca {}: no PEM certificate in it", ca.display()));
+            }
+        }
+        if let Some(plot) = &self.plot {
+            check_plot_path(plot)?;
+        }
+        if let Some(endpoint) = &self.endpoint {
+            check_endpoint(endpoint)?;
+        }
+        Ok(())
+    }
+}
+
+fn positive_secs(v: &str) -> Result<Duration, String> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{v:?} is not a positive number of seconds"))
+}
+
+/// The plot's file: an `.svg` in a directory that exists.
+fn check_plot_path(plot: &Path) -> Result<(), String> {
+    let extension = plot.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    if extension.as_deref() != Some("svg") {
+        return Err(format!(
+            "--plot {}: the plot is written as SVG; give a file name ending in .svg (convert it to PNG afterwards \
+             if you need one)",
+            plot.display()
+        ));
+    }
+    let dir = match plot.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
     };
-    let secs = |v: Option<String>, flag: &str| -> Result<Duration, String> {
-        let v = v.ok_or(format!("{flag} needs a value"))?;
-        v.parse::<f64>()
-            .ok()
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .map(Duration::from_secs_f64)
-            .ok_or(format!("{flag}: {v:?} is not a positive number of seconds"))
+    if !dir.is_dir() {
+        return Err(format!("--plot {}: directory {} does not exist", plot.display(), dir.display()));
+    }
+    Ok(())
+}
+
+/// The endpoint: an https URL whose host answers on its port.
+fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    let rest =
+        endpoint.strip_prefix("https://").ok_or_else(|| format!("--endpoint {endpoint}: not an https:// URL"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let address = if authority.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok()) {
+        authority.to_owned()
+    } else {
+        format!("{authority}:443")
     };
-    while let Some(flag) = argv.next() {
-        match flag.as_str() {
-            "--duration" => args.duration = secs(argv.next(), "--duration")?,
-            "--outage" => args.outage = Some(secs(argv.next(), "--outage")?),
-            "--rps" => {
-                args.rps = argv
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .filter(|&n| n > 0)
-                    .ok_or("--rps needs a positive integer")?
-            }
-            "--clients" => {
-                args.clients = argv
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .filter(|&n| n > 0)
-                    .ok_or("--clients needs a positive integer")?
-            }
-            "--work-ms" => {
-                args.work =
-                    Duration::from_millis(argv.next().and_then(|v| v.parse().ok()).ok_or("--work-ms needs a number")?)
-            }
-            "--naive" => args.naive = true,
-            "--json" => args.json = true,
-            "--plot" => args.plot = Some(argv.next().ok_or("--plot needs a file name")?.into()),
-            "--endpoint" => args.endpoint = Some(argv.next().ok_or("--endpoint needs a URL")?),
-            "--ca" => args.cas.push(argv.next().ok_or("--ca needs a file")?.into()),
-            "-h" | "--help" => return Err(USAGE.to_owned()),
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<_> = address
+        .to_socket_addrs()
+        .map_err(|e| format!("--endpoint {endpoint}: cannot resolve {address}: {e}"))?
+        .collect();
+    let mut last = None;
+    for addr in addrs {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = Some(format!("{addr}: {e}")),
         }
     }
-    if args.endpoint.is_some() == args.cas.is_empty() {
-        return Err("--endpoint and --ca go together".to_owned());
-    }
-    if args.endpoint.is_some() && args.naive {
-        return Err("--naive needs the embedded collector (it scripts the rotation)".to_owned());
-    }
-    Ok(args)
+    Err(format!(
+        "--endpoint {endpoint}: unreachable ({}); is the collector running?",
+        last.unwrap_or_else(|| format!("{address} resolves to no address"))
+    ))
 }
 
 fn main() -> ExitCode {
@@ -115,35 +193,71 @@ fn main() -> ExitCode {
     if argv.peek().map(String::as_str) == Some("--naive-child") {
         return naive_child(argv.skip(1));
     }
-    let args = match parse_args(argv) {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
-    };
-    // Quiet by default: the status line and the report tell the story; set
-    // RUST_LOG=vigil=info to see every restart line as it happens.
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("off")).init();
-    match run(&args) {
-        Ok(report) => {
-            let ok = report.requests.requests_failed == 0 && report.events_pending == 0 && report.ledger_balanced;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
-            } else {
-                report.print_table();
-            }
-            if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
-        }
+    // --help and --version exit 0 here; bad arguments exit 2 with clap's message.
+    let args = Args::parse();
+    if let Err(message) = args.check() {
+        eprintln!("error: {message}");
+        return ExitCode::from(2);
+    }
+    // The live display goes to stdout, and only when stdout is a terminal.
+    let display = if args.json { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stdout() };
+    let multi = MultiProgress::with_draw_target(display);
+    // Quiet by default: the display and the report tell the story; set
+    // RUST_LOG=vigil=info to see every restart line as it happens. Log lines
+    // are written around the live display, never through it.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("off"))
+        .target(env_logger::Target::Pipe(Box::new(AroundDisplay(multi.clone()))))
+        .init();
+    let report = match run(&args, &multi) {
+        Ok(report) => report,
         Err(e) => {
             eprintln!("incident: {e}");
-            ExitCode::from(2)
+            return ExitCode::from(1);
         }
+    };
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(json) => println!("{json}"),
+            Err(e) => eprintln!("incident: cannot write the JSON report: {e}"),
+        }
+    } else {
+        report.print_table(terminal_width());
+    }
+    let mut failed = report.shortfalls();
+    if let Some((path, error)) = &report.plot_error {
+        failed.push(format!("cannot write the plot {}: {error}", path.display()));
+    }
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        for why in failed {
+            eprintln!("incident: {why}");
+        }
+        ExitCode::from(1)
     }
 }
 
+/// stderr, with the live display cleared while a log line is written.
+struct AroundDisplay(MultiProgress);
+
+impl Write for AroundDisplay {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.suspend(|| std::io::stderr().write_all(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// The width to fit the table's long lines into, when stdout is a terminal.
+fn terminal_width() -> Option<usize> {
+    console::Term::stdout().size_checked().map(|(_, columns)| usize::from(columns))
+}
+
 fn naive_child(mut argv: impl Iterator<Item = String>) -> ExitCode {
-    let (mut port, mut endpoint, mut trust, mut work) = (0, String::new(), PathBuf::new(), 2);
+    let (mut port, mut endpoint, mut trust, mut work, mut seq_base) = (0, String::new(), PathBuf::new(), 2, 0);
     while let Some(flag) = argv.next() {
         let value = argv.next().unwrap_or_default();
         match flag.as_str() {
@@ -151,22 +265,36 @@ fn naive_child(mut argv: impl Iterator<Item = String>) -> ExitCode {
             "--endpoint" => endpoint = value,
             "--trust" => trust = value.into(),
             "--work-ms" => work = value.parse().unwrap_or(2),
+            "--seq-base" => seq_base = value.parse().unwrap_or(0),
             _ => {}
         }
     }
-    naive::child_main(port, &endpoint, &trust, Duration::from_millis(work))
+    naive::child_main(port, &endpoint, &trust, Duration::from_millis(work), seq_base)
 }
 
-fn run(args: &Args) -> Result<Report, Box<dyn Error>> {
-    let vigil = scenario::run(args, Design::Vigil)?;
+fn run(args: &Args, multi: &MultiProgress) -> Result<Report, Box<dyn Error>> {
+    let header = multi.add(ProgressBar::new_spinner().with_style(ProgressStyle::with_template("{msg}")?));
+    header.set_message(Status::header());
+    let vigil = scenario::run(args, Design::Vigil, &Status::new(multi, Design::Vigil)?)?;
     // The incident's design, the same script a second time, in a child process.
-    let naive = if args.naive { Some(scenario::run(args, Design::Naive)?) } else { None };
-    if let Some(path) = &args.plot {
-        report::plot(path, &vigil.timeline, &vigil.markers, naive.as_ref().map(|n| (&n.timeline[..], &n.markers)))?;
-        if !args.json {
-            println!("timeline written to {}", path.display());
+    let naive = if args.contrast() {
+        Some(scenario::run(args, Design::Naive, &Status::new(multi, Design::Naive)?)?)
+    } else {
+        None
+    };
+    header.finish();
+    let plot_error = args.plot.as_ref().and_then(|path| {
+        match report::plot(path, &vigil.timeline, &vigil.markers, naive.as_ref().map(|n| (&n.timeline[..], &n.markers)))
+        {
+            Ok(()) => {
+                if !args.json {
+                    println!("timeline written to {}", path.display());
+                }
+                None
+            }
+            Err(e) => Some((path.clone(), e.to_string())),
         }
-    }
+    });
     let samples = vigil.requests.samples();
     let p99_in = |from: f64, to: f64| {
         let mut l: Vec<Duration> =
@@ -178,18 +306,25 @@ fn run(args: &Args) -> Result<Report, Box<dyn Error>> {
         (Some(r), Some(f)) => (Some(p99_in(0.0, r)), Some(p99_in(r, f))),
         _ => (None, None),
     };
-    let mut grouped: BTreeMap<(String, String), RestartSummary> = BTreeMap::new();
+    // Restart lines with the same path and reason, grouped, in the order of
+    // their first line; the full text is kept (the table shortens it to the
+    // terminal's width).
+    let mut restarts: Vec<RestartSummary> = Vec::new();
     for (t, path, reason) in &vigil.restart_log {
-        let short: String = reason.chars().take(200).collect();
-        let entry = grouped.entry((path.clone(), short.clone())).or_insert(RestartSummary {
-            path: path.clone(),
-            count: 0,
-            reason: short,
-            first_s: (t * 10.0).round() / 10.0,
-            last_s: 0.0,
-        });
-        entry.count += 1;
-        entry.last_s = (t * 10.0).round() / 10.0;
+        let at = (t * 10.0).round() / 10.0;
+        match restarts.iter_mut().find(|r| &r.path == path && &r.reason == reason) {
+            Some(group) => {
+                group.count += 1;
+                group.last_s = at;
+            }
+            None => restarts.push(RestartSummary {
+                path: path.clone(),
+                count: 1,
+                reason: reason.clone(),
+                first_s: at,
+                last_s: at,
+            }),
+        }
     }
     let requests = figures(&vigil.requests);
     let ledger = vigil.ledger.ok_or("the Vigil run has a ledger")?;
@@ -209,11 +344,24 @@ fn run(args: &Args) -> Result<Report, Box<dyn Error>> {
         tls_failures: https.tls_failures,
         cert_rotations: https.certificate_changes,
         server_certificate: https.server_certificate.map(|c| format!("{} (issuer {})", c.subject, c.issuer)),
-        restarts: grouped.into_values().collect(),
+        last_sink_error: https.last_error,
+        restarts,
         timeline: phases,
         duration_s: vigil.duration_s,
-        naive: naive
-            .map(|n| NaiveFigures { requests: self::figures(&n.requests), crashes: n.markers.naive_crashes.len() }),
+        naive: naive.map(|n| {
+            let requests = self::figures(&n.requests);
+            let emitted = requests.requests_total - requests.requests_failed;
+            let delivered = n.collector_unique_events.unwrap_or(0);
+            NaiveFigures {
+                crashes: n.markers.naive_crashes.len(),
+                events_emitted: emitted,
+                events_delivered: delivered,
+                events_lost: emitted.saturating_sub(delivered),
+                duration_s: n.duration_s,
+                requests,
+            }
+        }),
+        plot_error,
     })
 }
 
@@ -233,61 +381,51 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-/// The live status line: redrawn in place on a terminal, a line a second
-/// otherwise (and nothing with `--json`).
-struct Status {
-    quiet: bool,
-    tty: bool,
+/// One design's row of the live display, under a header row: redrawn in
+/// place by `indicatif`, at most 79 columns, hidden when stdout is not a
+/// terminal (or with `--json`).
+pub(crate) struct Status {
+    bar: ProgressBar,
     design: Design,
-    last: Mutex<Instant>,
 }
 
 impl Status {
-    fn new(json: bool, design: Design) -> Status {
-        Status { quiet: json, tty: std::io::stderr().is_terminal(), design, last: Mutex::new(Instant::now()) }
+    fn new(multi: &MultiProgress, design: Design) -> Result<Status, Box<dyn Error>> {
+        let bar = multi.add(ProgressBar::new_spinner().with_style(ProgressStyle::with_template("{msg}")?));
+        Ok(Status { bar, design })
     }
 
-    fn show(&self, phase: Phase, point: &Point, s: &Snapshot, restarts: u64) {
-        if self.quiet {
-            return;
-        }
-        let line = match self.design {
-            Design::Vigil => format!(
-                "[Vigil {:>5.1}s] {:<32} req/s {:>4.0}  failed {:>3}  events: emitted {:>6} delivered {:>6} buffered {:>6}  batcher restarts {:>2}",
-                s.t,
-                phase.label(),
-                point.requests_per_s,
-                s.failed,
-                s.emitted,
-                s.delivered,
-                s.pending,
-                restarts,
-            ),
-            Design::Naive => format!(
-                "[naive {:>5.1}s] {:<32} req/s {:>4.0}  failed {:>3}",
-                s.t,
-                phase.label(),
-                point.requests_per_s,
-                s.failed,
-            ),
+    fn header() -> String {
+        format!(
+            "{:<6}{:>6}  {:<8}{:>8}{:>7}{:>9}{:>10}{:>9}{:>10}",
+            "design", "time", "phase", "requests", "failed", "emitted", "delivered", "buffered", "restarts"
+        )
+    }
+
+    /// The row: what the design has done so far. For the naive design,
+    /// "emitted" counts answered requests (one event each), "buffered" is not
+    /// known, and "restarts" are process restarts after a crash.
+    pub(crate) fn show(&self, phase: Phase, s: &Snapshot, restarts: u64) {
+        let buffered = match self.design {
+            Design::Vigil => s.pending.to_string(),
+            Design::Naive => "-".to_owned(),
         };
-        let mut stderr = std::io::stderr().lock();
-        if self.tty {
-            let _ = write!(stderr, "\r\x1b[2K{line}");
-            let _ = stderr.flush();
-        } else {
-            let mut last = self.last.lock();
-            if last.elapsed() >= Duration::from_secs(1) || phase == Phase::Draining {
-                *last = Instant::now();
-                let _ = writeln!(stderr, "{line}");
-            }
-        }
+        self.bar.set_message(format!(
+            "{:<6}{:>5.1}s  {:<8}{:>8}{:>7}{:>9}{:>10}{:>9}{:>10}",
+            self.design.name(),
+            s.t,
+            phase.short(),
+            s.ok + s.failed,
+            s.failed,
+            s.emitted,
+            s.delivered,
+            buffered,
+            restarts,
+        ));
     }
 
-    fn finish(&self) {
-        if !self.quiet && self.tty {
-            eprintln!();
-        }
+    pub(crate) fn finish(&self) {
+        self.bar.finish();
     }
 }
 

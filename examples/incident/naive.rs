@@ -17,7 +17,9 @@ use parking_lot::Mutex;
 use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 
 /// The child process: serve until killed, or until delivery fails.
-pub(crate) fn child_main(port: u16, endpoint: &str, trust: &Path, work: Duration) -> ! {
+/// Each incarnation numbers its events from `seq_base`, so the collector
+/// counts every incarnation's events apart.
+pub(crate) fn child_main(port: u16, endpoint: &str, trust: &Path, work: Duration, seq_base: u64) -> ! {
     let server = match bind(port) {
         Ok(server) => Arc::new(server),
         Err(e) => {
@@ -58,7 +60,7 @@ pub(crate) fn child_main(port: u16, endpoint: &str, trust: &Path, work: Duration
             }
         }
     });
-    let seq = Arc::new(AtomicU64::new(0));
+    let seq = Arc::new(AtomicU64::new(seq_base));
     let workers: Vec<_> = (0..8)
         .map(|_| {
             let (server, buffer, seq) = (Arc::clone(&server), Arc::clone(&buffer), Arc::clone(&seq));
@@ -134,12 +136,15 @@ impl Manager {
         let exe = std::env::current_exe()?;
         let spawn = {
             let endpoint = endpoint.to_owned();
+            let incarnations = AtomicU64::new(0);
             move || {
+                let seq_base = incarnations.fetch_add(1, Ordering::Relaxed) * 1_000_000_000;
                 Command::new(&exe)
                     .args(["--naive-child", "--port", &port.to_string(), "--endpoint", &endpoint])
                     .arg("--trust")
                     .arg(&trust)
                     .args(["--work-ms", &work.as_millis().to_string()])
+                    .args(["--seq-base", &seq_base.to_string()])
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())

@@ -25,13 +25,19 @@ impl RequestFigures {
     }
 }
 
-/// The naive design's figures.
+/// The naive design's figures. Its events are counted from the outside:
+/// one per answered request, delivered as the collector counts them.
 #[derive(Debug, Serialize)]
 pub(crate) struct NaiveFigures {
     #[serde(flatten)]
     pub(crate) requests: RequestFigures,
     /// Times the process died and was restarted by the process manager.
     pub(crate) crashes: usize,
+    pub(crate) events_emitted: u64,
+    pub(crate) events_delivered: u64,
+    /// Answered requests whose event never reached the collector.
+    pub(crate) events_lost: u64,
+    pub(crate) duration_s: f64,
 }
 
 /// A group of restart lines with the same reason.
@@ -44,7 +50,8 @@ pub(crate) struct RestartSummary {
     pub(crate) last_s: f64,
 }
 
-/// Everything the run measured.
+/// Everything the run measured. The top-level keys are Vigil's; the naive
+/// design's figures are in `naive`.
 #[derive(Debug, Serialize)]
 pub(crate) struct Report {
     #[serde(flatten)]
@@ -65,11 +72,16 @@ pub(crate) struct Report {
     pub(crate) tls_failures: u64,
     pub(crate) cert_rotations: u64,
     pub(crate) server_certificate: Option<String>,
+    /// The HTTPS sink's last error, if any (the cause when events were lost).
+    pub(crate) last_sink_error: Option<String>,
     pub(crate) restarts: Vec<RestartSummary>,
     pub(crate) timeline: Phases,
     pub(crate) duration_s: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) naive: Option<NaiveFigures>,
+    /// The plot that could not be written, and why.
+    #[serde(skip)]
+    pub(crate) plot_error: Option<(std::path::PathBuf, String)>,
 }
 
 /// When the scripted phases began, in seconds since the start.
@@ -81,82 +93,188 @@ pub(crate) struct Phases {
     pub(crate) load_end_s: f64,
 }
 
+/// `1530` as `1,530`.
+pub(crate) fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `text` cut to at most `width` characters at a word boundary, with `…`;
+/// its indentation is kept.
+pub(crate) fn ellipsize(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let body = text.trim_start_matches(' ');
+    let mut out = " ".repeat(text.len() - body.len());
+    let indent = out.len();
+    for word in body.split(' ') {
+        let space = usize::from(out.len() > indent);
+        if out.chars().count() + space + word.chars().count() + 2 > width {
+            break;
+        }
+        if space == 1 {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out.push_str(" …");
+    out
+}
+
 impl Report {
-    /// The report as a table for people.
-    pub(crate) fn print_table(&self) {
-        let row = |name: &str, value: String| println!("  {name:<34} {value}");
+    /// Vigil's events not delivered: dropped, or still pending at the end.
+    pub(crate) fn events_lost(&self) -> u64 {
+        self.events_emitted.saturating_sub(self.events_delivered)
+    }
+
+    /// What Vigil promised and did not keep, one sentence each; empty when
+    /// every request was answered and every event delivered.
+    pub(crate) fn shortfalls(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.requests.requests_failed > 0 {
+            out.push(format!(
+                "{} of {} requests failed; the first: {}",
+                self.requests.requests_failed,
+                self.requests.requests_total,
+                self.requests.first_error.as_deref().unwrap_or("no error recorded"),
+            ));
+        }
+        if self.events_lost() > 0 || !self.ledger_balanced {
+            let by_reason: Vec<String> = self
+                .events_dropped_by_reason
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(r, n)| format!("{r}={n}"))
+                .collect();
+            out.push(format!(
+                "not every event was delivered: {} of {} delivered, {} dropped{}, {} pending{}; the sink's last \
+                 error: {}",
+                self.events_delivered,
+                self.events_emitted,
+                self.events_dropped,
+                if by_reason.is_empty() { String::new() } else { format!(" ({})", by_reason.join(", ")) },
+                self.events_pending,
+                if self.ledger_balanced { "" } else { "; the ledger does not balance" },
+                self.last_sink_error.as_deref().unwrap_or("none"),
+            ));
+        }
+        out
+    }
+
+    /// The one-line verdict.
+    pub(crate) fn verdict(&self) -> String {
+        let mut line = format!(
+            "Vigil: {} of {} requests failed, {} events lost.",
+            thousands(self.requests.requests_failed),
+            thousands(self.requests.requests_total),
+            thousands(self.events_lost()),
+        );
+        if let Some(naive) = &self.naive {
+            line.push_str(&format!(
+                " Naive: {} failed, {} crashes, {} events lost.",
+                thousands(naive.requests.requests_failed),
+                thousands(naive.crashes as u64),
+                thousands(naive.events_lost),
+            ));
+        }
+        line
+    }
+
+    /// The report as a table for people: one column per design, the
+    /// verdict, and what to try next. Long lines are shortened to `width`
+    /// (the terminal's, when stdout is one); `--json` keeps the full text.
+    pub(crate) fn print_table(&self, width: Option<usize>) {
+        let width = width.unwrap_or(usize::MAX).max(40);
+        let naive = self.naive.as_ref();
+        let row = |name: &str, vigil: String, other: Option<String>| match naive {
+            Some(_) => println!("  {name:<32} {vigil:>18} {:>18}", other.unwrap_or_else(|| "-".into())),
+            None => println!("  {name:<32} {vigil:>18}"),
+        };
+        let long = |text: String| println!("{}", ellipsize(&text, width));
         println!();
-        println!("== Incident replay: {:.1} s", self.duration_s);
-        println!();
-        let vigil = format!("{} / {}", self.requests.requests_failed, self.requests.requests_total);
-        match &self.naive {
-            Some(naive) => {
-                println!("  {:<34} {:>18} {:>18}", "requests", "Vigil", "naive");
+        match naive {
+            Some(n) => {
                 println!(
-                    "  {:<34} {:>18} {:>18}",
-                    "failed / total",
-                    vigil,
-                    format!("{} / {}", naive.requests.requests_failed, naive.requests.requests_total)
+                    "== Incident replay: Vigil {:.1} s, then the naive design {:.1} s",
+                    self.duration_s, n.duration_s
                 );
-                println!(
-                    "  {:<34} {:>18} {:>18}",
-                    "latency p50 / p99 / max (ms)",
-                    self.requests.latencies(),
-                    naive.requests.latencies()
-                );
-                println!("  {:<34} {:>18} {:>18}", "process crashes", 0, naive.crashes);
-                if let Some(error) = &naive.requests.first_error {
-                    println!("  {:<34} {error}", "naive's first failed request");
-                }
+                println!();
+                println!("  {:<32} {:>18} {:>18}", "", "Vigil", "naive");
             }
             None => {
-                row("requests failed / total", vigil);
-                row("latency p50 / p99 / max (ms)", self.requests.latencies());
+                println!("== Incident replay: Vigil {:.1} s", self.duration_s);
+                println!();
             }
         }
-        if let Some(error) = &self.requests.first_error {
-            row("Vigil's first failed request", error.clone());
-        }
+        let failed_total = |r: &RequestFigures| format!("{} / {}", r.requests_failed, r.requests_total);
+        row("requests failed / total", failed_total(&self.requests), naive.map(|n| failed_total(&n.requests)));
+        row("latency p50 / p99 / max (ms)", self.requests.latencies(), naive.map(|n| n.requests.latencies()));
         if let (Some(healthy), Some(outage)) = (self.latency_p99_healthy_ms, self.latency_p99_outage_ms) {
-            row("latency p99 healthy / outage", format!("{healthy:.1} ms / {outage:.1} ms"));
+            row("p99 healthy / outage (ms)", format!("{healthy:.1} / {outage:.1}"), None);
         }
+        row("process crashes", "0".into(), naive.map(|n| n.crashes.to_string()));
+        row("batcher restarts", self.batcher_restarts.to_string(), None);
         println!();
-        row("events emitted", self.events_emitted.to_string());
-        row("events delivered", self.events_delivered.to_string());
+        row("events emitted", self.events_emitted.to_string(), naive.map(|n| n.events_emitted.to_string()));
+        row("events delivered", self.events_delivered.to_string(), naive.map(|n| n.events_delivered.to_string()));
+        row("events lost", self.events_lost().to_string(), naive.map(|n| n.events_lost.to_string()));
         let by_reason: Vec<String> =
             self.events_dropped_by_reason.iter().filter(|(_, n)| **n > 0).map(|(r, n)| format!("{r}={n}")).collect();
-        row(
-            "events dropped",
-            if by_reason.is_empty() {
-                "0".into()
-            } else {
-                format!("{} ({})", self.events_dropped, by_reason.join(", "))
-            },
-        );
-        row("events pending", self.events_pending.to_string());
-        row("ledger balanced", self.ledger_balanced.to_string());
+        if !by_reason.is_empty() {
+            row("  of which dropped", by_reason.join(", "), None);
+        }
+        row("events pending", self.events_pending.to_string(), None);
+        row("ledger balanced", self.ledger_balanced.to_string(), None);
         if let Some(unique) = self.collector_unique_events {
-            row("unique events at the collector", unique.to_string());
+            row("unique events at the collector", unique.to_string(), naive.map(|n| n.events_delivered.to_string()));
         }
         println!();
-        row("batcher restarts", self.batcher_restarts.to_string());
-        row("TLS failures", self.tls_failures.to_string());
-        row("certificate rotations seen", self.cert_rotations.to_string());
-        if let Some(cert) = &self.server_certificate {
-            row("server certificate now", cert.clone());
-        }
+        row("TLS failures", self.tls_failures.to_string(), None);
+        row("certificate rotations seen", self.cert_rotations.to_string(), None);
         if let (Some(rotation), Some(fix)) = (self.timeline.rotation_s, self.timeline.fix_s) {
+            row("CA rotation / operator fix (s)", format!("{rotation:.1} / {fix:.1}"), None);
             let drained = self.timeline.drained_s.map_or("not drained".to_owned(), |d| format!("{d:.1} s"));
-            row("rotation / fix / backlog drained", format!("{rotation:.1} s / {fix:.1} s / {drained}"));
+            row("Vigil's backlog drained at", drained, None);
+        }
+        if let Some(cert) = &self.server_certificate {
+            long(format!("  server certificate now: {cert}"));
+        }
+        if let Some(error) = naive.and_then(|n| n.requests.first_error.as_ref()) {
+            long(format!("  naive's first failed request: {error}"));
+        }
+        if let Some(error) = &self.requests.first_error {
+            long(format!("  Vigil's first failed request: {error}"));
         }
         if !self.restarts.is_empty() {
             println!();
-            println!("  supervision log, restart lines summarised:");
+            println!("  Vigil's restarts, in order (full text in --json):");
             for r in &self.restarts {
-                println!("    {}× {} ({:.1}–{:.1} s): {}", r.count, r.path, r.first_s, r.last_s, r.reason);
+                let when = if r.count == 1 {
+                    format!("{:.1} s", r.first_s)
+                } else {
+                    format!("{:.1}–{:.1} s, {}×", r.first_s, r.last_s, r.count)
+                };
+                println!("    {when} {}", r.path);
+                long(format!("      {}", r.reason));
             }
         }
         println!();
+        println!("{}", self.verdict());
+        println!();
+        println!("Try next: --plot timeline.svg to draw this run;");
+        println!("          RUST_LOG=vigil=info to see each restart as it happens;");
+        if naive.is_none() {
+            println!("          without --vigil-only, to run the naive design for contrast;");
+        }
+        println!("          --help for every option.");
     }
 }
 
@@ -167,7 +285,9 @@ pub(crate) struct Point {
     pub(crate) requests_per_s: f64,
     pub(crate) failed_per_s: f64,
     pub(crate) delivered_per_s: f64,
-    pub(crate) buffered: u64,
+    /// Events emitted and not (yet) delivered: Vigil's buffer and drops, or
+    /// the naive design's lost events.
+    pub(crate) undelivered: u64,
 }
 
 /// Markers on the timeline, in seconds.
@@ -185,18 +305,39 @@ type Chart<'a, 'b> = ChartContext<
     Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
 >;
 
-/// Draws the timeline as an SVG: requests, deliveries and the backlog, with
-/// the rotation, the fix, the restarts and the naive crashes marked.
+// One colour per thing shown: Vigil blue and red, naive teal and orange,
+// markers in colours no series uses.
+const VIGIL: RGBColor = RGBColor(31, 90, 200);
+const VIGIL_FAILED: RGBColor = RGBColor(220, 30, 30);
+const NAIVE: RGBColor = RGBColor(0, 150, 150);
+const NAIVE_FAILED: RGBColor = RGBColor(255, 140, 0);
+const ROTATION: RGBColor = RGBColor(90, 90, 90);
+const FIX: RGBColor = RGBColor(0, 150, 0);
+const RESTART: RGBColor = RGBColor(200, 0, 200);
+const CRASH: RGBColor = RGBColor(0, 0, 0);
+
+/// Draws the timeline as an SVG: requests, deliveries and the events not
+/// delivered, with the rotation, the fix, every batcher restart and every
+/// naive crash marked.
 pub(crate) fn plot(
     path: &Path,
     points: &[Point],
     markers: &Markers,
     naive: Option<(&[Point], &Markers)>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let end = points.last().map_or(1.0, |p| p.t).max(1.0);
     let naive_points: &[Point] = naive.map_or(&[], |(p, _)| p);
     let crashes: &[f64] = naive.map_or(&[], |(_, m)| &m.naive_crashes);
-    let root = SVGBackend::new(path, (1100, 860)).into_drawing_area();
+    // Wide enough for every point and every marker (a restart during the
+    // final flush comes after the last point).
+    let end = points
+        .iter()
+        .chain(naive_points)
+        .map(|p| p.t)
+        .chain(markers.restarts.iter().copied())
+        .chain(crashes.iter().copied())
+        .fold(1.0, f64::max)
+        * 1.02;
+    let root = SVGBackend::new(path, (1100, 900)).into_drawing_area();
     root.fill(&WHITE)?;
     let (title, body) = root.split_vertically(50);
     title.draw(&Text::new(
@@ -207,95 +348,151 @@ pub(crate) fn plot(
     let panels = body.split_evenly((3, 1));
 
     let max_rps = points.iter().chain(naive_points).map(|p| p.requests_per_s).fold(1.0, f64::max) * 1.7;
-    let max_delivered = points.iter().map(|p| p.delivered_per_s).fold(1.0, f64::max) * 1.1;
-    let max_buffered = points.iter().map(|p| p.buffered as f64).fold(1.0, f64::max) * 1.1;
+    let max_delivered = points.iter().chain(naive_points).map(|p| p.delivered_per_s).fold(1.0, f64::max) * 1.5;
+    let max_undelivered = points.iter().chain(naive_points).map(|p| p.undelivered as f64).fold(1.0, f64::max) * 1.5;
 
-    let mark = |chart: &mut Chart<'_, '_>, top: f64, with_crashes: bool| -> Result<(), Box<dyn std::error::Error>> {
+    let legend = |color: RGBColor, width: u32| {
+        move |(x, y): (i32, i32)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(width))
+    };
+    let mark = |chart: &mut Chart<'_, '_>, top: f64, labels: bool| -> Result<(), Box<dyn std::error::Error>> {
         let vline = |x: f64, color: RGBColor| PathElement::new(vec![(x, 0.0), (x, top)], color.stroke_width(2));
         if let Some(x) = markers.rotation {
-            chart
-                .draw_series(std::iter::once(vline(x, RED)))?
-                .label("CA rotated")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED.stroke_width(2)));
+            let series = chart.draw_series(std::iter::once(vline(x, ROTATION)))?;
+            if labels {
+                series.label("CA rotated").legend(legend(ROTATION, 2));
+            }
         }
         if let Some(x) = markers.fix {
-            chart
-                .draw_series(std::iter::once(vline(x, GREEN)))?
-                .label("operator fix")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], GREEN.stroke_width(2)));
+            let series = chart.draw_series(std::iter::once(vline(x, FIX)))?;
+            if labels {
+                series.label("operator fix").legend(legend(FIX, 2));
+            }
         }
-        chart
-            .draw_series(markers.restarts.iter().map(|&x| TriangleMarker::new((x, top * 0.95), 6, MAGENTA.filled())))?
-            .label("batcher restart")
-            .legend(|(x, y)| TriangleMarker::new((x + 8, y), 5, MAGENTA.filled()));
-        if naive.is_some() && with_crashes {
-            chart
-                .draw_series(crashes.iter().map(|&x| Cross::new((x, top * 0.85), 5, BLACK.stroke_width(2))))?
-                .label("naive process crash")
-                .legend(|(x, y)| Cross::new((x + 8, y), 4, BLACK.stroke_width(2)));
+        // One marker per restart; restarts close together are stacked so
+        // that none hides another.
+        let mut placed: Vec<(f64, usize)> = Vec::new();
+        let restarts: Vec<(f64, f64)> = markers
+            .restarts
+            .iter()
+            .map(|&x| {
+                let level = placed.iter().filter(|(other, _)| (x - other).abs() < end / 80.0).count();
+                placed.push((x, level));
+                (x, top * (0.95 - 0.07 * level as f64))
+            })
+            .collect();
+        let series = chart.draw_series(restarts.iter().map(|&at| TriangleMarker::new(at, 6, RESTART.filled())))?;
+        if labels {
+            series
+                .label(format!("Vigil batcher restart ({})", markers.restarts.len()))
+                .legend(|(x, y)| TriangleMarker::new((x + 8, y), 5, RESTART.filled()));
+        }
+        if naive.is_some() {
+            let series =
+                chart.draw_series(crashes.iter().map(|&x| Cross::new((x, top * 0.6), 5, CRASH.stroke_width(2))))?;
+            if labels {
+                series
+                    .label(format!("naive process crash ({})", crashes.len()))
+                    .legend(|(x, y)| Cross::new((x + 8, y), 4, CRASH.stroke_width(2)));
+            }
         }
         Ok(())
     };
-
-    let mut requests = ChartBuilder::on(&panels[0])
-        .margin(10)
-        .x_label_area_size(25)
-        .y_label_area_size(60)
-        .caption("requests per second: answered, and failed", ("sans-serif", 16))
-        .build_cartesian_2d(0.0..end, 0.0..max_rps)?;
-    requests.configure_mesh().light_line_style(WHITE.mix(0.0)).draw()?;
+    let mut requests = panel(&panels[0], end, "requests per second: answered, and failed", max_rps, "requests/s")?;
     let answered = |p: &Point| (p.t, p.requests_per_s - p.failed_per_s);
     requests
-        .draw_series(LineSeries::new(points.iter().map(answered), BLUE.stroke_width(2)))?
+        .draw_series(LineSeries::new(points.iter().map(answered), VIGIL.stroke_width(2)))?
         .label("Vigil: answered")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE.stroke_width(2)));
+        .legend(legend(VIGIL, 2));
     requests
-        .draw_series(LineSeries::new(points.iter().map(|p| (p.t, p.failed_per_s)), RED.stroke_width(3)))?
+        .draw_series(LineSeries::new(points.iter().map(|p| (p.t, p.failed_per_s)), VIGIL_FAILED.stroke_width(3)))?
         .label("Vigil: failed")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED.stroke_width(3)));
+        .legend(legend(VIGIL_FAILED, 3));
     if naive.is_some() {
         requests
-            .draw_series(LineSeries::new(naive_points.iter().map(answered), CYAN.stroke_width(2)))?
+            .draw_series(LineSeries::new(naive_points.iter().map(answered), NAIVE.stroke_width(2)))?
             .label("naive: answered")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], CYAN.stroke_width(2)));
+            .legend(legend(NAIVE, 2));
         requests
             .draw_series(LineSeries::new(
                 naive_points.iter().map(|p| (p.t, p.failed_per_s)),
-                RGBColor(255, 140, 0).stroke_width(3),
+                NAIVE_FAILED.stroke_width(3),
             ))?
             .label("naive: failed")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RGBColor(255, 140, 0).stroke_width(3)));
+            .legend(legend(NAIVE_FAILED, 3));
     }
     mark(&mut requests, max_rps, true)?;
     requests.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
 
-    let mut delivered = ChartBuilder::on(&panels[1])
-        .margin(10)
-        .x_label_area_size(25)
-        .y_label_area_size(60)
-        .caption("events delivered per second", ("sans-serif", 16))
-        .build_cartesian_2d(0.0..end, 0.0..max_delivered)?;
-    delivered.configure_mesh().light_line_style(WHITE.mix(0.0)).draw()?;
-    delivered.draw_series(
-        AreaSeries::new(points.iter().map(|p| (p.t, p.delivered_per_s)), 0.0, GREEN.mix(0.3)).border_style(GREEN),
-    )?;
+    let mut delivered =
+        panel(&panels[1], end, "events delivered to the collector per second", max_delivered, "events/s")?;
+    delivered
+        .draw_series(
+            AreaSeries::new(points.iter().map(|p| (p.t, p.delivered_per_s)), 0.0, VIGIL.mix(0.25)).border_style(VIGIL),
+        )?
+        .label("Vigil: delivered")
+        .legend(legend(VIGIL, 2));
+    if naive.is_some() {
+        delivered
+            .draw_series(LineSeries::new(naive_points.iter().map(|p| (p.t, p.delivered_per_s)), NAIVE.stroke_width(2)))?
+            .label("naive: delivered")
+            .legend(legend(NAIVE, 2));
+    }
     mark(&mut delivered, max_delivered, false)?;
+    delivered.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
 
-    let mut buffered = ChartBuilder::on(&panels[2])
-        .margin(10)
-        .x_label_area_size(30)
-        .y_label_area_size(60)
-        .caption("events buffered (pending)", ("sans-serif", 16))
-        .build_cartesian_2d(0.0..end, 0.0..max_buffered)?;
-    buffered.configure_mesh().x_desc("seconds since start").light_line_style(WHITE.mix(0.0)).draw()?;
-    buffered.draw_series(
-        AreaSeries::new(points.iter().map(|p| (p.t, p.buffered as f64)), 0.0, RGBColor(128, 0, 128).mix(0.3))
-            .border_style(RGBColor(128, 0, 128)),
+    let mut undelivered = panel(
+        &panels[2],
+        end,
+        "events emitted but not delivered (Vigil: buffered, then drained; naive: lost)",
+        max_undelivered,
+        "events",
     )?;
-    mark(&mut buffered, max_buffered, false)?;
+    undelivered
+        .draw_series(
+            AreaSeries::new(points.iter().map(|p| (p.t, p.undelivered as f64)), 0.0, VIGIL.mix(0.25))
+                .border_style(VIGIL),
+        )?
+        .label("Vigil: buffered or lost")
+        .legend(legend(VIGIL, 2));
+    if naive.is_some() {
+        undelivered
+            .draw_series(LineSeries::new(
+                naive_points.iter().map(|p| (p.t, p.undelivered as f64)),
+                NAIVE_FAILED.stroke_width(3),
+            ))?
+            .label("naive: lost (answered, never delivered)")
+            .legend(legend(NAIVE_FAILED, 3));
+    }
+    mark(&mut undelivered, max_undelivered, false)?;
+    undelivered.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
 
     root.present()?;
     Ok(())
+}
+
+/// One panel of the plot, its axes labelled with their units.
+fn panel<'a, 'b>(
+    area: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    end: f64,
+    caption: &str,
+    top: f64,
+    unit: &str,
+) -> Result<Chart<'a, 'b>, Box<dyn std::error::Error>> {
+    let mut chart = ChartBuilder::on(area)
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(70)
+        .caption(caption, ("sans-serif", 16))
+        .build_cartesian_2d(0.0..end, 0.0..top)?;
+    chart
+        .configure_mesh()
+        .x_desc("time since start (s)")
+        .y_desc(unit)
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .light_line_style(WHITE.mix(0.0))
+        .draw()?;
+    Ok(chart)
 }
 
 /// Seconds, for reports.

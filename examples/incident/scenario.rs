@@ -38,14 +38,24 @@ pub(crate) enum Phase {
     External,
 }
 
+impl Design {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Design::Vigil => "Vigil",
+            Design::Naive => "naive",
+        }
+    }
+}
+
 impl Phase {
-    pub(crate) fn label(self) -> &'static str {
+    /// The phase in at most 8 characters, for the live display.
+    pub(crate) fn short(self) -> &'static str {
         match self {
             Phase::Healthy => "healthy",
-            Phase::Outage => "OUTAGE: CA rotated, not trusted",
-            Phase::Recovery => "operator fix applied",
-            Phase::Draining => "load stopped, flushing",
-            Phase::External => "delivering to external collector",
+            Phase::Outage => "OUTAGE",
+            Phase::Recovery => "fixed",
+            Phase::Draining => "draining",
+            Phase::External => "external",
         }
     }
 }
@@ -86,7 +96,7 @@ impl Target {
     }
 }
 
-pub(crate) fn run(args: &Args, design: Design) -> Result<Outcome, Box<dyn Error>> {
+pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcome, Box<dyn Error>> {
     let workdir = TempDir::new()?;
     let collector = match &args.endpoint {
         Some(_) => None,
@@ -109,20 +119,20 @@ pub(crate) fn run(args: &Args, design: Design) -> Result<Outcome, Box<dyn Error>
         Design::Vigil => Target::Vigil(Box::new(VigilService::start(ServiceConfig {
             endpoint: endpoint.clone(),
             trust_files: trust_files.clone(),
-            work: args.work,
+            work: args.work(),
             handlers: 8,
         })?)),
-        Design::Naive => Target::Naive(naive::Manager::start(&endpoint, trust_files[0].clone(), args.work, epoch)?),
+        Design::Naive => Target::Naive(naive::Manager::start(&endpoint, trust_files[0].clone(), args.work(), epoch)?),
     };
     let supervision = match &target {
         Target::Vigil(service) => Some(service.system.subscribe()),
         Target::Naive(_) => None,
     };
-    let load = Load::start(format!("http://127.0.0.1:{}/charge", target.port()), args.rps, args.clients, epoch);
+    let load =
+        Load::start(format!("http://127.0.0.1:{}/charge", target.port()), args.rps, usize::from(args.clients), epoch);
 
     // The script: healthy for 25%, outage until the fix, recovery after.
-    let rotate_at = args.duration.mul_f64(0.25);
-    let fix_at = rotate_at + args.outage.unwrap_or(args.duration.mul_f64(0.35));
+    let (rotate_at, fix_at) = args.script();
     let mut phase = if collector.is_some() { Phase::Healthy } else { Phase::External };
     let mut phases = Phases::default();
     let mut markers = Markers::default();
@@ -130,7 +140,6 @@ pub(crate) fn run(args: &Args, design: Design) -> Result<Outcome, Box<dyn Error>
     let mut restart_log = Vec::new();
     let mut restarts = 0;
     let mut healthy_backlog = 0;
-    let status = Status::new(args.json, design);
     let watch = |restart_log: &mut Vec<(f64, String, String)>, markers: &mut Markers, restarts: &mut u64| {
         for event in supervision.iter().flat_map(|s| s.try_iter()) {
             if let SupervisionEvent::Restarting { path, reason, .. } = event {
@@ -145,7 +154,8 @@ pub(crate) fn run(args: &Args, design: Design) -> Result<Outcome, Box<dyn Error>
     };
 
     let tick = Duration::from_millis(250);
-    let mut previous = Snapshot::take(&target, &load.recorder, 0.0);
+    let counted = collector.as_ref().filter(|_| design == Design::Naive);
+    let mut previous = Snapshot::take(&target, &load.recorder, counted, 0.0);
     while epoch.elapsed() < args.duration {
         let now = epoch.elapsed();
         if let Some(collector) = &collector {
@@ -170,7 +180,7 @@ pub(crate) fn run(args: &Args, design: Design) -> Result<Outcome, Box<dyn Error>
         // Pacing the sampler, not waiting for a condition.
         std::thread::sleep(tick.saturating_sub(epoch.elapsed().saturating_sub(now)));
         let t = epoch.elapsed().as_secs_f64();
-        let snapshot = Snapshot::take(&target, &load.recorder, t);
+        let snapshot = Snapshot::take(&target, &load.recorder, counted, t);
         let point = snapshot.rate_since(&previous);
         if phase == Phase::Healthy {
             healthy_backlog = healthy_backlog.max(snapshot.pending);
@@ -179,14 +189,23 @@ pub(crate) fn run(args: &Args, design: Design) -> Result<Outcome, Box<dyn Error>
         if phase == Phase::Recovery && phases.drained_s.is_none() && snapshot.pending <= healthy_backlog.max(1) {
             phases.drained_s = Some(secs(epoch.elapsed()));
         }
-        status.show(phase, &point, &snapshot, restarts);
+        let shown = match &target {
+            Target::Naive(manager) => manager.crashes.lock().len() as u64,
+            Target::Vigil(_) => restarts,
+        };
+        status.show(phase, &snapshot, shown);
         timeline.push(point);
         previous = snapshot;
     }
 
     // The end: stop the load, flush within a budget, shut down in order.
-    status.show(Phase::Draining, timeline.last().unwrap_or(&Point::default()), &previous, restarts);
     let requests = load.stop();
+    let stopped = Snapshot::take(&target, &requests, counted, epoch.elapsed().as_secs_f64());
+    let shown = match &target {
+        Target::Naive(manager) => manager.crashes.lock().len() as u64,
+        Target::Vigil(_) => restarts,
+    };
+    status.show(Phase::Draining, &stopped, shown);
     phases.load_end_s = secs(epoch.elapsed());
     let (ledger, https) = match target {
         Target::Vigil(service) => {
@@ -201,10 +220,28 @@ pub(crate) fn run(args: &Args, design: Design) -> Result<Outcome, Box<dyn Error>
             (Some(service.events.ledger()), Some(service.https.snapshot()))
         }
         Target::Naive(manager) => {
+            // Give the naive batcher its chance to ship what it holds (it
+            // sends every 200 ms) before the process is stopped.
+            let answered = requests.ok.load(Ordering::Relaxed);
+            if let Some(collector) = &collector {
+                collector.wait_for(Duration::from_secs(1), |s| s.unique_events >= answered);
+            }
             markers.naive_crashes = manager.stop().iter().map(Duration::as_secs_f64).collect();
             (None, None)
         }
     };
+    // The row's final state: after the flush, or the naive design's last batch.
+    let (t, ok, failed) = (epoch.elapsed().as_secs_f64(), requests.ok.load(Ordering::Relaxed), requests.total());
+    let failed = failed - ok;
+    let end = match &ledger {
+        Some(l) => Snapshot { t, ok, failed, emitted: l.accepted, delivered: l.delivered, pending: l.pending },
+        None => {
+            let delivered = counted.map_or(0, |c| c.stats().unique_events);
+            Snapshot { t, ok, failed, emitted: ok, delivered, pending: 0 }
+        }
+    };
+    let shown_end = if design == Design::Naive { markers.naive_crashes.len() as u64 } else { restarts };
+    status.show(Phase::Draining, &end, shown_end);
     status.finish();
     if phases.fix_s.is_some() && phases.drained_s.is_none() && ledger.as_ref().is_some_and(|l| l.pending == 0) {
         phases.drained_s = Some(secs(epoch.elapsed()));
@@ -218,7 +255,7 @@ pub(crate) fn run(args: &Args, design: Design) -> Result<Outcome, Box<dyn Error>
         restarts,
         ledger,
         https,
-        collector_unique_events: collector.as_ref().map(|c| c.seqs().len() as u64),
+        collector_unique_events: collector.as_ref().map(|c| c.stats().unique_events),
         duration_s: secs(epoch.elapsed()),
     })
 }
@@ -234,15 +271,25 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
-    fn take(target: &Target, requests: &Recorder, t: f64) -> Snapshot {
-        let ledger = target.ledger().unwrap_or_default();
-        Snapshot {
-            t,
-            ok: requests.ok.load(Ordering::Relaxed),
-            failed: requests.failed.load(Ordering::Relaxed),
-            emitted: ledger.accepted,
-            delivered: ledger.delivered,
-            pending: ledger.pending,
+    /// The counters now. Vigil's events come from its ledger; the naive
+    /// design keeps none, so its events are counted from the outside: one
+    /// per answered request, delivered as the `collector` counts them.
+    fn take(target: &Target, requests: &Recorder, collector: Option<&Collector>, t: f64) -> Snapshot {
+        let ok = requests.ok.load(Ordering::Relaxed);
+        let failed = requests.failed.load(Ordering::Relaxed);
+        match (target.ledger(), collector) {
+            (Some(ledger), _) => Snapshot {
+                t,
+                ok,
+                failed,
+                emitted: ledger.accepted,
+                delivered: ledger.delivered,
+                pending: ledger.pending,
+            },
+            (None, collector) => {
+                let delivered = collector.map_or(0, |c| c.stats().unique_events);
+                Snapshot { t, ok, failed, emitted: ok, delivered, pending: 0 }
+            }
         }
     }
 
@@ -254,7 +301,7 @@ impl Snapshot {
             requests_per_s: rate(self.ok + self.failed, before.ok + before.failed),
             failed_per_s: rate(self.failed, before.failed),
             delivered_per_s: rate(self.delivered, before.delivered),
-            buffered: self.pending,
+            undelivered: self.emitted.saturating_sub(self.delivered),
         }
     }
 }

@@ -13,82 +13,36 @@ use std::io::{self, BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::Parser;
 use vigil_collector::{COMMAND_HELP, Collector, Command};
 
-const USAGE: &str = "usage: vigil-collector [--listen ADDR] [--dir DIR] [--ndjson-log FILE] \
-[--max-connections N] [--no-http-control]
-
-  --listen ADDR        address to listen on (default 127.0.0.1:8443)
-  --dir DIR            where the CA PEM files are written (default: a fresh temporary directory)
-  --ndjson-log FILE    append every received event to FILE as NDJSON
-  --max-connections N  connections served at once (default 64)
-  --no-http-control    do not serve POST /control and GET /stats
-
-Logging: RUST_LOG (default info).";
-
-/// The command line, parsed.
-#[derive(Debug, PartialEq)]
+/// Runs the loopback HTTPS collector: prints the ingest endpoint and the CA
+/// to trust, then reads control commands from stdin, one per line (`help`
+/// lists them).
+#[derive(Debug, PartialEq, Parser)]
+#[command(name = "vigil-collector", after_help = "Logging: RUST_LOG [default: info].")]
 struct Args {
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
     listen: String,
+    /// Where the CA PEM files are written [default: a fresh temporary directory].
+    #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// Append every received event to FILE as NDJSON [default: no log].
+    #[arg(long, value_name = "FILE")]
     ndjson_log: Option<PathBuf>,
-    max_connections: Option<usize>,
+    /// Connections served at once [default: 64].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
+    /// Do not serve POST /control and GET /stats [default: served].
+    #[arg(long = "no-http-control", action = clap::ArgAction::SetFalse)]
     http_control: bool,
 }
 
-/// What the command line asks for.
-#[derive(Debug, PartialEq)]
-enum Parsed {
-    Run(Args),
-    Help,
-}
-
-fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
-    let mut parsed = Args {
-        listen: "127.0.0.1:8443".into(),
-        dir: None,
-        ndjson_log: None,
-        max_connections: None,
-        http_control: true,
-    };
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.to_owned())),
-            _ => (arg.clone(), None),
-        };
-        let mut value =
-            |name: &str| inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{name} needs a value"));
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(Parsed::Help),
-            "--listen" => parsed.listen = value("--listen")?,
-            "--dir" => parsed.dir = Some(value("--dir")?.into()),
-            "--ndjson-log" => parsed.ndjson_log = Some(value("--ndjson-log")?.into()),
-            "--max-connections" => {
-                let n = value("--max-connections")?;
-                parsed.max_connections =
-                    Some(n.parse().map_err(|_| format!("--max-connections needs a positive integer, not {n:?}"))?);
-            }
-            "--no-http-control" if inline.is_none() => parsed.http_control = false,
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    Ok(Parsed::Run(parsed))
-}
-
 fn main() -> ExitCode {
+    // --help exits 0; a bad argument exits 2 with clap's message and usage.
+    let args = Args::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(Parsed::Run(args)) => args,
-        Ok(Parsed::Help) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("vigil-collector: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
     let mut builder = Collector::builder().listen(args.listen).control_endpoints(args.http_control);
     if let Some(dir) = args.dir {
         builder = builder.dir(dir);
@@ -97,7 +51,7 @@ fn main() -> ExitCode {
         builder = builder.ndjson_log(log);
     }
     if let Some(n) = args.max_connections {
-        builder = builder.max_connections(n);
+        builder = builder.max_connections(n as usize);
     }
     let collector = match builder.start() {
         Ok(collector) => collector,
@@ -151,14 +105,20 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
-    fn parse(args: &[&str]) -> Result<Parsed, String> {
-        parse_args(args.iter().map(|s| s.to_string()))
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("vigil-collector").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Args::command().debug_assert();
     }
 
     #[test]
     fn defaults() {
-        let Parsed::Run(args) = parse(&[]).unwrap() else { panic!() };
+        let args = parse(&[]).unwrap();
         assert_eq!(args.listen, "127.0.0.1:8443");
         assert!(args.http_control);
         assert_eq!(args.dir, None);
@@ -166,7 +126,7 @@ mod tests {
 
     #[test]
     fn every_flag_in_both_spellings() {
-        let Parsed::Run(args) = parse(&[
+        let args = parse(&[
             "--listen",
             "127.0.0.1:0",
             "--dir=/tmp/x",
@@ -175,9 +135,7 @@ mod tests {
             "--max-connections=4",
             "--no-http-control",
         ])
-        .unwrap() else {
-            panic!()
-        };
+        .unwrap();
         assert_eq!(
             args,
             Args {
@@ -188,14 +146,20 @@ mod tests {
                 http_control: false,
             }
         );
-        assert_eq!(parse(&["--help"]).unwrap(), Parsed::Help);
+        assert_eq!(parse(&["--help"]).unwrap_err().kind(), clap::error::ErrorKind::DisplayHelp);
     }
 
     #[test]
     fn bad_arguments_say_what_is_wrong() {
-        assert!(parse(&["--listen"]).unwrap_err().contains("--listen needs a value"));
-        assert!(parse(&["--max-connections", "many"]).unwrap_err().contains("positive integer"));
-        assert!(parse(&["--frobnicate"]).unwrap_err().contains("unknown argument"));
-        assert!(parse(&["--no-http-control=yes"]).unwrap_err().contains("unknown argument"));
+        let message = |args: &[&str]| parse(args).unwrap_err().to_string();
+        assert!(
+            message(&["--listen"]).contains("a value is required for '--listen <ADDR>'"),
+            "{}",
+            message(&["--listen"])
+        );
+        assert!(message(&["--max-connections", "many"]).contains("invalid value 'many'"));
+        assert!(message(&["--max-connections", "0"]).contains("invalid value '0'"));
+        assert!(message(&["--frobnicate"]).contains("unexpected argument '--frobnicate'"));
+        assert!(message(&["--no-http-control=yes"]).contains("--no-http-control"));
     }
 }

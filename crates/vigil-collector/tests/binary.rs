@@ -145,7 +145,19 @@ fn bad_arguments_exit_with_usage() {
         Command::new(env!("CARGO_BIN_EXE_vigil-collector")).args(["--listen"]).stdin(Stdio::null()).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(stderr.contains("--listen needs a value") && stderr.contains("usage:"), "{stderr}");
+    assert!(stderr.contains("a value is required for '--listen <ADDR>'") && stderr.contains("--help"), "{stderr}");
+}
+
+#[test]
+fn help_lists_every_flag_with_its_default_and_exits_0() {
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_vigil-collector")).arg("--help").stdin(Stdio::null()).output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let help = String::from_utf8(output.stdout).unwrap();
+    for flag in ["--listen", "--dir", "--ndjson-log", "--max-connections", "--no-http-control", "--help"] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+    assert!(help.contains("[default: 127.0.0.1:8443]") && help.contains("[default: 64]"), "{help}");
 }
 
 #[test]

@@ -165,7 +165,7 @@ impl fmt::Display for ExitReason {
                 f.write_str(")")
             }
             ExitReason::Failed { hook, error, message_type } => {
-                write!(f, "{hook} failed: {error}")?;
+                write!(f, "in the {hook} hook: {error}")?;
                 if let Some(ty) = message_type {
                     write!(f, " (dropped message of type {ty})")?;
                 }

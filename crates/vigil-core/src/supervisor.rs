@@ -946,13 +946,14 @@ impl Sup {
         if child.restarts.len() > 64 {
             child.restarts.pop_front();
         }
-        log::warn!(
-            target: "vigil",
-            "restarting {} ({count} of {intensity} in {}, backoff {}): {reason}",
-            child.path,
-            human(period),
-            human(delay),
-        );
+        // "no limit" and "no backoff" read better than 1000000 and 0µs.
+        let limit = if intensity >= MAX_INTENSITY {
+            format!("{count} in {}, no limit", human(period))
+        } else {
+            format!("{count} of {intensity} in {}", human(period))
+        };
+        let backoff = if delay.is_zero() { "no backoff".to_owned() } else { format!("backoff {}", human(delay)) };
+        log::warn!(target: "vigil", "restarting {} ({limit}, {backoff}): {reason}", child.path);
         let path = child.path.to_string();
         self.sync(i);
         self.bus.publish(|| SupervisionEvent::Restarting {

@@ -54,7 +54,7 @@ fn a_child_that_fails_to_start_through_the_api_is_not_kept() {
     let system = Supervisor::builder().child(ChildSpec::supervisor("pool", pool)).start().unwrap();
     let script = Script { fail_on_start_incarnations: Some(u64::MAX), ..Script::default() };
     let error = pool_ref.start_child(probe_with("bad", &tx, script)).unwrap_err();
-    assert_eq!(error.to_string(), "child root/pool/bad failed to start: start failed: bad cannot start yet");
+    assert_eq!(error.to_string(), "child root/pool/bad failed to start: in the start hook: bad cannot start yet");
     assert_eq!(pool_ref.count_children().specs, 0);
     let invalid = pool_ref.start_child(probe("a/b", &tx)).unwrap_err();
     assert_eq!(invalid, ControlError::Config(ConfigError::InvalidId { id: "a/b".into() }));

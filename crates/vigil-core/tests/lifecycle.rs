@@ -115,7 +115,7 @@ fn an_error_from_start_in_a_nested_supervisor_names_the_deepest_child() {
     let inner = Supervisor::builder().child(probe("ok", &tx)).child(probe_with("db", &tx, script));
     let result = Supervisor::builder().child(ChildSpec::supervisor("pool", inner)).start();
     let error = result.unwrap_err();
-    assert_eq!(error.to_string(), "child root/pool/db failed to start: start failed: db cannot start yet");
+    assert_eq!(error.to_string(), "child root/pool/db failed to start: in the start hook: db cannot start yet");
 }
 
 #[test]

@@ -52,6 +52,27 @@ fn a_restart_is_logged_as_one_readable_line() {
 }
 
 #[test]
+fn an_unlimited_intensity_reads_no_limit_and_a_zero_backoff_reads_no_backoff() {
+    let logs = capture();
+    let (tx, notes) = crossbeam_channel::unbounded();
+    let spec = probe("nolimit", &tx);
+    let addr = spec.addr();
+    let system = Supervisor::builder().intensity(MAX_INTENSITY, Duration::from_secs(1)).child(spec).start().unwrap();
+    addr.tell(Cmd::Fail).unwrap();
+    expect(&notes, "restart", |n| *n == Note::Started("nolimit", 1));
+    // An in-place restart is announced by the supervisor after the fact.
+    wait_until("the restart line", || logs.0.lock().unwrap().iter().any(|l| l.contains("restarting root/nolimit")));
+    let lines = logs.0.lock().unwrap().clone();
+    let restart = lines.iter().find(|l| l.contains("restarting root/nolimit")).expect("a restart line");
+    assert!(
+        restart.starts_with("WARN restarting root/nolimit (1 in 1s, no limit, no backoff): in the handle hook: "),
+        "{restart}"
+    );
+    assert!(!restart.contains("1000000") && !restart.contains("0µs"), "{restart}");
+    system.shutdown().unwrap();
+}
+
+#[test]
 fn stats_serialise_the_whole_tree_as_json() {
     let (tx, notes) = crossbeam_channel::unbounded();
     let worker = probe("w", &tx).mailbox(8);

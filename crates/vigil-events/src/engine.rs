@@ -337,7 +337,9 @@ impl<E> Shared<E> {
                 self.drop_front(st, DropReason::Rejected);
             }
             Delivery::Fatal { error } => {
-                log::warn!(target: TARGET, "batch {key}: fatal sink failure, the batcher restarts with a fresh sink: {error}");
+                // DEBUG: the batcher's restart line (WARN, from its
+                // supervisor) already names this error; one failure, one WARN.
+                log::debug!(target: TARGET, "batch {key}: fatal sink failure, the batcher restarts with a fresh sink: {error}");
                 self.ledger.set_last_error("fatal", error.to_string());
                 self.schedule_retry(st, now, None);
                 return Err(error);

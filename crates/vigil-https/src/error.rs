@@ -536,19 +536,23 @@ impl fmt::Display for HttpsError {
                 write!(f, "cannot set up TLS for {endpoint}: {reason}")
             }
             HttpsError::Certificate { endpoint, authority, problem, presented } => {
+                // The essential cause first; the presented certificate's
+                // details only in the alternate form (`{:#}`), which the
+                // sink logs at DEBUG.
                 write!(f, "certificate for {authority} {problem}")?;
                 if let Some(cert) = presented {
                     if matches!(problem, CertificateProblem::UnknownIssuer) {
                         write!(f, " {}", cert.issuer)?;
                     }
-                    write!(
-                        f,
-                        " (endpoint {endpoint}; server presented subject {}, issuer {}, notAfter {}, sha256 {})",
-                        cert.subject, cert.issuer, cert.not_after, cert.sha256
-                    )
-                } else {
-                    write!(f, " (endpoint {endpoint})")
+                    if f.alternate() {
+                        return write!(
+                            f,
+                            " (endpoint {endpoint}; server presented subject {}, issuer {}, notAfter {}, sha256 {})",
+                            cert.subject, cert.issuer, cert.not_after, cert.sha256
+                        );
+                    }
                 }
+                write!(f, " (endpoint {endpoint})")
             }
             HttpsError::Tls { endpoint, phase, reason } => {
                 write!(f, "TLS failure with {endpoint} during {phase}: {reason}")

@@ -436,11 +436,11 @@ impl Sink for HttpsSink {
             }
             Err(error) => {
                 stats.failed(&error);
-                if error.class() == crate::ErrorClass::Fatal {
-                    log::warn!(target: "vigil::https", "batch {}: {error}", batch.idempotency_key());
-                } else {
-                    log::debug!(target: "vigil::https", "batch {}: {error}", batch.idempotency_key());
-                }
+                // DEBUG with the full detail (`{:#}`: the presented
+                // certificate's issuer, notAfter, fingerprint). A fatal
+                // failure is reported once at WARN, by the supervisor's
+                // restart line for the batcher, with the short cause.
+                log::debug!(target: "vigil::https", "batch {}: {error:#}", batch.idempotency_key());
                 error.into_delivery()
             }
         }

@@ -442,7 +442,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("https://127.0.0.1:8443/ingest"), "{text}");
-        assert!(text.contains("sha256 AB:CD"), "{text}");
+        assert!(!text.contains("sha256"), "the short form keeps the essential cause: {text}");
+        let detail = format!("{err:#}");
+        assert!(detail.starts_with(&text[..text.find(" (endpoint").unwrap()]), "{detail}");
+        assert!(detail.contains("sha256 AB:CD"), "the alternate form has the detail: {detail}");
         assert_eq!(err.class(), crate::ErrorClass::Fatal);
 
         let expired = classify(rustls::Error::InvalidCertificate(CertificateError::ExpiredContext {

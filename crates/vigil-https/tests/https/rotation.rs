@@ -77,7 +77,9 @@ fn a_running_sink_picks_up_the_new_ca_within_one_poll_interval() {
 
 #[test]
 fn a_rebuilt_sink_picks_up_the_new_ca_at_once() {
+    capture_logs();
     let collector = collector_with_short_idle();
+    let endpoint = collector.endpoint();
     let dir = TempDir::new("rotation-rebuilt");
     let old_ca = collector.ca_pem_path();
     let trust = dir.write("trust.pem", read(&old_ca));
@@ -94,6 +96,14 @@ fn a_rebuilt_sink_picks_up_the_new_ca_at_once() {
     // The running sink has not looked at the file yet.
     let still_failing = running.deliver(&batch("rb-1", 3..6), None);
     assert_eq!(still_failing.kind(), "fatal", "{still_failing:?}");
+    // The sink logs the failure once, at DEBUG, with the presented
+    // certificate's detail; the one WARN is the supervisor's restart line.
+    let logged: Vec<_> =
+        https_logs("batch rb-1: certificate for").into_iter().filter(|r| r.message.contains(&endpoint)).collect();
+    assert_eq!(logged.len(), 1, "{logged:#?}");
+    assert_eq!(logged[0].level, log::Level::Debug, "{logged:#?}");
+    assert!(logged[0].message.contains("not trusted: unknown issuer"), "{logged:#?}");
+    assert!(logged[0].message.contains("; server presented subject ") && logged[0].message.contains("sha256 "));
 
     // What the supervisor does: drop the failed sink and build a fresh one.
     drop(running);
