@@ -694,10 +694,10 @@ impl Collector {
         if let Err(e) = self.shared.ledger.flush_log() {
             log::warn!(target: TARGET, "cannot flush the NDJSON log: {e}");
         }
-        if self.shared.owns_dir {
-            if let Err(e) = fs::remove_dir_all(&self.shared.dir) {
-                log::warn!(target: TARGET, "cannot remove {}: {e}", self.shared.dir.display());
-            }
+        if self.shared.owns_dir
+            && let Err(e) = fs::remove_dir_all(&self.shared.dir)
+        {
+            log::warn!(target: TARGET, "cannot remove {}: {e}", self.shared.dir.display());
         }
         log::info!(target: TARGET, "collector on {} shut down", self.shared.addr);
     }
@@ -963,13 +963,14 @@ fn handle_request(shared: &Shared, reader: &mut BufReader<Tls>, head: &RequestHe
         Ok(framing) => framing,
         Err(e) => return respond(reader, Response::error(e.status().unwrap_or(400), &e), false),
     };
-    if let Framing::Length(n) = framing {
-        if head.expects_continue() && n > shared.max_body as u64 {
-            // The client has not sent the body; refuse before it does.
-            count_bad_ingest(shared, route);
-            let msg = format!("body of {n} bytes is larger than the limit of {} bytes", shared.max_body);
-            return respond(reader, Response::error(413, msg), false);
-        }
+    if let Framing::Length(n) = framing
+        && head.expects_continue()
+        && n > shared.max_body as u64
+    {
+        // The client has not sent the body; refuse before it does.
+        count_bad_ingest(shared, route);
+        let msg = format!("body of {n} bytes is larger than the limit of {} bytes", shared.max_body);
+        return respond(reader, Response::error(413, msg), false);
     }
     if head.expects_continue() && framing != Framing::Empty {
         let sent = reader.get_mut().write_all(b"HTTP/1.1 100 Continue\r\n\r\n").and_then(|()| reader.get_mut().flush());
