@@ -135,8 +135,8 @@ mod proxy;
 mod server;
 mod stats;
 
-pub use control::{COMMAND_HELP, Command, ParseCommandError};
-pub use error::CollectorError;
+pub use control::{COMMAND_HELP, Command};
+pub use error::{CollectorError, ParseCommandError};
 pub use fault::{CertMode, Fault};
 pub use proxy::ConnectProxy;
 pub use server::{Collector, CollectorBuilder};
