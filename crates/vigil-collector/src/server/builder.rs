@@ -95,7 +95,7 @@ impl CollectorBuilder {
 
     /// The most connections served at once. Further connections are accepted
     /// and closed at once (counted in
-    /// [`rejected_connections`](CollectorStats::rejected_connections)).
+    /// [`rejected_connections`](crate::CollectorStats::rejected_connections)).
     /// Values below 1 count as 1.
     ///
     /// Defaults to 64.
@@ -122,7 +122,7 @@ impl CollectorBuilder {
         self
     }
 
-    /// Serves `GET /stats` and `POST /control` (see [`Command`]) on the same
+    /// Serves `GET /stats` and `POST /control` (see [`Command`](crate::Command)) on the same
     /// port. Faults never apply to them.
     ///
     /// Defaults to `false`.
