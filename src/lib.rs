@@ -2,18 +2,45 @@
 //! trees with Erlang/OTP semantics, and an event pipeline whose failures
 //! never reach the threads serving requests.
 //!
-//! This facade only re-exports the workspace's crates:
+//! This facade only re-exports the workspace's crates. Supervision
+//! (`vigil-core`) is always there, with its items at the top level
+//! ([`Supervisor`], [`ChildSpec`], [`Addr`] ...); the rest are features:
 //!
-//! - [`core`] (`vigil-core`): actors, addresses, supervisors,
-//!   the system. Its items are also re-exported at the top level, so
-//!   `vigil::Supervisor` and `vigil::core::Supervisor` are the same type.
-//! - [`events`] (`vigil-events`): the never-blocking event
-//!   buffer and the supervised batcher.
-//! - [`https`] (`vigil-https`): the HTTPS sink that survives
-//!   certificate rotation.
-//! - [`collector`] (`vigil-collector`): a loopback HTTPS
-//!   collector with fault injection, for tests, examples and local
-//!   development.
+//! | feature | default | module | crate |
+//! |---|---|---|---|
+//! | `events` | yes | `events` | `vigil-events`: the never-blocking event buffer and the supervised batcher |
+//! | `https` | yes | `https` | `vigil-https`: the HTTPS sink that survives certificate rotation (implies `events`) |
+//! | `collector` | no | `collector` | `vigil-collector`: a loopback HTTPS collector with fault injection, for your own integration tests |
+//!
+//! With `default-features = false` you get supervision alone, with
+//! vigil-core's few dependencies (crossbeam-channel, parking_lot, log, serde,
+//! signal-hook). The collector is off by default because it is a test tool:
+//! a TLS server that makes its certificates with rcgen. Turn it on in
+//! `[dev-dependencies]`:
+//!
+//! ```toml
+//! [dependencies]
+//! vigil = "0.1"
+//!
+//! [dev-dependencies]
+//! vigil = { version = "0.1", features = ["collector"] }
+//! ```
+//!
+//! There is no `vigil::core` module: the top-level items are vigil-core's,
+//! and a module of that name would clash with the built-in `core` crate for
+//! anyone who writes `use vigil::*;`:
+//!
+//! ```
+//! use vigil::*;
+//! use core::mem;
+//!
+//! fn main() {
+//!     let mut a = Strategy::OneForOne;
+//!     let mut b = Strategy::OneForAll;
+//!     mem::swap(&mut a, &mut b);
+//!     assert_eq!(a, Strategy::OneForAll);
+//! }
+//! ```
 //!
 //! # Examples
 //!
@@ -58,17 +85,19 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! The event pipeline and the HTTPS sink are in [`events`]
-//! and [`https`]; `examples/incident` puts them together with a
-//! [`collector`].
+//! The event pipeline and the HTTPS sink are in `vigil::events` and
+//! `vigil::https`; `examples/incident` puts them together with the test
+//! collector.
 
+pub use vigil_core::*;
+
+#[cfg(feature = "collector")]
 #[doc(inline)]
 pub use vigil_collector as collector;
-#[doc(inline)]
-pub use vigil_core as core;
-pub use vigil_core::*;
+#[cfg(feature = "events")]
 #[doc(inline)]
 pub use vigil_events as events;
+#[cfg(feature = "https")]
 #[doc(inline)]
 pub use vigil_https as https;
 

@@ -23,8 +23,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use fault_rig::*;
-use vigil::collector::{CertMode, Fault};
 use vigil::https::HttpsError;
+use vigil_collector::{CertMode, Fault};
 
 /// The gap between the end of each matching attempt and the start of the
 /// attempt after it.

@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 
 use rig::*;
 use serde::Serialize;
-use vigil::collector::{Collector, Fault};
 use vigil::events::{self, Batch, BuildError, Config, Delivery, DropReason, Encoding, EventPipeline, FlushError, Sink};
 use vigil::https::{HttpsError, HttpsSinkConfig, PemProblem, PemRole, RETRY_AFTER_CAP};
 use vigil::{
     Actor, Backoff, BoxError, ChildSpec, ConfigError, Context, ControlError, StartError, Supervisor, SupervisorBuilder,
 };
+use vigil_collector::{Collector, Fault};
 
 /// A worker whose factory counts its calls, to prove nothing was started.
 struct Idle;
@@ -606,7 +606,7 @@ struct Fragile {
 
 impl Serialize for Fragile {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.id % 5 == 0 {
+        if self.id.is_multiple_of(5) {
             return Err(serde::ser::Error::custom(format!("id {} has no JSON form", self.id)));
         }
         use serde::ser::SerializeStruct;

@@ -45,11 +45,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
-use vigil::collector::{CertMode, Collector, Fault};
 use vigil::events::LedgerSnapshot;
 use vigil::{
     Actor, Addr, Backoff, BoxError, ChildSpec, Context, SupervisionEvent, Supervisor, SupervisorRef, WorkerSpec,
 };
+use vigil_collector::{CertMode, Collector, Fault};
 
 use service::{ServiceConfig, VigilService};
 

@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use parking_lot::Mutex;
 use rig::*;
-use vigil::collector::Fault;
 use vigil::events::{Config, DropReason, Dropped};
 use vigil::{
     Actor, BoxError, ChildSpec, Context, ExitReason, Hook, Strategy, SupervisionEvent, Supervisor, SupervisorBuilder,
     System, exit_code,
 };
+use vigil_collector::Fault;
 
 /// Builds the service tree: the event pipeline, the API, and a `chaos`
 /// supervisor holding the misbehaving children.

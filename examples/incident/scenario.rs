@@ -9,9 +9,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use vigil::SupervisionEvent;
-use vigil::collector::Collector;
 use vigil::events::LedgerSnapshot;
 use vigil::https::HttpsStatsSnapshot;
+use vigil_collector::Collector;
 
 use crate::load::{Load, Recorder};
 use crate::naive;

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde::Serialize;
-use vigil::collector::Collector;
 use vigil::events::{Config, Emitter, EventPipeline, EventsHandle, LedgerSnapshot};
 use vigil::https::{HttpsSinkConfig, HttpsStats};
 use vigil::{Actor, Addr, Backoff, BoxError, ChildSpec, Context, Reply, SupervisionEvent, WorkerSpec};
+use vigil_collector::Collector;
 
 /// Generous: only reached when a test fails (the machine may be a loaded 2-core one).
 pub const DEADLINE: Duration = Duration::from_secs(30);

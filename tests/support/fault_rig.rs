@@ -38,10 +38,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use parking_lot::Mutex;
 use serde::Serialize;
-use vigil::collector::{Collector, CollectorBuilder, CollectorStats};
 use vigil::events::{Batch, Config, Delivery, Emitter, EventPipeline, EventsHandle, LedgerSnapshot, Sink};
 use vigil::https::{HttpsError, HttpsSink, HttpsSinkConfig, HttpsStats, HttpsStatsSnapshot};
 use vigil::{Backoff, SupervisionEvent, Supervisor, System};
+use vigil_collector::{Collector, CollectorBuilder, CollectorStats};
 
 /// How long a test waits for something that should happen quickly. Only
 /// reached on failure.

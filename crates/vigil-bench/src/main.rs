@@ -64,11 +64,11 @@ fn main() -> ExitCode {
         }
     };
     let text = serde_json::to_string_pretty(&report.to_json()).unwrap_or_default();
-    if let Some(path) = json_file {
-        if let Err(error) = std::fs::write(&path, format!("{text}\n")) {
-            eprintln!("vigil-bench: cannot write {path}: {error}");
-            return ExitCode::FAILURE;
-        }
+    if let Some(path) = json_file
+        && let Err(error) = std::fs::write(&path, format!("{text}\n"))
+    {
+        eprintln!("vigil-bench: cannot write {path}: {error}");
+        return ExitCode::FAILURE;
     }
     if json {
         println!("{text}");

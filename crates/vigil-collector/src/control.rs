@@ -1,10 +1,11 @@
-//! The control language shared by the binary's stdin and the HTTP control endpoint.
+//! The control language shared by the binary's stdin and the HTTP control
+//! endpoint. The faults' and certificate modes' own words are parsed and
+//! printed by their types, in fault.rs.
 
-use std::fmt;
 use std::str::FromStr;
-use std::time::Duration;
 
-use crate::fault::{CertMode, Fault};
+use crate::error::ParseCommandError;
+use crate::fault::{CertMode, Fault, split_word};
 
 /// One control command, as typed on the binary's stdin or posted to
 /// `/control`.
@@ -56,37 +57,6 @@ pub enum Command {
     Stats,
 }
 
-/// Why a control line could not be parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseCommandError {
-    input: String,
-    reason: String,
-}
-
-impl ParseCommandError {
-    fn new(input: &str, reason: impl Into<String>) -> ParseCommandError {
-        ParseCommandError { input: input.to_owned(), reason: reason.into() }
-    }
-
-    /// The line that was refused.
-    pub fn input(&self) -> &str {
-        &self.input
-    }
-
-    /// Why, in words.
-    pub fn reason(&self) -> &str {
-        &self.reason
-    }
-}
-
-impl fmt::Display for ParseCommandError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot parse control command {:?}: {}", self.input, self.reason)
-    }
-}
-
-impl std::error::Error for ParseCommandError {}
-
 /// A one-line summary of the control language, for `help`.
 pub const COMMAND_HELP: &str = "commands: rotate | valid | expired | wrong-name | expires-in DUR | healthy | never-answer | \
 slow DUR | status CODE [retry-after=VALUE] | fault CODE [retry-after=VALUE] | reset | close-mid | garbage | \
@@ -97,115 +67,38 @@ impl FromStr for Command {
 
     fn from_str(line: &str) -> Result<Command, ParseCommandError> {
         let trimmed = line.trim();
-        let (word, rest) = match trimmed.split_once(char::is_whitespace) {
-            Some((w, r)) => (w, r.trim()),
-            None => (trimmed, ""),
-        };
+        let (word, rest) = split_word(trimmed);
         let err = |reason: &str| ParseCommandError::new(line, reason);
         let no_args = |cmd: Command| if rest.is_empty() { Ok(cmd) } else { Err(err("takes no arguments")) };
         match word.to_ascii_lowercase().as_str() {
             "" => Err(err("empty command")),
             "rotate" | "rotate-ca" => no_args(Command::Rotate),
             "stats" => no_args(Command::Stats),
-            "valid" => no_args(Command::Serve(CertMode::Valid)),
-            "expired" => no_args(Command::Serve(CertMode::Expired)),
-            "wrong-name" => no_args(Command::Serve(CertMode::WrongName)),
-            "expires-in" => {
-                let d = parse_duration(rest).map_err(|r| err(&r))?;
-                Ok(Command::Serve(CertMode::ExpiresIn(d)))
-            }
             "next" => {
                 let (count, fault) = rest.split_once(char::is_whitespace).ok_or_else(|| err("usage: next N FAULT"))?;
                 let count: u64 = count.parse().map_err(|_| err("N must be a non-negative integer"))?;
-                match parse_fault(line, fault.trim())? {
+                match Fault::parse_words(line, fault.trim())? {
                     Some(fault) => Ok(Command::FailNext { count, fault }),
                     None => Err(err("`next` takes a fault, e.g. `next 2 status 500`")),
                 }
             }
-            _ => match parse_fault(line, trimmed)? {
-                Some(fault) => Ok(Command::Fault(fault)),
-                None => Err(err("unknown command; try `help`")),
-            },
+            _ => {
+                if let Some(mode) = CertMode::parse_words(line, trimmed)? {
+                    Ok(Command::Serve(mode))
+                } else if let Some(fault) = Fault::parse_words(line, trimmed)? {
+                    Ok(Command::Fault(fault))
+                } else {
+                    Err(err("unknown command; try `help`"))
+                }
+            }
         }
     }
-}
-
-/// Parses a fault; `Ok(None)` when the first word is not a fault at all.
-fn parse_fault(line: &str, text: &str) -> Result<Option<Fault>, ParseCommandError> {
-    let (word, rest) = match text.split_once(char::is_whitespace) {
-        Some((w, r)) => (w, r.trim()),
-        None => (text, ""),
-    };
-    let err = |reason: &str| ParseCommandError::new(line, reason);
-    let no_args = |fault: Fault| if rest.is_empty() { Ok(Some(fault)) } else { Err(err("takes no arguments")) };
-    match word.to_ascii_lowercase().as_str() {
-        "healthy" | "heal" => no_args(Fault::Healthy),
-        "never-answer" => no_args(Fault::NeverAnswer),
-        "reset" => no_args(Fault::Reset),
-        "close-mid" | "close-mid-response" => no_args(Fault::CloseMidResponse),
-        "garbage" => no_args(Fault::Garbage),
-        "slow" => Ok(Some(Fault::Slow(parse_duration(rest).map_err(|r| err(&r))?))),
-        "status" | "fault" => {
-            let (code, option) = match rest.split_once(char::is_whitespace) {
-                Some((c, o)) => (c, o.trim()),
-                None => (rest, ""),
-            };
-            let status: u16 = code.parse().map_err(|_| err("status must be an integer from 100 to 999"))?;
-            if !(100..=999).contains(&status) {
-                return Err(err("status must be an integer from 100 to 999"));
-            }
-            if option.is_empty() {
-                return Ok(Some(Fault::Status(status)));
-            }
-            let value =
-                option.strip_prefix("retry-after=").ok_or_else(|| err("the only option is retry-after=VALUE"))?.trim();
-            if value.is_empty() {
-                return Err(err("retry-after needs a value"));
-            }
-            Ok(Some(Fault::RetryAfter { status, value: value.to_owned() }))
-        }
-        _ => Ok(None),
-    }
-}
-
-/// Parses `500ms`, `3s`, `2m`, `1h`, `10d` or a bare number of seconds.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-    let (number, unit) = text.split_at(digits);
-    if number.is_empty() {
-        return Err(format!("expected a duration such as 3s or 500ms, found {text:?}"));
-    }
-    let n: u64 = number.parse().map_err(|_| format!("duration {text:?} is too large"))?;
-    let scale: u64 = match unit {
-        "ms" => return Ok(Duration::from_millis(n)),
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        other => return Err(format!("unknown duration unit {other:?} (use ms, s, m, h or d)")),
-    };
-    n.checked_mul(scale).map(Duration::from_secs).ok_or_else(|| format!("duration {text:?} is too large"))
-}
-
-/// Formats a duration in the largest unit that represents it exactly
-/// (milliseconds at the finest).
-pub(crate) fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms % 1000 != 0 || ms == 0 {
-        return format!("{ms}ms");
-    }
-    let secs = d.as_secs();
-    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
-        if secs % size == 0 {
-            return format!("{}{unit}", secs / size);
-        }
-    }
-    format!("{secs}s")
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn parse(line: &str) -> Result<Command, ParseCommandError> {
@@ -259,21 +152,5 @@ mod tests {
             assert_eq!(err.input(), line);
             assert!(err.reason().contains(words), "{line:?}: {err}");
         }
-    }
-
-    #[test]
-    fn durations_round_trip() {
-        for (text, d) in [
-            ("0ms", Duration::ZERO),
-            ("1500ms", Duration::from_millis(1500)),
-            ("3s", Duration::from_secs(3)),
-            ("2m", Duration::from_secs(120)),
-            ("1h", Duration::from_secs(3600)),
-            ("10d", Duration::from_secs(864_000)),
-        ] {
-            assert_eq!(parse_duration(text).unwrap(), d);
-            assert_eq!(format_duration(d), text);
-        }
-        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
     }
 }

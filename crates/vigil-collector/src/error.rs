@@ -107,6 +107,38 @@ impl Error for CollectorError {
     }
 }
 
+/// Why a control line (a [`Command`](crate::Command)), a [`Fault`](crate::Fault)
+/// or a [`CertMode`](crate::CertMode) could not be parsed from text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseCommandError {
+    input: String,
+    reason: String,
+}
+
+impl ParseCommandError {
+    pub(crate) fn new(input: &str, reason: impl Into<String>) -> ParseCommandError {
+        ParseCommandError { input: input.to_owned(), reason: reason.into() }
+    }
+
+    /// The line that was refused.
+    pub fn input(&self) -> &str {
+        &self.input
+    }
+
+    /// Why, in words.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl fmt::Display for ParseCommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot parse control command {:?}: {}", self.input, self.reason)
+    }
+}
+
+impl std::error::Error for ParseCommandError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

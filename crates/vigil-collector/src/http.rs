@@ -188,47 +188,33 @@ pub(crate) fn read_head<R: BufRead>(reader: &mut R) -> Result<Option<RequestHead
     }
 }
 
-/// Parses a complete request head (everything up to and including the blank line).
+/// Parses a complete request head (everything up to and including the
+/// blank line) with `httparse`, then checks what HTTP/1.1 asks of a server
+/// and httparse leaves to it: a `Host` header, UTF-8 text, a body framing
+/// that is not ambiguous.
 pub(crate) fn parse_head(bytes: &[u8]) -> Result<RequestHead, HttpError> {
-    let text = std::str::from_utf8(bytes).map_err(|_| HttpError::Malformed("request head is not UTF-8"))?;
-    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let request_line = lines.next().ok_or(HttpError::Malformed("empty request"))?;
-    let mut parts = request_line.split(' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(HttpError::Malformed("request line is not `METHOD TARGET VERSION`"));
-    };
-    if method.is_empty() || !method.bytes().all(is_token_byte) {
-        return Err(HttpError::Malformed("invalid method"));
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut slots);
+    match request.parse(bytes) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(HttpError::Malformed("incomplete request head")),
+        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeadTooLarge),
+        Err(httparse::Error::Version) => return Err(version_error(bytes)),
+        Err(httparse::Error::Token) => return Err(HttpError::Malformed("request line is not `METHOD TARGET VERSION`")),
+        Err(httparse::Error::HeaderName) => return Err(HttpError::Malformed("invalid header name or line")),
+        Err(httparse::Error::HeaderValue) => return Err(HttpError::Malformed("invalid byte in a header value")),
+        Err(httparse::Error::NewLine | httparse::Error::Status) => {
+            return Err(HttpError::Malformed("request line is not `METHOD TARGET VERSION`"));
+        }
     }
-    if target.is_empty() || !target.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(HttpError::Malformed("invalid request target"));
-    }
-    let version = match version {
-        "HTTP/1.1" => Version::Http11,
-        "HTTP/1.0" => Version::Http10,
-        v if v.starts_with("HTTP/") => return Err(HttpError::UnsupportedVersion(v.to_owned())),
-        _ => return Err(HttpError::Malformed("invalid HTTP version")),
+    let (Some(method), Some(target), Some(minor)) = (request.method, request.path, request.version) else {
+        return Err(HttpError::Malformed("incomplete request line"));
     };
-    let mut headers = Vec::new();
-    for line in lines {
-        if line.is_empty() {
-            break;
-        }
-        if line.starts_with([' ', '\t']) {
-            return Err(HttpError::Malformed("obsolete header line folding"));
-        }
-        let (name, value) = line.split_once(':').ok_or(HttpError::Malformed("header line without a colon"))?;
-        if name.is_empty() || !name.bytes().all(is_token_byte) {
-            return Err(HttpError::Malformed("invalid header name"));
-        }
-        if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
-            return Err(HttpError::Malformed("control character in a header value"));
-        }
-        if headers.len() == MAX_HEADERS {
-            return Err(HttpError::HeadTooLarge);
-        }
-        headers.push((name.to_owned(), value.trim_matches([' ', '\t']).to_owned()));
+    let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
+    let mut headers = Vec::with_capacity(request.headers.len());
+    for header in request.headers.iter() {
+        let value = std::str::from_utf8(header.value).map_err(|_| HttpError::Malformed("header value is not UTF-8"))?;
+        headers.push((header.name.to_owned(), value.trim_matches([' ', '\t']).to_owned()));
     }
     let head = RequestHead { method: method.to_owned(), target: target.to_owned(), version, headers };
     if head.version == Version::Http11 && head.header("host").is_none() {
@@ -238,8 +224,21 @@ pub(crate) fn parse_head(bytes: &[u8]) -> Result<RequestHead, HttpError> {
     Ok(head)
 }
 
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+/// The error for a request line whose version httparse refused: `505` for
+/// an `HTTP/` version other than 1.0 and 1.1, `400` for anything else. The
+/// raw bytes are needed here: httparse does not tell the two apart.
+fn version_error(bytes: &[u8]) -> HttpError {
+    let line = bytes.split(|&b| b == b'\n').find(|l| !l.is_empty() && *l != b"\r").unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(_), Some(_), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return HttpError::Malformed("request line is not `METHOD TARGET VERSION`");
+    };
+    if version.starts_with(b"HTTP/") {
+        HttpError::UnsupportedVersion(String::from_utf8_lossy(version).into_owned())
+    } else {
+        HttpError::Malformed("invalid HTTP version")
+    }
 }
 
 /// A request body, read up to a limit.
@@ -527,6 +526,18 @@ mod tests {
         // A line that never ends is bounded too.
         let endless = format!("GET /{} HTTP/1.1", "a".repeat(MAX_HEAD * 2));
         assert_eq!(status_of(&endless), Some(431));
+    }
+
+    #[test]
+    fn only_an_http_version_gets_505() {
+        assert_eq!(status_of("GET / HTTP/1.2\r\nHost: x\r\n\r\n"), Some(505));
+        assert_eq!(status_of("GET / HTTP/3\r\nHost: x\r\n\r\n"), Some(505));
+        assert_eq!(status_of("\r\nGET / HTTP/2.0\r\n\r\n"), Some(505));
+        assert_eq!(status_of("GET / http/2.0\r\nHost: x\r\n\r\n"), Some(400));
+        assert_eq!(status_of("GET / HTTP/2.0 x\r\nHost: x\r\n\r\n"), Some(400));
+        let obs_text = b"GET / HTTP/1.1\r\nHost: x\r\nX-A: \xff\r\n\r\n".to_vec();
+        let err = read_head(&mut BufReader::new(Cursor::new(obs_text))).unwrap_err();
+        assert_eq!(err.status(), Some(400));
     }
 
     #[test]

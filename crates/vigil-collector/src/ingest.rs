@@ -194,10 +194,10 @@ impl Ledger {
                 }
             }
         }
-        if let Some((path, file)) = &mut inner.log {
-            if let Err(e) = file.write_all(&lines).and_then(|()| file.flush()) {
-                log::warn!(target: crate::TARGET, "cannot append to the NDJSON log {}: {e}", path.display());
-            }
+        if let Some((path, file)) = &mut inner.log
+            && let Err(e) = file.write_all(&lines).and_then(|()| file.flush())
+        {
+            log::warn!(target: crate::TARGET, "cannot append to the NDJSON log {}: {e}", path.display());
         }
         let stats = &mut inner.stats;
         stats.batches_accepted += 1;

@@ -40,6 +40,24 @@
 //!
 //! Everything is logged through `log` with target `vigil::collector`.
 //!
+//! # Features, and why this crate is published
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `cli` | yes | the `vigil-collector` binary (`cargo install vigil-collector`) and its own dependencies, clap and env_logger |
+//!
+//! A library that depends on the collector turns defaults off
+//! (`default-features = false`) and gets the server alone.
+//!
+//! The crate is published, although it is a test tool: a service that ships
+//! events with `vigil-https` should be able to test its own configuration
+//! (trust anchors, timeouts, retries) against a server that rotates its CA
+//! and fails on request, and the `vigil` facade offers exactly that behind
+//! its off-by-default `collector` feature, which needs this crate on
+//! crates.io. It belongs in `[dev-dependencies]`, and it is never a default
+//! of the facade: a user who does not ask for it compiles no rcgen, no
+//! socket2 and no server.
+//!
 //! # Design questions
 //!
 //! **When does a certificate change take effect?** For every connection
@@ -117,8 +135,8 @@ mod proxy;
 mod server;
 mod stats;
 
-pub use control::{COMMAND_HELP, Command, ParseCommandError};
-pub use error::CollectorError;
+pub use control::{COMMAND_HELP, Command};
+pub use error::{CollectorError, ParseCommandError};
 pub use fault::{CertMode, Fault};
 pub use proxy::ConnectProxy;
 pub use server::{Collector, CollectorBuilder};

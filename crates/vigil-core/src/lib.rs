@@ -65,6 +65,24 @@
 //! Threads cannot be killed, so there is no `brutal_kill`: a child that does
 //! not stop within its shutdown timeout is *abandoned* (its thread is left
 //! running, logged and counted) and shutdown goes on. See `docs/design.md`.
+//!
+//! # Dependencies and features
+//!
+//! vigil-core has no cargo features. Its dependencies are crossbeam-channel
+//! (mailboxes), parking_lot, log, serde and signal-hook: about twenty crates
+//! in all. Two were candidates for a feature, and stay unconditional:
+//!
+//! - **serde** (with `derive`): the stats, snapshots and supervision events
+//!   ([`SupervisorStats`], [`ShutdownReport`], [`SupervisionEvent`] ...)
+//!   implement `Serialize` so that a service can publish them as they are.
+//!   vigil-events serialises every event with serde anyway, and almost every
+//!   service already builds it. A feature would only make
+//!   `Serialize` vanish from these types for the few that turn it off.
+//! - **signal-hook** (two small crates, plus `errno`) backs
+//!   [`System::shutdown_on_signals`], which the README's quick start calls.
+//!   A feature would save little and make a documented method disappear.
+//!
+//! `serde_json` is only a dev-dependency: the examples print stats as JSON.
 
 mod actor;
 mod addr;

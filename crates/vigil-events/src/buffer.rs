@@ -142,10 +142,9 @@ impl<E> Buffer<E> {
         if !self.nudged.load(Ordering::Relaxed)
             && self.queue.len() >= self.nudge_at.load(Ordering::Relaxed)
             && !self.nudged.swap(true, Ordering::AcqRel)
+            && let Some(wake) = self.waker.get()
         {
-            if let Some(wake) = self.waker.get() {
-                wake();
-            }
+            wake();
         }
     }
 
