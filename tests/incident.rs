@@ -184,7 +184,7 @@ fn each_bad_input_is_refused_before_the_run_with_a_clear_error() {
 
 #[test]
 fn an_unreachable_endpoint_exits_non_zero_and_names_the_cause() {
-    let collector = vigil::collector::Collector::builder().start().unwrap();
+    let collector = vigil_collector::Collector::builder().start().unwrap();
     let ca = collector.ca_pem_path();
     let ca = ca.to_str().unwrap();
     // A closed port: refused before the run.
@@ -196,7 +196,7 @@ fn an_unreachable_endpoint_exits_non_zero_and_names_the_cause() {
 
     // A collector that answers with a certificate the run does not trust:
     // the run happens, no event is delivered, and the exit status says so.
-    let other = vigil::collector::Collector::builder().start().unwrap();
+    let other = vigil_collector::Collector::builder().start().unwrap();
     let endpoint = other.endpoint();
     let output = incident(&["--endpoint", &endpoint, "--ca", ca, "--duration", "2"]);
     let stdout = String::from_utf8_lossy(&output.stdout);
