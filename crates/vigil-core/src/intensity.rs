@@ -75,6 +75,20 @@ impl RestartWindow {
         if count > self.intensity { Verdict::GiveUp { count } } else { Verdict::Restart { count } }
     }
 
+    /// Records a restart at `now` only if the intensity allows it, and gives
+    /// its count in the window; `None` leaves the window unchanged. A runner
+    /// that restarts its child in place uses it, and leaves a restart that
+    /// would break the limit to its supervisor, which gives up.
+    pub(crate) fn admit(&mut self, now: Instant) -> Option<u32> {
+        match self.peek(now) {
+            Verdict::GiveUp { .. } => None,
+            Verdict::Restart { count } => {
+                self.times.push_back(now);
+                Some(count)
+            }
+        }
+    }
+
     /// The number of restarts within the period ending at `now`.
     pub fn count(&mut self, now: Instant) -> u32 {
         self.expire(now);
@@ -144,9 +158,12 @@ mod tests {
             for gap in gaps {
                 now += gap;
                 let expected_give_up = model(intensity, period, &history, now);
+                let window_before = window.clone();
                 let peeked = window.peek(t0 + Duration::from_millis(now));
                 let verdict = window.record(t0 + Duration::from_millis(now));
                 prop_assert_eq!(peeked, verdict);
+                let mut admitted = window_before.clone();
+                prop_assert_eq!(admitted.admit(t0 + Duration::from_millis(now)).is_some(), !expected_give_up);
                 prop_assert_eq!(matches!(verdict, Verdict::GiveUp { .. }), expected_give_up);
                 history.push(now);
                 if expected_give_up {

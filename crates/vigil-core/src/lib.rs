@@ -71,9 +71,12 @@ mod addr;
 mod backoff;
 mod error;
 mod exit;
+mod format;
 mod intensity;
 mod observe;
 mod panic;
+mod protocol;
+mod restart;
 mod runner;
 mod spec;
 mod supervisor;
@@ -88,9 +91,9 @@ pub use error::{
 pub use exit::{ExitReason, Hook};
 pub use intensity::{RestartWindow, Verdict};
 pub use observe::{ChildState, ChildStats, SUBSCRIPTION_CAPACITY, SupervisionEvent, SupervisorStats};
+pub use restart::{Restart, Strategy};
 pub use spec::{
-    ChildSpec, DEFAULT_MAILBOX, DEFAULT_SHUTDOWN, DEFAULT_START_TIMEOUT, MAX_MAILBOX, MAX_MAILBOX_BYTES, Restart,
-    WorkerSpec,
+    ChildSpec, DEFAULT_MAILBOX, DEFAULT_SHUTDOWN, DEFAULT_START_TIMEOUT, MAX_MAILBOX, MAX_MAILBOX_BYTES, WorkerSpec,
 };
-pub use supervisor::{ChildCounts, MAX_INTENSITY, Strategy, Supervisor, SupervisorBuilder, SupervisorRef};
+pub use supervisor::{ChildCounts, MAX_INTENSITY, Supervisor, SupervisorBuilder, SupervisorRef};
 pub use system::{ShutdownHandle, ShutdownReport, System, exit_code};

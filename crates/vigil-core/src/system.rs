@@ -12,9 +12,10 @@ use crate::error::{ConfigError, StartError, SystemError};
 use crate::exit::ExitReason;
 use crate::observe::{Bus, SupervisionEvent, SupervisorStats};
 use crate::panic;
+use crate::protocol::SupMsg;
 use crate::runner::{Link, Runner};
 use crate::spec::Body;
-use crate::supervisor::{SupMsg, SupervisorBuilder, SupervisorRef, next_key};
+use crate::supervisor::{SupervisorBuilder, SupervisorRef, next_key};
 
 const ROOT_GENERATION: u64 = 1;
 
