@@ -135,17 +135,6 @@ impl ExitReason {
         }
         chain
     }
-
-    /// The reason for an `Err` from a hook. The error is user code: its
-    /// `Display`, `source()` and `Drop` run under `catch_unwind`, and a long or
-    /// looping source chain is cut (see `panic::error_chain`).
-    pub(crate) fn failed(hook: Hook, error: crate::BoxError, message_type: Option<&'static str>) -> Self {
-        let text = crate::panic::error_chain(&*error);
-        if let Err(panic) = crate::panic::drop_guarded(error) {
-            log::warn!(target: "vigil", "dropping the error from the {hook} hook panicked: {panic}");
-        }
-        ExitReason::Failed { hook, error: text, message_type }
-    }
 }
 
 impl fmt::Display for ExitReason {

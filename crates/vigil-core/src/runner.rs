@@ -329,13 +329,13 @@ impl<A: Actor> WorkerBody<A> {
         let factory = &self.factory;
         let mut actor = match catch_unwind(AssertUnwindSafe(|| factory())) {
             Ok(Ok(actor)) => actor,
-            Ok(Err(error)) => return Err(ExitReason::failed(Hook::Factory, error, None)),
+            Ok(Err(error)) => return Err(panic::failed(Hook::Factory, error, None)),
             Err(payload) => return Err(panic::panicked(Hook::Factory, payload, None)),
         };
         let mut ctx = self.context(link, incarnation, stop);
         let failure = match catch_unwind(AssertUnwindSafe(|| actor.started(&mut ctx))) {
             Ok(Ok(())) => None,
-            Ok(Err(error)) => Some(ExitReason::failed(Hook::Start, error, None)),
+            Ok(Err(error)) => Some(panic::failed(Hook::Start, error, None)),
             Err(payload) => Some(panic::panicked(Hook::Start, payload, None)),
         };
         let settings = Settings { receive_timeout: ctx.receive_timeout, stop: ctx.stop };
@@ -413,14 +413,14 @@ fn message_loop<A: Actor>(
             // message path writes nothing extra.
             Ok(Envelope::Msg(msg)) => {
                 if let Err(error) = actor.handle(msg, ctx) {
-                    return ExitReason::failed(Hook::Handle, error, Some(message_type()));
+                    return panic::failed(Hook::Handle, error, Some(message_type()));
                 }
             }
             Ok(Envelope::Wake) => {}
             Err(RecvTimeoutError::Timeout) => {
                 hook.set(Hook::Timeout);
                 if let Err(error) = actor.timeout(ctx) {
-                    return ExitReason::failed(Hook::Timeout, error, None);
+                    return panic::failed(Hook::Timeout, error, None);
                 }
                 hook.set(Hook::Handle);
             }
