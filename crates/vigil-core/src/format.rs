@@ -8,6 +8,14 @@ pub(crate) fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::O
     s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Serialises an optional duration as whole milliseconds, or `null`.
+pub(crate) fn as_millis_opt<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => as_millis(d, s),
+        None => s.serialize_none(),
+    }
+}
+
 /// A duration as a person reads it in a log line: `5s`, `1.5s`, `40ms`, `250µs`.
 pub(crate) fn human(d: Duration) -> String {
     if d == Duration::MAX {

@@ -110,14 +110,16 @@ impl fmt::Debug for System {
     }
 }
 
-/// How an orderly shutdown went.
+/// How an orderly shutdown went. It may gain fields: read them by name.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct ShutdownReport {
     /// Paths of children that did not stop within their shutdown timeout
     /// and were left running. Empty after a clean shutdown.
     pub abandoned: Vec<String>,
-    /// How long the system ran, in ms.
-    pub uptime_ms: u64,
+    /// How long the system ran (`uptime_ms` in JSON).
+    #[serde(serialize_with = "crate::format::as_millis", rename = "uptime_ms")]
+    pub uptime: Duration,
 }
 
 impl ShutdownReport {
@@ -320,10 +322,10 @@ impl System {
                 // messages from now on, whoever still holds an address.
                 self.root.close();
                 let abandoned = self.bus.abandoned_paths();
-                let uptime_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                let uptime = self.started.elapsed();
                 return Some(if reason == ExitReason::Shutdown {
                     log::info!(target: "vigil", "{} shut down ({} abandoned)", self.root.id, abandoned.len());
-                    Ok(ShutdownReport { abandoned, uptime_ms })
+                    Ok(ShutdownReport { abandoned, uptime })
                 } else {
                     log::error!(target: "vigil", "{} gave up: {reason}", self.root.id);
                     Err(SystemError { reason, abandoned })

@@ -63,12 +63,11 @@ impl SupervisorBuilder {
         self
     }
 
-    /// The restart strategy. A dynamic supervisor is always one-for-one.
-    /// Defaults to [`Strategy::OneForOne`].
+    /// The restart strategy. Defaults to [`Strategy::OneForOne`]. A dynamic
+    /// supervisor is always one-for-one: `start` refuses any other strategy
+    /// for it with [`ConfigError::DynamicStrategy`].
     pub fn strategy(mut self, strategy: Strategy) -> Self {
-        if !self.dynamic {
-            self.strategy = strategy;
-        }
+        self.strategy = strategy;
         self
     }
 
@@ -123,6 +122,9 @@ impl SupervisorBuilder {
                 intensity: self.intensity,
                 max: MAX_INTENSITY,
             });
+        }
+        if self.dynamic && self.strategy != Strategy::OneForOne {
+            return Err(ConfigError::DynamicStrategy { supervisor: path.to_owned(), strategy: self.strategy });
         }
         if self.period.is_zero() {
             return Err(ConfigError::ZeroPeriod { supervisor: path.to_owned() });
