@@ -176,6 +176,18 @@ impl ShutdownHandle {
 
 impl System {
     /// A handle to the root supervisor, for the dynamic children API.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let system = Supervisor::builder().child(ChildSpec::worker("a", || W)).start()?;
+    /// system.root().start_child(ChildSpec::worker("b", || W)).unwrap();
+    /// assert_eq!(system.root().count_children().active, 2);
+    /// system.shutdown().unwrap();
+    /// # Ok::<(), StartError>(())
+    /// ```
     pub fn root(&self) -> &SupervisorRef {
         &self.handle
     }
@@ -239,6 +251,18 @@ impl System {
     }
 
     /// A handle that can request shutdown from other threads.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let system = Supervisor::builder().child(ChildSpec::worker("a", || W)).start()?;
+    /// let handle = system.shutdown_handle();
+    /// std::thread::spawn(move || handle.shutdown());
+    /// assert!(system.wait().unwrap().is_clean());
+    /// # Ok::<(), StartError>(())
+    /// ```
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.shutdown.clone()
     }
@@ -288,6 +312,21 @@ impl System {
     ///
     /// `Err(Ok(system))` on timeout; `Err(Err(error))` when the root gave up.
     #[allow(clippy::result_large_err)]
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// # use std::time::Duration;
+    /// let system = Supervisor::builder().child(ChildSpec::worker("a", || W)).start()?;
+    /// let system = match system.wait_timeout(Duration::from_millis(10)) {
+    ///     Err(Ok(system)) => system, // still running
+    ///     other => panic!("{other:?}"),
+    /// };
+    /// system.shutdown().unwrap();
+    /// # Ok::<(), StartError>(())
+    /// ```
     pub fn wait_timeout(mut self, timeout: Duration) -> Result<ShutdownReport, Result<System, SystemError>> {
         // A timeout past the clock's range waits forever.
         match self.wait_inner(Instant::now().checked_add(timeout)) {
@@ -303,6 +342,18 @@ impl System {
     /// # Errors
     ///
     /// [`SystemError`] if the root had already given up.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let system = Supervisor::builder().child(ChildSpec::worker("a", || W)).start()?;
+    /// let report = system.shutdown().unwrap();
+    /// assert!(report.is_clean());
+    /// assert_eq!(exit_code(&Ok(report)), std::process::ExitCode::SUCCESS);
+    /// # Ok::<(), StartError>(())
+    /// ```
     pub fn shutdown(self) -> Result<ShutdownReport, SystemError> {
         self.shutdown.shutdown();
         self.wait()

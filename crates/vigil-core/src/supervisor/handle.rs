@@ -63,6 +63,21 @@ impl SupervisorRef {
 
     /// The same handle with another answer timeout. Defaults to 30 s.
     #[must_use]
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// # use std::time::Duration;
+    /// let pool = Supervisor::dynamic();
+    /// let pool_ref = pool.handle();
+    /// let system = Supervisor::builder().child(ChildSpec::supervisor("pool", pool)).start()?;
+    /// let quick = pool_ref.clone().timeout(Duration::from_secs(1));
+    /// quick.start_child(ChildSpec::worker("w", || W)).unwrap();
+    /// system.shutdown().unwrap();
+    /// # Ok::<(), StartError>(())
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> SupervisorRef {
         self.timeout = timeout;
         self
@@ -76,6 +91,21 @@ impl SupervisorRef {
     /// [`ControlError::Config`], [`ControlError::Start`] if its start failed
     /// (the child is not kept), [`ControlError::SupervisorGone`] or
     /// [`ControlError::Timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let pool = Supervisor::dynamic();
+    /// let pool_ref = pool.handle();
+    /// let system = Supervisor::builder().child(ChildSpec::supervisor("pool", pool)).start()?;
+    /// pool_ref.start_child(ChildSpec::worker("w1", || W)).unwrap();
+    /// let again = pool_ref.start_child(ChildSpec::worker("w1", || W));
+    /// assert_eq!(again, Err(ControlError::AlreadyExists("w1".into())));
+    /// system.shutdown().unwrap();
+    /// # Ok::<(), StartError>(())
+    /// ```
     pub fn start_child(&self, spec: impl Into<ChildSpec>) -> Result<(), ControlError> {
         let spec = spec.into();
         self.request(|answer| Control::Start(spec, answer))
@@ -91,6 +121,21 @@ impl SupervisorRef {
     /// # Errors
     ///
     /// [`ControlError::NotFound`], [`ControlError::SupervisorGone`] or [`ControlError::Timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let spec = ChildSpec::worker("w", || W);
+    /// let addr = spec.addr();
+    /// let system = Supervisor::builder().child(spec).start()?;
+    /// system.root().terminate_child("w").unwrap();
+    /// assert!(addr.is_closed());
+    /// assert_eq!(system.root().count_children().active, 0);
+    /// system.shutdown().unwrap();
+    /// # Ok::<(), StartError>(())
+    /// ```
     pub fn terminate_child(&self, id: &str) -> Result<(), ControlError> {
         let id = id.to_owned();
         self.request(|answer| Control::Terminate(id, answer))
@@ -102,6 +147,21 @@ impl SupervisorRef {
     ///
     /// [`ControlError::NotFound`], [`ControlError::Running`],
     /// [`ControlError::Start`], [`ControlError::SupervisorGone`] or [`ControlError::Timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let system = Supervisor::builder().child(ChildSpec::worker("w", || W)).start()?;
+    /// let root = system.root();
+    /// assert_eq!(root.restart_child("w"), Err(ControlError::Running("w".into())));
+    /// root.terminate_child("w").unwrap();
+    /// root.restart_child("w").unwrap();
+    /// assert_eq!(root.count_children().active, 1);
+    /// system.shutdown().unwrap();
+    /// # Ok::<(), StartError>(())
+    /// ```
     pub fn restart_child(&self, id: &str) -> Result<(), ControlError> {
         let id = id.to_owned();
         self.request(|answer| Control::Restart(id, answer))
@@ -113,6 +173,20 @@ impl SupervisorRef {
     ///
     /// [`ControlError::NotFound`], [`ControlError::Running`],
     /// [`ControlError::SupervisorGone`] or [`ControlError::Timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let system = Supervisor::builder().child(ChildSpec::worker("a", || W)).child(ChildSpec::worker("b", || W)).start()?;
+    /// let root = system.root();
+    /// root.terminate_child("b").unwrap();
+    /// root.delete_child("b").unwrap();
+    /// assert_eq!(root.count_children().specs, 1);
+    /// system.shutdown().unwrap();
+    /// # Ok::<(), StartError>(())
+    /// ```
     pub fn delete_child(&self, id: &str) -> Result<(), ControlError> {
         let id = id.to_owned();
         self.request(|answer| Control::Delete(id, answer))
@@ -120,11 +194,38 @@ impl SupervisorRef {
 
     /// The children with their state, in start order. Never blocks on the
     /// supervisor.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let system = Supervisor::builder().child(ChildSpec::worker("a", || W)).start()?;
+    /// let children = system.root().which_children();
+    /// assert_eq!(children[0].path, "root/a");
+    /// assert_eq!(children[0].kind, ChildKind::Worker);
+    /// system.shutdown().unwrap();
+    /// # Ok::<(), StartError>(())
+    /// ```
     pub fn which_children(&self) -> Vec<ChildStats> {
         self.node.snapshot().children
     }
 
     /// Counts the children. Never blocks on the supervisor.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let pool = Supervisor::dynamic();
+    /// let pool_ref = pool.handle();
+    /// let system = Supervisor::builder().child(ChildSpec::supervisor("pool", pool)).start()?;
+    /// pool_ref.start_child(ChildSpec::worker("w", || W)).unwrap();
+    /// assert_eq!(pool_ref.count_children(), ChildCounts { specs: 1, active: 1, supervisors: 0, workers: 1 });
+    /// system.shutdown().unwrap();
+    /// # Ok::<(), StartError>(())
+    /// ```
     pub fn count_children(&self) -> ChildCounts {
         let state = self.node.inner.lock();
         let mut counts = ChildCounts { specs: state.rows.len(), ..ChildCounts::default() };
@@ -143,6 +244,22 @@ impl SupervisorRef {
 
     /// A snapshot of this supervisor and its subtree. Never blocks on the
     /// supervisor.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let pool = Supervisor::dynamic();
+    /// let pool_ref = pool.handle();
+    /// let system = Supervisor::builder().child(ChildSpec::supervisor("pool", pool)).start()?;
+    /// pool_ref.start_child(ChildSpec::worker("w", || W)).unwrap();
+    /// let stats = pool_ref.stats();
+    /// assert_eq!(stats.path, "root/pool");
+    /// assert_eq!(stats.children[0].state, ChildState::Running);
+    /// system.shutdown().unwrap();
+    /// # Ok::<(), StartError>(())
+    /// ```
     pub fn stats(&self) -> SupervisorStats {
         self.node.snapshot()
     }
