@@ -28,7 +28,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use proptest::prelude::*;
 use serde::Serialize;
-use vigil::events::{Batch, Config, Delivery, EventPipeline, LedgerSnapshot, OverflowPolicy, Sink, SinkError};
+use vigil::events::{Batch, BoxError, Config, Delivery, EventPipeline, LedgerSnapshot, OverflowPolicy, Sink};
 use vigil::{Backoff, Supervisor};
 
 /// Only hit when a test fails.
@@ -76,7 +76,7 @@ fn ids(batch: &Batch) -> Vec<u64> {
 
 impl Sink for Scripted {
     fn deliver(&mut self, batch: &Batch, _: Option<Duration>) -> Delivery {
-        let error = |what: &str| -> SinkError { format!("scripted: {what}").into() };
+        let error = |what: &str| -> BoxError { format!("scripted: {what}").into() };
         let (answer, verdict) = crossbeam_channel::bounded(1);
         let call = Call { key: batch.idempotency_key().to_owned(), ids: ids(batch), answer };
         if self.calls.send(call).is_err() {

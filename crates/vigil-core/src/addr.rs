@@ -176,6 +176,21 @@ impl<M> Addr<M> {
     /// # Errors
     ///
     /// [`TryTellError::Full`] or [`TryTellError::Closed`], with the message.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let spec = ChildSpec::worker("w", || W).mailbox(1);
+    /// let addr = spec.addr();
+    /// addr.try_tell(()).unwrap(); // queued before the tree starts
+    /// assert!(addr.try_tell(()).unwrap_err().is_full());
+    /// let system = Supervisor::builder().child(spec).start()?;
+    /// system.shutdown().unwrap();
+    /// assert!(addr.try_tell(()).unwrap_err().is_closed());
+    /// # Ok::<(), StartError>(())
+    /// ```
     pub fn try_tell(&self, msg: M) -> Result<(), TryTellError<M>> {
         if self.is_closed() {
             return Err(TryTellError::Closed(msg));
@@ -192,6 +207,23 @@ impl<M> Addr<M> {
     /// # Errors
     ///
     /// [`TellTimeoutError::Timeout`] or [`TellTimeoutError::Closed`], with the message.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// # use std::time::Duration;
+    /// let spec = ChildSpec::worker("w", || W).mailbox(1);
+    /// let addr = spec.addr();
+    /// addr.tell(()).unwrap();
+    /// let full = addr.tell_timeout((), Duration::from_millis(10)).unwrap_err();
+    /// assert!(full.is_timeout());
+    /// let system = Supervisor::builder().child(spec).start()?;
+    /// addr.tell_timeout((), Duration::from_secs(5)).unwrap();
+    /// system.shutdown().unwrap();
+    /// # Ok::<(), StartError>(())
+    /// ```
     pub fn tell_timeout(&self, msg: M, timeout: Duration) -> Result<(), TellTimeoutError<M>> {
         if self.is_closed() {
             return Err(TellTimeoutError::Closed(msg));
@@ -272,6 +304,18 @@ impl<M> Addr<M> {
     }
 
     /// The number of messages waiting in the mailbox.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let spec = ChildSpec::worker("w", || W).mailbox(8);
+    /// let addr = spec.addr();
+    /// assert!(addr.is_empty());
+    /// addr.tell(()).unwrap();
+    /// assert_eq!((addr.len(), addr.capacity()), (1, 8));
+    /// ```
     pub fn len(&self) -> usize {
         self.tx.len()
     }
@@ -288,6 +332,20 @@ impl<M> Addr<M> {
 
     /// Whether the actor has stopped for good. An actor waiting to be
     /// restarted is not closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let spec = ChildSpec::worker("w", || W);
+    /// let addr = spec.addr();
+    /// let system = Supervisor::builder().child(spec).start()?;
+    /// assert!(!addr.is_closed());
+    /// system.shutdown().unwrap();
+    /// assert!(addr.is_closed()); // a tree that shut down refuses messages
+    /// # Ok::<(), StartError>(())
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.shared.closed.load(Ordering::Relaxed)
     }

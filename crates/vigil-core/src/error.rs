@@ -40,6 +40,14 @@ pub enum TellError<M> {
 }
 give_back!(TellError { Closed => "sending to a stopped actor" });
 
+impl<M> TellError<M> {
+    /// Whether the actor has stopped for good (always, for now: the enum may
+    /// gain variants).
+    pub fn is_closed(&self) -> bool {
+        matches!(self, TellError::Closed(_))
+    }
+}
+
 /// [`Addr::try_tell`](crate::Addr::try_tell) failed. The message is given back.
 #[derive(PartialEq, Eq, Clone, Copy)]
 pub enum TryTellError<M> {
@@ -50,6 +58,26 @@ pub enum TryTellError<M> {
 }
 give_back!(TryTellError { Full => "sending to a full mailbox", Closed => "sending to a stopped actor" });
 
+impl<M> TryTellError<M> {
+    /// Whether the mailbox was full.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use vigil_core::TryTellError;
+    /// assert!(TryTellError::Full(1).is_full());
+    /// assert!(TryTellError::Closed(1).is_closed());
+    /// ```
+    pub fn is_full(&self) -> bool {
+        matches!(self, TryTellError::Full(_))
+    }
+
+    /// Whether the actor has stopped for good.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, TryTellError::Closed(_))
+    }
+}
+
 /// [`Addr::tell_timeout`](crate::Addr::tell_timeout) failed. The message is given back.
 #[derive(PartialEq, Eq, Clone, Copy)]
 pub enum TellTimeoutError<M> {
@@ -59,6 +87,18 @@ pub enum TellTimeoutError<M> {
     Closed(M),
 }
 give_back!(TellTimeoutError { Timeout => "timed out sending to a full mailbox", Closed => "sending to a stopped actor" });
+
+impl<M> TellTimeoutError<M> {
+    /// Whether the mailbox stayed full until the timeout.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, TellTimeoutError::Timeout(_))
+    }
+
+    /// Whether the actor has stopped for good.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, TellTimeoutError::Closed(_))
+    }
+}
 
 /// [`Addr::call`](crate::Addr::call) failed. It never hangs past its timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +177,15 @@ pub enum ConfigError {
         /// The supervisor's path.
         supervisor: String,
     },
+    /// A strategy other than one-for-one for a
+    /// [dynamic](crate::Supervisor::dynamic) supervisor, whose children are
+    /// independent by definition.
+    DynamicStrategy {
+        /// The supervisor's path.
+        supervisor: String,
+        /// The strategy asked for.
+        strategy: crate::Strategy,
+    },
     /// A restart period of zero.
     ZeroPeriod {
         /// The supervisor's path.
@@ -207,6 +256,10 @@ impl fmt::Display for ConfigError {
             ConfigError::ZeroIntensity { supervisor } => write!(
                 f,
                 "{supervisor}: restart intensity must be at least 1 (use Restart::Temporary children for no restarts)"
+            ),
+            ConfigError::DynamicStrategy { supervisor, strategy } => write!(
+                f,
+                "{supervisor}: a dynamic supervisor is always one-for-one; {strategy:?} is not available for it"
             ),
             ConfigError::ZeroPeriod { supervisor } => {
                 write!(f, "{supervisor}: restart period must be longer than zero")

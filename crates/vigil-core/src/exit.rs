@@ -77,7 +77,7 @@ pub enum ExitReason {
     /// The thread was abandoned.
     StartTimeout {
         /// The start timeout that passed.
-        #[serde(serialize_with = "crate::observe::as_millis", rename = "timeout_ms")]
+        #[serde(serialize_with = "crate::format::as_millis", rename = "timeout_ms")]
         timeout: Duration,
     },
     /// The OS refused to spawn a thread for the child.
@@ -101,7 +101,7 @@ pub enum ExitReason {
         /// Its intensity.
         intensity: u32,
         /// Its period.
-        #[serde(serialize_with = "crate::observe::as_millis", rename = "period_ms")]
+        #[serde(serialize_with = "crate::format::as_millis", rename = "period_ms")]
         period: Duration,
         /// The path of the child whose failure broke the limit.
         child: String,
@@ -135,17 +135,6 @@ impl ExitReason {
         }
         chain
     }
-
-    /// The reason for an `Err` from a hook. The error is user code: its
-    /// `Display`, `source()` and `Drop` run under `catch_unwind`, and a long or
-    /// looping source chain is cut (see `panic::error_chain`).
-    pub(crate) fn failed(hook: Hook, error: crate::BoxError, message_type: Option<&'static str>) -> Self {
-        let text = crate::panic::error_chain(&*error);
-        if let Err(panic) = crate::panic::drop_guarded(error) {
-            log::warn!(target: "vigil", "dropping the error from the {hook} hook panicked: {panic}");
-        }
-        ExitReason::Failed { hook, error: text, message_type }
-    }
 }
 
 impl fmt::Display for ExitReason {
@@ -172,14 +161,14 @@ impl fmt::Display for ExitReason {
                 Ok(())
             }
             ExitReason::StartTimeout { timeout } => {
-                write!(f, "start did not finish within {}; thread abandoned", crate::observe::human(*timeout))
+                write!(f, "start did not finish within {}; thread abandoned", crate::format::human(*timeout))
             }
             ExitReason::Spawn { error } => write!(f, "could not spawn thread: {error}"),
             ExitReason::ChildStartFailed { child, cause } => write!(f, "child {child} failed to start: {cause}"),
             ExitReason::Escalated { supervisor, intensity, period, child, cause } => write!(
                 f,
                 "{supervisor} reached max restart intensity ({intensity} in {}) after {child} exited: {cause}",
-                crate::observe::human(*period)
+                crate::format::human(*period)
             ),
         }
     }

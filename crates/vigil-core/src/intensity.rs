@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 /// What the window says about one restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// The restart may go ahead. `count` restarts (this one included) fall in
     /// the current period.
     Restart {
@@ -25,26 +25,10 @@ pub enum Verdict {
     },
 }
 
-/// A sliding window of restart times.
-///
-/// # Examples
-///
-/// ```
-/// use std::time::{Duration, Instant};
-/// use vigil_core::{RestartWindow, Verdict};
-///
-/// let mut window = RestartWindow::new(2, Duration::from_secs(5));
-/// let t0 = Instant::now();
-/// assert_eq!(window.record(t0), Verdict::Restart { count: 1 });
-/// assert_eq!(window.record(t0), Verdict::Restart { count: 2 });
-/// assert_eq!(window.record(t0), Verdict::GiveUp { count: 3 });
-/// // Restarts older than the period no longer count.
-/// let mut window = RestartWindow::new(1, Duration::from_secs(5));
-/// window.record(t0);
-/// assert_eq!(window.record(t0 + Duration::from_secs(6)), Verdict::Restart { count: 1 });
-/// ```
+/// A sliding window of restart times: OTP's `add_restart`, exactly. The
+/// unit tests below and a property test against a model of the OTP rule pin it.
 #[derive(Debug, Clone)]
-pub struct RestartWindow {
+pub(crate) struct RestartWindow {
     intensity: u32,
     period: Duration,
     times: VecDeque<Instant>,
@@ -52,7 +36,7 @@ pub struct RestartWindow {
 
 impl RestartWindow {
     /// A window allowing `intensity` restarts in any `period`.
-    pub fn new(intensity: u32, period: Duration) -> RestartWindow {
+    pub(crate) fn new(intensity: u32, period: Duration) -> RestartWindow {
         RestartWindow { intensity, period, times: VecDeque::new() }
     }
 
@@ -60,7 +44,7 @@ impl RestartWindow {
     ///
     /// Entries with `time < now - period` are dropped first (an entry exactly
     /// `period` old still counts, as in OTP).
-    pub fn record(&mut self, now: Instant) -> Verdict {
+    pub(crate) fn record(&mut self, now: Instant) -> Verdict {
         self.expire(now);
         self.times.push_back(now);
         let count = u32::try_from(self.times.len()).unwrap_or(u32::MAX);
@@ -69,25 +53,39 @@ impl RestartWindow {
 
     /// What [`record`](RestartWindow::record) would say at `now`, without
     /// recording anything.
-    pub fn peek(&mut self, now: Instant) -> Verdict {
+    pub(crate) fn peek(&mut self, now: Instant) -> Verdict {
         self.expire(now);
         let count = u32::try_from(self.times.len() + 1).unwrap_or(u32::MAX);
         if count > self.intensity { Verdict::GiveUp { count } } else { Verdict::Restart { count } }
     }
 
+    /// Records a restart at `now` only if the intensity allows it, and gives
+    /// its count in the window; `None` leaves the window unchanged. A runner
+    /// that restarts its child in place uses it, and leaves a restart that
+    /// would break the limit to its supervisor, which gives up.
+    pub(crate) fn admit(&mut self, now: Instant) -> Option<u32> {
+        match self.peek(now) {
+            Verdict::GiveUp { .. } => None,
+            Verdict::Restart { count } => {
+                self.times.push_back(now);
+                Some(count)
+            }
+        }
+    }
+
     /// The number of restarts within the period ending at `now`.
-    pub fn count(&mut self, now: Instant) -> u32 {
+    pub(crate) fn count(&mut self, now: Instant) -> u32 {
         self.expire(now);
         u32::try_from(self.times.len()).unwrap_or(u32::MAX)
     }
 
     /// The configured intensity.
-    pub fn intensity(&self) -> u32 {
+    pub(crate) fn intensity(&self) -> u32 {
         self.intensity
     }
 
     /// The configured period.
-    pub fn period(&self) -> Duration {
+    pub(crate) fn period(&self) -> Duration {
         self.period
     }
 
@@ -144,9 +142,12 @@ mod tests {
             for gap in gaps {
                 now += gap;
                 let expected_give_up = model(intensity, period, &history, now);
+                let window_before = window.clone();
                 let peeked = window.peek(t0 + Duration::from_millis(now));
                 let verdict = window.record(t0 + Duration::from_millis(now));
                 prop_assert_eq!(peeked, verdict);
+                let mut admitted = window_before.clone();
+                prop_assert_eq!(admitted.admit(t0 + Duration::from_millis(now)).is_some(), !expected_give_up);
                 prop_assert_eq!(matches!(verdict, Verdict::GiveUp { .. }), expected_give_up);
                 history.push(now);
                 if expected_give_up {

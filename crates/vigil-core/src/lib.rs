@@ -12,7 +12,7 @@
 //!   restarts.
 //! - A supervisor ([`Supervisor::builder`]) starts its children in order,
 //!   restarts them by its [`Strategy`] within a restart intensity
-//!   ([`RestartWindow`]), stops them in reverse order, and gives up (escalates
+//!   (OTP's sliding window, exactly), stops them in reverse order, and gives up (escalates
 //!   to its parent) when the intensity is exceeded. Supervisors nest.
 //! - The root runs as a [`System`] that `main` holds. A panic or an error
 //!   anywhere in the tree reaches a supervisor as an [`ExitReason`]; it never
@@ -89,9 +89,12 @@ mod addr;
 mod backoff;
 mod error;
 mod exit;
+mod format;
 mod intensity;
 mod observe;
 mod panic;
+mod protocol;
+mod restart;
 mod runner;
 mod spec;
 mod supervisor;
@@ -104,11 +107,10 @@ pub use error::{
     BoxError, CallError, ConfigError, ControlError, StartError, SystemError, TellError, TellTimeoutError, TryTellError,
 };
 pub use exit::{ExitReason, Hook};
-pub use intensity::{RestartWindow, Verdict};
-pub use observe::{ChildState, ChildStats, SUBSCRIPTION_CAPACITY, SupervisionEvent, SupervisorStats};
+pub use observe::{ChildKind, ChildState, ChildStats, SUBSCRIPTION_CAPACITY, SupervisionEvent, SupervisorStats};
+pub use restart::{Restart, Strategy};
 pub use spec::{
-    ChildSpec, DEFAULT_MAILBOX, DEFAULT_SHUTDOWN, DEFAULT_START_TIMEOUT, MAX_MAILBOX, MAX_MAILBOX_BYTES, Restart,
-    WorkerSpec,
+    ChildSpec, DEFAULT_MAILBOX, DEFAULT_SHUTDOWN, DEFAULT_START_TIMEOUT, MAX_MAILBOX, MAX_MAILBOX_BYTES, WorkerSpec,
 };
-pub use supervisor::{ChildCounts, MAX_INTENSITY, Strategy, Supervisor, SupervisorBuilder, SupervisorRef};
+pub use supervisor::{ChildCounts, MAX_INTENSITY, Supervisor, SupervisorBuilder, SupervisorRef};
 pub use system::{ShutdownHandle, ShutdownReport, System, exit_code};

@@ -12,26 +12,9 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use crate::exit::ExitReason;
-use crate::spec::{Body, Restart};
-use crate::supervisor::Strategy;
-
-pub(crate) fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// A duration as a person reads it in a log line: `5s`, `1.5s`, `40ms`, `250µs`.
-pub(crate) fn human(d: Duration) -> String {
-    if d == Duration::MAX {
-        "forever".to_owned()
-    } else if d >= Duration::from_secs(1) {
-        let secs = d.as_secs_f64();
-        if d.subsec_millis() == 0 { format!("{}s", d.as_secs()) } else { format!("{secs:.1}s") }
-    } else if d >= Duration::from_millis(1) {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{}µs", d.as_micros())
-    }
-}
+use crate::format::{as_millis, as_millis_opt};
+use crate::restart::{Restart, Strategy};
+use crate::spec::Body;
 
 /// A lifecycle event in the tree, delivered to every
 /// [subscriber](crate::System::subscribe). Serialises to JSON with an
@@ -205,15 +188,26 @@ pub enum ChildState {
     Stopped,
 }
 
-/// A snapshot of one child.
+/// Whether a child is a worker or a supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChildKind {
+    /// An actor.
+    Worker,
+    /// A nested supervisor.
+    Supervisor,
+}
+
+/// A snapshot of one child. It may gain fields: read them by name.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct ChildStats {
     /// The child's id.
     pub id: String,
     /// Its path in the tree.
     pub path: String,
-    /// `worker` or `supervisor`.
-    pub kind: &'static str,
+    /// A worker or a supervisor (`"worker"` or `"supervisor"` in JSON).
+    pub kind: ChildKind,
     /// Its restart type.
     pub restart: Restart,
     /// Its state.
@@ -224,8 +218,9 @@ pub struct ChildStats {
     pub restarts_in_window: u32,
     /// Its last exit reason.
     pub last_exit: Option<ExitReason>,
-    /// How long the current incarnation has run, in ms.
-    pub uptime_ms: Option<u64>,
+    /// How long the current incarnation has run (`uptime_ms` in JSON).
+    #[serde(serialize_with = "as_millis_opt", rename = "uptime_ms")]
+    pub uptime: Option<Duration>,
     /// Messages waiting in its mailbox.
     pub mailbox_len: usize,
     /// For a supervisor: its own snapshot.
@@ -233,8 +228,10 @@ pub struct ChildStats {
     pub supervisor: Option<Box<SupervisorStats>>,
 }
 
-/// A snapshot of one supervisor and its children.
+/// A snapshot of one supervisor and its children. It may gain fields: read
+/// them by name.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct SupervisorStats {
     /// The supervisor's path.
     pub path: String,
@@ -242,8 +239,9 @@ pub struct SupervisorStats {
     pub strategy: Strategy,
     /// Its restart intensity.
     pub intensity: u32,
-    /// Its restart period, in ms.
-    pub period_ms: u64,
+    /// Its restart period (`period_ms` in JSON).
+    #[serde(serialize_with = "as_millis", rename = "period_ms")]
+    pub period: Duration,
     /// Restarts within the current period.
     pub restarts_in_window: u32,
     /// Restarts since it started.
@@ -320,7 +318,7 @@ impl Node {
             path: state.path.clone(),
             strategy: state.strategy,
             intensity: state.intensity,
-            period_ms: u64::try_from(state.period.as_millis()).unwrap_or(u64::MAX),
+            period: state.period,
             restarts_in_window: state.window.as_ref().map_or(0, |w| w.lock().count(now)),
             restarts_total: state.restarts_total,
             abandoned: state.abandoned,
@@ -331,15 +329,13 @@ impl Node {
             .map(|row| ChildStats {
                 id: row.id.clone(),
                 path: row.path.clone(),
-                kind: if row.body.supervisor().is_some() { "supervisor" } else { "worker" },
+                kind: if row.body.supervisor().is_some() { ChildKind::Supervisor } else { ChildKind::Worker },
                 restart: row.restart,
                 state: row.state,
                 restarts_total: row.restarts_total,
                 restarts_in_window: in_window(&mut row.restarts.iter()),
                 last_exit: row.last_exit.clone(),
-                uptime_ms: row
-                    .since
-                    .map(|s| u64::try_from(now.saturating_duration_since(s).as_millis()).unwrap_or(u64::MAX)),
+                uptime: row.since.map(|s| now.saturating_duration_since(s)),
                 mailbox_len: row.body.mailbox_len(),
                 supervisor: None,
             })
@@ -353,19 +349,5 @@ impl Node {
             }
         }
         stats
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_well_in_log_lines() {
-        assert_eq!(human(Duration::from_secs(5)), "5s");
-        assert_eq!(human(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(human(Duration::from_micros(40_900)), "40ms");
-        assert_eq!(human(Duration::from_micros(250)), "250µs");
-        assert_eq!(human(Duration::MAX), "forever");
     }
 }

@@ -58,6 +58,17 @@ pub(crate) fn panicked(hook: Hook, payload: Box<dyn Any + Send>, message_type: O
     ExitReason::Panicked { hook, message, location, message_type }
 }
 
+/// The exit reason for an `Err` from a hook. The error is user code: its
+/// `Display`, `source()` and `Drop` run under `catch_unwind`, and a long or
+/// looping source chain is cut (see [`error_chain`]).
+pub(crate) fn failed(hook: Hook, error: crate::BoxError, message_type: Option<&'static str>) -> ExitReason {
+    let text = error_chain(&*error);
+    if let Err(panic) = drop_guarded(error) {
+        log::warn!(target: "vigil", "dropping the error from the {hook} hook panicked: {panic}");
+    }
+    ExitReason::Failed { hook, error: text, message_type }
+}
+
 /// Runs user code under `catch_unwind`; a panic becomes an exit reason
 /// naming `hook`.
 pub(crate) fn catch<T>(hook: Hook, f: impl FnOnce() -> T) -> Result<T, ExitReason> {

@@ -21,10 +21,10 @@ use crate::actor::{Actor, Context};
 use crate::addr::{self, Envelope, Mailbox};
 use crate::error::BoxError;
 use crate::exit::{ExitReason, Hook};
-use crate::intensity::{RestartWindow, Verdict};
+use crate::intensity::RestartWindow;
 use crate::panic;
-use crate::spec::Restart;
-use crate::supervisor::SupMsg;
+use crate::protocol::SupMsg;
+use crate::restart::{Decision, Restart, decide};
 
 /// A command from the supervisor to a runner.
 pub(crate) enum Cmd {
@@ -50,11 +50,9 @@ impl FastRestart {
     /// when the supervisor must decide (no restart wanted, a stop was
     /// requested, or the intensity would be exceeded).
     fn restart_in_place(&self, reason: &ExitReason, stop: &AtomicBool) -> Option<u32> {
-        let wanted = match self.restart {
-            Restart::Permanent => true,
-            Restart::Transient => !reason.is_normal(),
-            Restart::Temporary => false,
-        };
+        // Whether the supervisor is dynamic only changes what becomes of a
+        // child that is not restarted, which is the supervisor's to do.
+        let wanted = decide(self.restart, reason, false) == Decision::Restart;
         if !wanted || stop.load(Ordering::Relaxed) || self.terminating.load(Ordering::Acquire) {
             return None;
         }
@@ -65,14 +63,7 @@ impl FastRestart {
         if self.terminating.load(Ordering::Acquire) {
             return None;
         }
-        let now = Instant::now();
-        match window.peek(now) {
-            Verdict::GiveUp { .. } => None,
-            Verdict::Restart { .. } => match window.record(now) {
-                Verdict::Restart { count } => Some(count),
-                Verdict::GiveUp { .. } => None,
-            },
-        }
+        window.admit(Instant::now())
     }
 }
 
@@ -338,13 +329,13 @@ impl<A: Actor> WorkerBody<A> {
         let factory = &self.factory;
         let mut actor = match catch_unwind(AssertUnwindSafe(|| factory())) {
             Ok(Ok(actor)) => actor,
-            Ok(Err(error)) => return Err(ExitReason::failed(Hook::Factory, error, None)),
+            Ok(Err(error)) => return Err(panic::failed(Hook::Factory, error, None)),
             Err(payload) => return Err(panic::panicked(Hook::Factory, payload, None)),
         };
         let mut ctx = self.context(link, incarnation, stop);
         let failure = match catch_unwind(AssertUnwindSafe(|| actor.started(&mut ctx))) {
             Ok(Ok(())) => None,
-            Ok(Err(error)) => Some(ExitReason::failed(Hook::Start, error, None)),
+            Ok(Err(error)) => Some(panic::failed(Hook::Start, error, None)),
             Err(payload) => Some(panic::panicked(Hook::Start, payload, None)),
         };
         let settings = Settings { receive_timeout: ctx.receive_timeout, stop: ctx.stop };
@@ -422,14 +413,14 @@ fn message_loop<A: Actor>(
             // message path writes nothing extra.
             Ok(Envelope::Msg(msg)) => {
                 if let Err(error) = actor.handle(msg, ctx) {
-                    return ExitReason::failed(Hook::Handle, error, Some(message_type()));
+                    return panic::failed(Hook::Handle, error, Some(message_type()));
                 }
             }
             Ok(Envelope::Wake) => {}
             Err(RecvTimeoutError::Timeout) => {
                 hook.set(Hook::Timeout);
                 if let Err(error) = actor.timeout(ctx) {
-                    return ExitReason::failed(Hook::Timeout, error, None);
+                    return panic::failed(Hook::Timeout, error, None);
                 }
                 hook.set(Hook::Handle);
             }

@@ -8,23 +8,9 @@ use crate::actor::Actor;
 use crate::addr::{Addr, Mailbox};
 use crate::backoff::Backoff;
 use crate::error::{BoxError, ConfigError};
+use crate::restart::Restart;
 use crate::runner::{Factory, Incarnate, WorkerBody};
 use crate::supervisor::SupervisorBuilder;
-
-/// When a supervisor restarts a child that exited, as OTP's restart types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Restart {
-    /// Restarted on any exit, normal or not. The default.
-    #[default]
-    Permanent,
-    /// Restarted only after an abnormal exit (not [`Normal`](crate::ExitReason::Normal)
-    /// or [`Shutdown`](crate::ExitReason::Shutdown)).
-    Transient,
-    /// Never restarted; removed from the supervisor when it exits. Its exits
-    /// never count toward the restart intensity.
-    Temporary,
-}
 
 /// The default mailbox capacity of a worker.
 pub const DEFAULT_MAILBOX: usize = 1024;

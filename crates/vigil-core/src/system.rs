@@ -12,9 +12,10 @@ use crate::error::{ConfigError, StartError, SystemError};
 use crate::exit::ExitReason;
 use crate::observe::{Bus, SupervisionEvent, SupervisorStats};
 use crate::panic;
+use crate::protocol::SupMsg;
 use crate::runner::{Link, Runner};
 use crate::spec::Body;
-use crate::supervisor::{SupMsg, SupervisorBuilder, SupervisorRef, next_key};
+use crate::supervisor::{SupervisorBuilder, SupervisorRef, next_key};
 
 const ROOT_GENERATION: u64 = 1;
 
@@ -109,14 +110,16 @@ impl fmt::Debug for System {
     }
 }
 
-/// How an orderly shutdown went.
+/// How an orderly shutdown went. It may gain fields: read them by name.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct ShutdownReport {
     /// Paths of children that did not stop within their shutdown timeout
     /// and were left running. Empty after a clean shutdown.
     pub abandoned: Vec<String>,
-    /// How long the system ran, in ms.
-    pub uptime_ms: u64,
+    /// How long the system ran (`uptime_ms` in JSON).
+    #[serde(serialize_with = "crate::format::as_millis", rename = "uptime_ms")]
+    pub uptime: Duration,
 }
 
 impl ShutdownReport {
@@ -173,6 +176,18 @@ impl ShutdownHandle {
 
 impl System {
     /// A handle to the root supervisor, for the dynamic children API.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let system = Supervisor::builder().child(ChildSpec::worker("a", || W)).start()?;
+    /// system.root().start_child(ChildSpec::worker("b", || W)).unwrap();
+    /// assert_eq!(system.root().count_children().active, 2);
+    /// system.shutdown().unwrap();
+    /// # Ok::<(), StartError>(())
+    /// ```
     pub fn root(&self) -> &SupervisorRef {
         &self.handle
     }
@@ -236,6 +251,18 @@ impl System {
     }
 
     /// A handle that can request shutdown from other threads.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let system = Supervisor::builder().child(ChildSpec::worker("a", || W)).start()?;
+    /// let handle = system.shutdown_handle();
+    /// std::thread::spawn(move || handle.shutdown());
+    /// assert!(system.wait().unwrap().is_clean());
+    /// # Ok::<(), StartError>(())
+    /// ```
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.shutdown.clone()
     }
@@ -285,6 +312,21 @@ impl System {
     ///
     /// `Err(Ok(system))` on timeout; `Err(Err(error))` when the root gave up.
     #[allow(clippy::result_large_err)]
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// # use std::time::Duration;
+    /// let system = Supervisor::builder().child(ChildSpec::worker("a", || W)).start()?;
+    /// let system = match system.wait_timeout(Duration::from_millis(10)) {
+    ///     Err(Ok(system)) => system, // still running
+    ///     other => panic!("{other:?}"),
+    /// };
+    /// system.shutdown().unwrap();
+    /// # Ok::<(), StartError>(())
+    /// ```
     pub fn wait_timeout(mut self, timeout: Duration) -> Result<ShutdownReport, Result<System, SystemError>> {
         // A timeout past the clock's range waits forever.
         match self.wait_inner(Instant::now().checked_add(timeout)) {
@@ -300,6 +342,18 @@ impl System {
     /// # Errors
     ///
     /// [`SystemError`] if the root had already given up.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let system = Supervisor::builder().child(ChildSpec::worker("a", || W)).start()?;
+    /// let report = system.shutdown().unwrap();
+    /// assert!(report.is_clean());
+    /// assert_eq!(exit_code(&Ok(report)), std::process::ExitCode::SUCCESS);
+    /// # Ok::<(), StartError>(())
+    /// ```
     pub fn shutdown(self) -> Result<ShutdownReport, SystemError> {
         self.shutdown.shutdown();
         self.wait()
@@ -319,10 +373,10 @@ impl System {
                 // messages from now on, whoever still holds an address.
                 self.root.close();
                 let abandoned = self.bus.abandoned_paths();
-                let uptime_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                let uptime = self.started.elapsed();
                 return Some(if reason == ExitReason::Shutdown {
                     log::info!(target: "vigil", "{} shut down ({} abandoned)", self.root.id, abandoned.len());
-                    Ok(ShutdownReport { abandoned, uptime_ms })
+                    Ok(ShutdownReport { abandoned, uptime })
                 } else {
                     log::error!(target: "vigil", "{} gave up: {reason}", self.root.id);
                     Err(SystemError { reason, abandoned })

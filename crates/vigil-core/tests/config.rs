@@ -87,3 +87,16 @@ fn mailbox_capacity_changed_after_addr() {
     let (e, _) = config_error(Supervisor::builder().child(spec.mailbox(8)));
     assert_eq!(e, ConfigError::MailboxAfterAddr { child: "root/w".into() });
 }
+
+#[test]
+fn a_dynamic_supervisor_refuses_any_strategy_but_one_for_one() {
+    let (tx, _) = crossbeam_channel::unbounded();
+    let pool = Supervisor::dynamic().strategy(Strategy::OneForAll);
+    let (e, text) =
+        config_error(Supervisor::builder().child(probe("w", &tx)).child(ChildSpec::supervisor("pool", pool)));
+    assert_eq!(e, ConfigError::DynamicStrategy { supervisor: "root/pool".into(), strategy: Strategy::OneForAll });
+    assert!(text.contains("always one-for-one"), "{text}");
+    let pool = Supervisor::dynamic().strategy(Strategy::OneForOne);
+    let system = Supervisor::builder().child(ChildSpec::supervisor("pool", pool)).start().unwrap();
+    system.shutdown().unwrap();
+}

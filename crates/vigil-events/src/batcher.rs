@@ -53,7 +53,7 @@ pub(crate) type FlushSlot = Arc<Mutex<Option<ParkedFlush>>>;
 pub(crate) fn answer_parked(slot: &FlushSlot, now: LedgerSnapshot) {
     if let Some(parked) = slot.lock().take() {
         let report = FlushReport::between(&parked.before, now, parked.start.elapsed());
-        let _ = parked.reply.send(Err(FlushError::Disconnected(Box::new(report))));
+        let _ = parked.reply.send(Err(FlushError::Closed(Box::new(report))));
     }
 }
 
@@ -222,7 +222,7 @@ impl<E: Serialize + Send + 'static> Batcher<E> {
             Ok(Some(sink)) => sink,
             // Still no sink: an outage, or the batcher is stopping.
             Ok(None) => {
-                answer(Err(if stop() { FlushError::Disconnected(report()) } else { FlushError::Timeout(report()) }));
+                answer(Err(if stop() { FlushError::Closed(report()) } else { FlushError::Timeout(report()) }));
                 return Ok(());
             }
             Err(e) => {
@@ -236,7 +236,7 @@ impl<E: Serialize + Send + 'static> Batcher<E> {
             DrainEnd::Complete => answer(Ok(*report)),
             DrainEnd::Deadline => answer(Err(FlushError::Timeout(report))),
             // The final flush takes over.
-            DrainEnd::Stopped => answer(Err(FlushError::Disconnected(report))),
+            DrainEnd::Stopped => answer(Err(FlushError::Closed(report))),
             DrainEnd::Fatal(e) => {
                 answer(Err(FlushError::SinkFailed(report)));
                 return Err(e);

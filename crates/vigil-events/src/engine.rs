@@ -37,7 +37,9 @@ use crate::config::Config;
 use crate::encode::{Staging, encode_record, framed_len, split};
 use crate::flush::FlushReport;
 use crate::ledger::{DropReason, Ledger, LedgerSnapshot};
-use crate::sink::{Batch, Delivery, Sink, SinkError};
+use vigil_core::BoxError;
+
+use crate::sink::{Batch, Delivery, Sink};
 
 const TARGET: &str = "vigil::events";
 
@@ -140,7 +142,7 @@ pub(crate) enum DrainEnd {
     /// The batcher was asked to stop, or another incarnation owns the state.
     Stopped,
     /// The sink failed fatally; the batcher must restart.
-    Fatal(SinkError),
+    Fatal(BoxError),
 }
 
 /// Everything that outlives a batcher incarnation.
@@ -264,7 +266,7 @@ impl<E> Shared<E> {
         clock: &dyn Clock,
         budget: Option<Duration>,
         token: u64,
-    ) -> Result<(), SinkError> {
+    ) -> Result<(), BoxError> {
         let (batch, retry) = {
             let mut st = self.state.lock();
             if !self.owns(token) {
@@ -295,7 +297,7 @@ impl<E> Shared<E> {
         out
     }
 
-    fn apply(&self, st: &mut State, batch: &Batch, result: Delivery, now: Instant) -> Result<(), SinkError> {
+    fn apply(&self, st: &mut State, batch: &Batch, result: Delivery, now: Instant) -> Result<(), BoxError> {
         let key = batch.idempotency_key();
         match result {
             Delivery::Delivered => {
@@ -496,7 +498,7 @@ impl<E: Serialize> Shared<E> {
         clock: &dyn Clock,
         stop: &dyn Fn() -> bool,
         token: u64,
-    ) -> Result<Instant, SinkError> {
+    ) -> Result<Instant, BoxError> {
         let max_delay = self.config.max_delay;
         let mut budget = (self.buffer.len() as u64).saturating_add(self.config.max_batch_events as u64);
         loop {
@@ -743,7 +745,7 @@ mod tests {
             self.calls += 1;
             self.budgets.push(budget);
             let act = self.acts.pop_front().unwrap_or_else(|| self.default.clone());
-            let err = || -> SinkError { "scripted failure".into() };
+            let err = || -> BoxError { "scripted failure".into() };
             match act {
                 Act::Deliver => {
                     self.delivered.push(batch.clone());

@@ -71,21 +71,21 @@ pub enum FlushError {
     /// the final flush takes over within its own budget. A batcher that was
     /// never started, or is waiting to be restarted, cannot answer either;
     /// that ends in [`Timeout`](FlushError::Timeout).
-    Disconnected(Box<FlushReport>),
+    Closed(Box<FlushReport>),
 }
 
 impl FlushError {
     /// The report of what the flush did.
     pub fn report(&self) -> &FlushReport {
         match self {
-            FlushError::Timeout(r) | FlushError::SinkFailed(r) | FlushError::Disconnected(r) => r,
+            FlushError::Timeout(r) | FlushError::SinkFailed(r) | FlushError::Closed(r) => r,
         }
     }
 
     /// Takes the report out.
     pub fn into_report(self) -> FlushReport {
         match self {
-            FlushError::Timeout(r) | FlushError::SinkFailed(r) | FlushError::Disconnected(r) => *r,
+            FlushError::Timeout(r) | FlushError::SinkFailed(r) | FlushError::Closed(r) => *r,
         }
     }
 }
@@ -97,7 +97,7 @@ impl fmt::Display for FlushError {
             FlushError::SinkFailed(r) => {
                 write!(f, "flush stopped by a fatal sink failure with {} events pending", r.pending)
             }
-            FlushError::Disconnected(r) => {
+            FlushError::Closed(r) => {
                 write!(f, "flush impossible: the batcher is not running ({} events pending)", r.pending)
             }
         }

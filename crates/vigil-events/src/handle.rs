@@ -81,11 +81,11 @@ impl EventsHandle {
     /// the flush waits for the sink within the same time.
     ///
     /// A flush yields to shutdown: when the batcher is asked to stop, the
-    /// flush ends with [`FlushError::Disconnected`] between two delivery
+    /// flush ends with [`FlushError::Closed`] between two delivery
     /// attempts (or at once while it waits for a retry or for the sink), and
     /// the final flush takes over. A delivery attempt already running is
     /// not interrupted; if the batcher is abandoned in it, the flush ends
-    /// with [`FlushError::Disconnected`] when the pipeline has been settled
+    /// with [`FlushError::Closed`] when the pipeline has been settled
     /// without it.
     ///
     /// # Errors
@@ -93,7 +93,7 @@ impl EventsHandle {
     /// - [`FlushError::Timeout`]: the deadline passed with events pending.
     /// - [`FlushError::SinkFailed`]: the sink failed fatally (or panicked);
     ///   the batcher is restarting and keeps the events.
-    /// - [`FlushError::Disconnected`]: the batcher has stopped for good, or
+    /// - [`FlushError::Closed`]: the batcher has stopped for good, or
     ///   began to stop while the flush ran.
     ///
     /// Each carries the report of what was done.
@@ -123,7 +123,7 @@ impl EventsHandle {
             // cannot be answered: the batcher is busy with that very call.
             Err(CallError::Timeout | CallError::SelfCall) => Err(FlushError::Timeout(Box::new(report()))),
             Err(CallError::Dropped) => Err(FlushError::SinkFailed(Box::new(report()))),
-            Err(CallError::Closed) => Err(FlushError::Disconnected(Box::new(report()))),
+            Err(CallError::Closed) => Err(FlushError::Closed(Box::new(report()))),
         }
     }
 

@@ -20,6 +20,7 @@ const TARGET: &str = "vigil::events";
 /// Why an event was dropped. Every drop is counted under exactly one reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum DropReason {
     /// `emit` found the buffer full under [`OverflowPolicy::DropNewest`](crate::OverflowPolicy::DropNewest).
     QueueFull,

@@ -138,4 +138,6 @@ pub use flush::{FlushError, FlushReport};
 pub use handle::EventsHandle;
 pub use ledger::{DropCounts, DropReason, LastError, LedgerSnapshot};
 pub use pipeline::{BuildError, EventPipeline, PipelineBuilder};
-pub use sink::{Batch, Delivery, Encoding, Sink, SinkError};
+pub use sink::{Batch, Delivery, Encoding, Sink};
+/// The boxed error a failed [`Delivery`] carries: the same alias as everywhere in Vigil.
+pub use vigil_core::BoxError;

@@ -4,12 +4,10 @@
 //! [`Delivery`]. The batcher owns everything else: retries, backoff,
 //! splitting, expiry and the ledger. A sink only has to classify what happened.
 
-use std::error::Error;
 use std::fmt;
 use std::time::Duration;
 
-/// A boxed error carried by a failed [`Delivery`].
-pub type SinkError = Box<dyn Error + Send + Sync + 'static>;
+use vigil_core::BoxError;
 
 /// How the records of a [`Batch`] are laid out in its body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
@@ -138,24 +136,24 @@ pub enum Delivery {
     /// A transient failure: try again later.
     Retryable {
         /// What went wrong.
-        error: SinkError,
+        error: BoxError,
         /// The receiver asked to wait at least this long before retrying.
         retry_after: Option<Duration>,
     },
     /// The receiver refused the batch because of its size.
     TooLarge {
         /// What went wrong.
-        error: SinkError,
+        error: BoxError,
     },
     /// The receiver refused the batch for good.
     Rejected {
         /// What went wrong.
-        error: SinkError,
+        error: BoxError,
     },
     /// A configuration or trust failure that retrying with this sink cannot fix.
     Fatal {
         /// What went wrong.
-        error: SinkError,
+        error: BoxError,
     },
 }
 
@@ -173,7 +171,7 @@ impl Delivery {
     }
 
     /// The error carried by a failed delivery, if any.
-    pub fn error(&self) -> Option<&SinkError> {
+    pub fn error(&self) -> Option<&BoxError> {
         match self {
             Delivery::Delivered => None,
             Delivery::Retryable { error, .. }

@@ -142,7 +142,7 @@ fn flush_after_shutdown_is_disconnected() {
     run.emit_all(0..5);
     run.shutdown();
     let err = run.handle.flush(Duration::from_secs(1)).expect_err("no batcher");
-    assert!(matches!(err, FlushError::Disconnected(_)), "{err:?}");
+    assert!(matches!(err, FlushError::Closed(_)), "{err:?}");
     assert_eq!(err.report().pending, 0);
     assert_balanced(&run.handle.ledger());
 }

@@ -197,7 +197,7 @@ fn shutdown_interrupts_a_flush_and_no_sink_call_follows_it() {
     assert!(shutdown.is_clean(), "the batcher stopped instead of being abandoned: {shutdown:?}");
     assert!(took < Duration::from_secs(5), "shutdown and the flush ended after {took:?}");
     let err = flushed.expect_err("the flush could not deliver");
-    assert!(matches!(err, FlushError::Disconnected(_)), "the flush says the batcher stopped: {err:?}");
+    assert!(matches!(err, FlushError::Closed(_)), "the flush says the batcher stopped: {err:?}");
     // The batcher's thread has ended (not abandoned): no call can follow.
     let calls = control.attempts().len();
     let report = run.handle.final_report().expect("the final flush ran");
@@ -232,7 +232,7 @@ fn a_flush_waiting_on_an_abandoned_delivery_returns_once_the_pipeline_is_settled
     assert_eq!(shutdown.abandoned, ["root/events/batcher"], "the delivery outlasted the shutdown timeout");
     assert!(took < Duration::from_secs(10), "the flush waited {took:?} for an abandoned batcher");
     let err = flushed.expect_err("nothing was delivered");
-    assert!(matches!(err, FlushError::Disconnected(_)), "{err:?}");
+    assert!(matches!(err, FlushError::Closed(_)), "{err:?}");
     assert_eq!(err.report().pending, 10);
 }
 

@@ -504,7 +504,7 @@ impl HttpsError {
         use vigil_events::Delivery;
         let class = self.class();
         let retry_after = self.retry_after();
-        let error: vigil_events::SinkError = Box::new(self);
+        let error: vigil_events::BoxError = Box::new(self);
         match class {
             ErrorClass::Retryable => Delivery::Retryable { error, retry_after },
             ErrorClass::TooLarge => Delivery::TooLarge { error },

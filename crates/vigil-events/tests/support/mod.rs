@@ -211,7 +211,7 @@ impl Sink for TestSink {
         };
         c.entered.lock().push(batch.seqs().to_vec());
         c.inside.fetch_add(1, Ordering::SeqCst);
-        let err = |what: &str| -> vigil_events::SinkError { format!("test sink: {what}").into() };
+        let err = |what: &str| -> vigil_events::BoxError { format!("test sink: {what}").into() };
         let delivery = match step {
             Step::Deliver => Delivery::Delivered,
             Step::Retry(retry_after) => Delivery::Retryable { error: err("503"), retry_after },

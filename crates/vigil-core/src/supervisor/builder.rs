@@ -1,0 +1,178 @@
+//! The supervisor's configuration: strategy, intensity, children; and its
+//! validation before anything starts.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::MAX_INTENSITY;
+use super::handle::SupervisorRef;
+use super::run::SupervisorBody;
+use crate::error::ConfigError;
+use crate::observe::Node;
+use crate::protocol::{Inbox, SupMsg};
+use crate::restart::Strategy;
+use crate::runner::Incarnate;
+use crate::spec::{Body, ChildSpec};
+
+/// Builds a supervisor. Setters take `self` and chain.
+#[must_use]
+#[derive(Clone)]
+pub struct SupervisorBuilder {
+    pub(crate) id: String,
+    pub(super) strategy: Strategy,
+    pub(super) intensity: u32,
+    pub(super) period: Duration,
+    pub(super) max_children: Option<usize>,
+    pub(super) dynamic: bool,
+    pub(super) children: Vec<ChildSpec>,
+    pub(crate) inbox: Arc<Inbox>,
+    pub(super) node: Arc<Node>,
+}
+
+impl fmt::Debug for SupervisorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SupervisorBuilder")
+            .field("id", &self.id)
+            .field("strategy", &self.strategy)
+            .field("intensity", &self.intensity)
+            .field("period", &self.period)
+            .field("children", &self.children)
+            .finish()
+    }
+}
+
+impl SupervisorBuilder {
+    pub(super) fn new(dynamic: bool) -> SupervisorBuilder {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        SupervisorBuilder {
+            id: "root".to_owned(),
+            strategy: Strategy::OneForOne,
+            intensity: 1,
+            period: Duration::from_secs(5),
+            max_children: None,
+            dynamic,
+            children: Vec::new(),
+            inbox: Arc::new(Inbox { tx, rx }),
+            node: Arc::new(Node::default()),
+        }
+    }
+
+    pub(crate) fn with_id(mut self, id: String) -> SupervisorBuilder {
+        self.id = id;
+        self
+    }
+
+    /// The restart strategy. Defaults to [`Strategy::OneForOne`]. A dynamic
+    /// supervisor is always one-for-one: `start` refuses any other strategy
+    /// for it with [`ConfigError::DynamicStrategy`].
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    /// At most `intensity` restarts in any `period`; one more and the
+    /// supervisor gives up and escalates. Both must be non-zero, and the
+    /// intensity at most [`MAX_INTENSITY`]: the rule keeps one timestamp per
+    /// restart in the period. Defaults to 1 restart in 5 s, as OTP.
+    pub fn intensity(mut self, intensity: u32, period: Duration) -> Self {
+        self.intensity = intensity;
+        self.period = period;
+        self
+    }
+
+    /// The most children this supervisor holds; further
+    /// [`start_child`](SupervisorRef::start_child) calls fail with
+    /// [`ControlError::MaxChildren`]. Defaults to no limit.
+    pub fn max_children(mut self, max: usize) -> Self {
+        self.max_children = Some(max);
+        self
+    }
+
+    /// Adds a child. Children start in the order they are added and stop in
+    /// reverse.
+    pub fn child(mut self, spec: impl Into<ChildSpec>) -> Self {
+        self.children.push(spec.into());
+        self
+    }
+
+    /// Adds several children, in order.
+    pub fn children<I: IntoIterator<Item = S>, S: Into<ChildSpec>>(mut self, specs: I) -> Self {
+        self.children.extend(specs.into_iter().map(Into::into));
+        self
+    }
+
+    /// A handle to this supervisor for the dynamic children API. It stays
+    /// valid across the supervisor's restarts.
+    pub fn handle(&self) -> SupervisorRef {
+        SupervisorRef::new(self.inbox.tx.clone(), Arc::clone(&self.node))
+    }
+
+    pub(crate) fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    pub(crate) fn validate_tree(&self, path: &str) -> Result<(), ConfigError> {
+        if self.intensity == 0 {
+            return Err(ConfigError::ZeroIntensity { supervisor: path.to_owned() });
+        }
+        if self.intensity > MAX_INTENSITY {
+            return Err(ConfigError::IntensityTooLarge {
+                supervisor: path.to_owned(),
+                intensity: self.intensity,
+                max: MAX_INTENSITY,
+            });
+        }
+        if self.dynamic && self.strategy != Strategy::OneForOne {
+            return Err(ConfigError::DynamicStrategy { supervisor: path.to_owned(), strategy: self.strategy });
+        }
+        if self.period.is_zero() {
+            return Err(ConfigError::ZeroPeriod { supervisor: path.to_owned() });
+        }
+        if self.children.is_empty() && !self.dynamic {
+            return Err(ConfigError::EmptyTree { supervisor: path.to_owned() });
+        }
+        let mut seen = std::collections::HashSet::new();
+        for child in &self.children {
+            if !seen.insert(child.common.id.as_str()) {
+                return Err(ConfigError::DuplicateId { supervisor: path.to_owned(), id: child.common.id.clone() });
+            }
+            child.validate(path)?;
+        }
+        Ok(())
+    }
+}
+
+impl Body for SupervisorBuilder {
+    fn incarnation(&self) -> Box<dyn Incarnate> {
+        Box::new(SupervisorBody { builder: self.clone() })
+    }
+
+    fn wake(&self, generation: u64) {
+        let _ = self.inbox.tx.send(SupMsg::Stop { generation });
+    }
+
+    fn mailbox_len(&self) -> usize {
+        self.inbox.rx.len()
+    }
+
+    /// Closes every child's mailbox, down the whole subtree, so that a tree
+    /// stopped for good refuses messages. A restart reopens each child as it
+    /// starts it.
+    fn close(&self) -> usize {
+        let bodies: Vec<Arc<dyn Body>> = self.node.inner.lock().rows.iter().map(|r| Arc::clone(&r.body)).collect();
+        let mut direct: Vec<Arc<dyn Body>> = self.children.iter().map(|c| Arc::clone(&c.body)).collect();
+        direct.extend(bodies);
+        direct.iter().map(|body| body.close()).sum()
+    }
+
+    fn reopen(&self) {}
+
+    fn validate(&self, path: &str) -> Result<(), ConfigError> {
+        self.validate_tree(path)
+    }
+
+    fn supervisor(&self) -> Option<&SupervisorBuilder> {
+        Some(self)
+    }
+}

@@ -1,0 +1,293 @@
+//! [`SupervisorRef`]: the dynamic children API, and counts and snapshots
+//! that never block on the supervisor.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+
+use crate::error::ControlError;
+use crate::observe::{ChildState, ChildStats, Node, SupervisorStats};
+use crate::protocol::{Answer, Control, SupMsg};
+use crate::runner::{self, Caller};
+use crate::spec::ChildSpec;
+
+/// Counts of a supervisor's children, as OTP's `count_children`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct ChildCounts {
+    /// All children, running or not.
+    pub specs: usize,
+    /// Running children.
+    pub active: usize,
+    /// Children that are supervisors.
+    pub supervisors: usize,
+    /// Children that are workers.
+    pub workers: usize,
+}
+
+/// A handle to a running supervisor: start, terminate, restart and delete
+/// children, list and count them. Cheap to clone; stays valid across the
+/// supervisor's restarts.
+///
+/// Requests wait for the supervisor to answer, at most
+/// [`timeout`](SupervisorRef::timeout) (30 s unless changed). A supervisor
+/// that is starting or stopping a child answers when that is done. A
+/// supervisor that is not running (stopped for good, or between two of its
+/// incarnations) refuses requests at once with
+/// [`ControlError::SupervisorGone`], as OTP's `noproc`.
+///
+/// A child may make requests of its own supervisor from `handle`, including
+/// [`terminate_child`](SupervisorRef::terminate_child) of itself (answered
+/// before the supervisor waits for it to stop). From its factory or `started`
+/// hook, or from `stopped` while it is being stopped, a request would wait
+/// for the caller itself, and fails at once with
+/// [`ControlError::WouldDeadlock`].
+#[derive(Clone)]
+pub struct SupervisorRef {
+    tx: Sender<SupMsg>,
+    node: Arc<Node>,
+    timeout: Duration,
+}
+
+impl fmt::Debug for SupervisorRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SupervisorRef").field("node", &self.node).field("timeout", &self.timeout).finish()
+    }
+}
+
+impl SupervisorRef {
+    pub(super) fn new(tx: Sender<SupMsg>, node: Arc<Node>) -> SupervisorRef {
+        SupervisorRef { tx, node, timeout: Duration::from_secs(30) }
+    }
+
+    /// The same handle with another answer timeout. Defaults to 30 s.
+    #[must_use]
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// # use std::time::Duration;
+    /// let pool = Supervisor::dynamic();
+    /// let pool_ref = pool.handle();
+    /// let system = Supervisor::builder().child(ChildSpec::supervisor("pool", pool)).start()?;
+    /// let quick = pool_ref.clone().timeout(Duration::from_secs(1));
+    /// quick.start_child(ChildSpec::worker("w", || W)).unwrap();
+    /// system.shutdown().unwrap();
+    /// # Ok::<(), StartError>(())
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> SupervisorRef {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Adds a child at the end of the start order and starts it.
+    ///
+    /// # Errors
+    ///
+    /// [`ControlError::AlreadyExists`], [`ControlError::MaxChildren`],
+    /// [`ControlError::Config`], [`ControlError::Start`] if its start failed
+    /// (the child is not kept), [`ControlError::SupervisorGone`] or
+    /// [`ControlError::Timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let pool = Supervisor::dynamic();
+    /// let pool_ref = pool.handle();
+    /// let system = Supervisor::builder().child(ChildSpec::supervisor("pool", pool)).start()?;
+    /// pool_ref.start_child(ChildSpec::worker("w1", || W)).unwrap();
+    /// let again = pool_ref.start_child(ChildSpec::worker("w1", || W));
+    /// assert_eq!(again, Err(ControlError::AlreadyExists("w1".into())));
+    /// system.shutdown().unwrap();
+    /// # Ok::<(), StartError>(())
+    /// ```
+    pub fn start_child(&self, spec: impl Into<ChildSpec>) -> Result<(), ControlError> {
+        let spec = spec.into();
+        self.request(|answer| Control::Start(spec, answer))
+    }
+
+    /// Stops a child and keeps its spec, so it can be restarted with
+    /// [`restart_child`](SupervisorRef::restart_child). A temporary child,
+    /// and any child of a [dynamic](Supervisor::dynamic) supervisor, is
+    /// removed instead. Messages sent to a terminated child fail with
+    /// `Closed`. A child may terminate itself from `handle`: the answer comes
+    /// before the supervisor waits for it to stop.
+    ///
+    /// # Errors
+    ///
+    /// [`ControlError::NotFound`], [`ControlError::SupervisorGone`] or [`ControlError::Timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let spec = ChildSpec::worker("w", || W);
+    /// let addr = spec.addr();
+    /// let system = Supervisor::builder().child(spec).start()?;
+    /// system.root().terminate_child("w").unwrap();
+    /// assert!(addr.is_closed());
+    /// assert_eq!(system.root().count_children().active, 0);
+    /// system.shutdown().unwrap();
+    /// # Ok::<(), StartError>(())
+    /// ```
+    pub fn terminate_child(&self, id: &str) -> Result<(), ControlError> {
+        let id = id.to_owned();
+        self.request(|answer| Control::Terminate(id, answer))
+    }
+
+    /// Starts a child that was terminated or stopped normally.
+    ///
+    /// # Errors
+    ///
+    /// [`ControlError::NotFound`], [`ControlError::Running`],
+    /// [`ControlError::Start`], [`ControlError::SupervisorGone`] or [`ControlError::Timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let system = Supervisor::builder().child(ChildSpec::worker("w", || W)).start()?;
+    /// let root = system.root();
+    /// assert_eq!(root.restart_child("w"), Err(ControlError::Running("w".into())));
+    /// root.terminate_child("w").unwrap();
+    /// root.restart_child("w").unwrap();
+    /// assert_eq!(root.count_children().active, 1);
+    /// system.shutdown().unwrap();
+    /// # Ok::<(), StartError>(())
+    /// ```
+    pub fn restart_child(&self, id: &str) -> Result<(), ControlError> {
+        let id = id.to_owned();
+        self.request(|answer| Control::Restart(id, answer))
+    }
+
+    /// Removes the spec of a child that is not running.
+    ///
+    /// # Errors
+    ///
+    /// [`ControlError::NotFound`], [`ControlError::Running`],
+    /// [`ControlError::SupervisorGone`] or [`ControlError::Timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let system = Supervisor::builder().child(ChildSpec::worker("a", || W)).child(ChildSpec::worker("b", || W)).start()?;
+    /// let root = system.root();
+    /// root.terminate_child("b").unwrap();
+    /// root.delete_child("b").unwrap();
+    /// assert_eq!(root.count_children().specs, 1);
+    /// system.shutdown().unwrap();
+    /// # Ok::<(), StartError>(())
+    /// ```
+    pub fn delete_child(&self, id: &str) -> Result<(), ControlError> {
+        let id = id.to_owned();
+        self.request(|answer| Control::Delete(id, answer))
+    }
+
+    /// The children with their state, in start order. Never blocks on the
+    /// supervisor.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let system = Supervisor::builder().child(ChildSpec::worker("a", || W)).start()?;
+    /// let children = system.root().which_children();
+    /// assert_eq!(children[0].path, "root/a");
+    /// assert_eq!(children[0].kind, ChildKind::Worker);
+    /// system.shutdown().unwrap();
+    /// # Ok::<(), StartError>(())
+    /// ```
+    pub fn which_children(&self) -> Vec<ChildStats> {
+        self.node.snapshot().children
+    }
+
+    /// Counts the children. Never blocks on the supervisor.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let pool = Supervisor::dynamic();
+    /// let pool_ref = pool.handle();
+    /// let system = Supervisor::builder().child(ChildSpec::supervisor("pool", pool)).start()?;
+    /// pool_ref.start_child(ChildSpec::worker("w", || W)).unwrap();
+    /// assert_eq!(pool_ref.count_children(), ChildCounts { specs: 1, active: 1, supervisors: 0, workers: 1 });
+    /// system.shutdown().unwrap();
+    /// # Ok::<(), StartError>(())
+    /// ```
+    pub fn count_children(&self) -> ChildCounts {
+        let state = self.node.inner.lock();
+        let mut counts = ChildCounts { specs: state.rows.len(), ..ChildCounts::default() };
+        for row in &state.rows {
+            if row.state == ChildState::Running {
+                counts.active += 1;
+            }
+            if row.body.supervisor().is_some() {
+                counts.supervisors += 1;
+            } else {
+                counts.workers += 1;
+            }
+        }
+        counts
+    }
+
+    /// A snapshot of this supervisor and its subtree. Never blocks on the
+    /// supervisor.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let pool = Supervisor::dynamic();
+    /// let pool_ref = pool.handle();
+    /// let system = Supervisor::builder().child(ChildSpec::supervisor("pool", pool)).start()?;
+    /// pool_ref.start_child(ChildSpec::worker("w", || W)).unwrap();
+    /// let stats = pool_ref.stats();
+    /// assert_eq!(stats.path, "root/pool");
+    /// assert_eq!(stats.children[0].state, ChildState::Running);
+    /// system.shutdown().unwrap();
+    /// # Ok::<(), StartError>(())
+    /// ```
+    pub fn stats(&self) -> SupervisorStats {
+        self.node.snapshot()
+    }
+
+    fn request(&self, make: impl FnOnce(Answer) -> Control) -> Result<(), ControlError> {
+        let caller = match runner::caller(&self.tx) {
+            Caller::Other => None,
+            Caller::Child(key) => Some(key),
+            Caller::Awaited(path) => return Err(ControlError::WouldDeadlock { caller: path.to_string() }),
+        };
+        let (answer, reply) = crossbeam_channel::bounded(1);
+        {
+            // Under the node's lock, which the supervisor takes to mark itself
+            // stopped before it drops what is left in its inbox: a request is
+            // either refused here or answered (or dropped) by this incarnation,
+            // never left for a later one.
+            let node = self.node.inner.lock();
+            if !node.running {
+                return Err(ControlError::SupervisorGone);
+            }
+            self.tx
+                .send(SupMsg::Control { control: make(answer), caller })
+                .map_err(|_| ControlError::SupervisorGone)?;
+        }
+        match reply.recv_timeout(self.timeout) {
+            Ok(result) => result,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(ControlError::Timeout(self.timeout)),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(ControlError::SupervisorGone),
+        }
+    }
+}

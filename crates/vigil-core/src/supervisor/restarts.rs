@@ -1,0 +1,262 @@
+//! What a supervisor does when a child exits: the restart rule
+//! (`crate::restart`), the intensity, the strategy's group, backoff timers,
+//! retries through the inbox, and giving up.
+
+use std::time::{Duration, Instant};
+
+use super::MAX_INTENSITY;
+use super::run::{Sup, Timer};
+use crate::exit::ExitReason;
+use crate::format::human;
+use crate::intensity::Verdict;
+use crate::observe::{ChildState, SupervisionEvent};
+use crate::protocol::SupMsg;
+use crate::restart::{self, Decision, Restart, decide};
+
+impl Sup {
+    pub(super) fn on_exit(&mut self, key: u64, generation: u64, reason: ExitReason) -> Result<(), ExitReason> {
+        let Some(i) = self.index(key) else { return Ok(()) };
+        let child = &mut self.children[i];
+        if child.generation != generation || !matches!(child.state, ChildState::Running | ChildState::Starting) {
+            return Ok(());
+        }
+        let uptime = child.since.take().map(|since| since.elapsed());
+        child.last_exit = Some(reason.clone());
+        let path = child.path.to_string();
+        self.bus.publish(|| SupervisionEvent::Exited { path, reason: reason.clone() });
+        let restart = child.spec.common.restart;
+        let decision = decide(restart, &reason, self.dynamic);
+        if decision == Decision::Restart {
+            // The restart line that follows names the reason.
+            log::debug!(target: "vigil", "{} exited: {reason}", child.path);
+        } else if reason.is_normal() {
+            log::info!(target: "vigil", "{} exited: {reason} ({restart:?}, not restarted)", child.path);
+        } else {
+            log::warn!(target: "vigil", "{} exited: {reason} ({restart:?}, not restarted)", child.path);
+        }
+        match decision {
+            Decision::Remove => {
+                self.remove(i);
+                return Ok(());
+            }
+            Decision::Keep => {
+                child.state = ChildState::Stopped;
+                child.spec.body.close();
+                if let Some(runner) = child.runner.take() {
+                    runner.quit();
+                }
+                self.sync(i);
+                return Ok(());
+            }
+            Decision::Restart => {}
+        }
+        if let (Some(backoff), Some(uptime)) = (&child.spec.common.backoff, uptime)
+            && uptime >= backoff.reset_uptime()
+        {
+            child.attempt = 0;
+        }
+        child.state = ChildState::Restarting;
+        self.sync(i);
+        let group = self.group(i);
+        self.restart(key, reason, group)
+    }
+
+    pub(super) fn limits(&self) -> (u32, Duration) {
+        let window = self.window.lock();
+        (window.intensity(), window.period())
+    }
+
+    /// Counts a restart in the totals. The window itself counts the restarts
+    /// within the period, for the intensity rule and for `stats()` alike.
+    pub(super) fn count_restart(&self) {
+        self.node.inner.lock().restarts_total += 1;
+    }
+
+    /// Counts, logs and publishes one restart of child `i`.
+    pub(super) fn announce_restart(
+        &mut self,
+        i: usize,
+        now: Instant,
+        count: u32,
+        delay: Duration,
+        reason: &ExitReason,
+    ) {
+        let (intensity, period) = self.limits();
+        let child = &mut self.children[i];
+        child.restarts_total += 1;
+        child.restarts.push_back(now);
+        if child.restarts.len() > 64 {
+            child.restarts.pop_front();
+        }
+        // "no limit" and "no backoff" read better than 1000000 and 0µs.
+        let limit = if intensity >= MAX_INTENSITY {
+            format!("{count} in {}, no limit", human(period))
+        } else {
+            format!("{count} of {intensity} in {}", human(period))
+        };
+        let backoff = if delay.is_zero() { "no backoff".to_owned() } else { format!("backoff {}", human(delay)) };
+        log::warn!(target: "vigil", "restarting {} ({limit}, {backoff}): {reason}", child.path);
+        let path = child.path.to_string();
+        self.sync(i);
+        self.bus.publish(|| SupervisionEvent::Restarting {
+            path,
+            restarts: count,
+            intensity,
+            period,
+            backoff: delay,
+            reason: reason.clone(),
+        });
+    }
+
+    /// A runner restarted its child in place: account for it as if this
+    /// supervisor had done it.
+    pub(super) fn on_restarted_in_place(&mut self, key: u64, generation: u64, reason: ExitReason, count: u32) {
+        let Some(i) = self.index(key) else { return };
+        let child = &mut self.children[i];
+        if child.generation != generation || !matches!(child.state, ChildState::Running | ChildState::Starting) {
+            return;
+        }
+        let now = Instant::now();
+        child.since = None;
+        child.state = ChildState::Starting;
+        child.incarnations += 1;
+        child.last_exit = Some(reason.clone());
+        log::debug!(target: "vigil", "{} exited: {reason}", child.path);
+        let path = child.path.to_string();
+        self.bus.publish(|| SupervisionEvent::Exited { path, reason: reason.clone() });
+        self.count_restart();
+        self.announce_restart(i, now, count, Duration::ZERO, &reason);
+    }
+
+    /// The start report of an incarnation that its runner restarted in place.
+    pub(super) fn on_started_in_place(&mut self, key: u64, generation: u64) {
+        let Some(i) = self.index(key) else { return };
+        let child = &mut self.children[i];
+        if child.generation != generation || child.state != ChildState::Starting {
+            return;
+        }
+        child.state = ChildState::Running;
+        child.since = Some(Instant::now());
+        let (path, incarnation) = (child.path.to_string(), child.incarnations - 1);
+        self.sync(i);
+        self.bus.publish(|| SupervisionEvent::Started { path, incarnation });
+    }
+
+    /// The keys of the children that restart with child `i`, in start order.
+    pub(super) fn group(&self, i: usize) -> Vec<u64> {
+        self.children[restart::group(self.strategy, i, self.children.len())].iter().map(|c| c.key).collect()
+    }
+
+    /// Applies the intensity rule and the strategy after `failed` exited, or
+    /// after its restart failed. `Err` is the escalation when the supervisor
+    /// gives up.
+    pub(super) fn restart(&mut self, failed: u64, reason: ExitReason, mut group: Vec<u64>) -> Result<(), ExitReason> {
+        let now = Instant::now();
+        let verdict = self.window.lock().record(now);
+        let count = match verdict {
+            Verdict::GiveUp { .. } => return Err(self.give_up(failed, reason)),
+            Verdict::Restart { count } => count,
+        };
+        self.count_restart();
+        // Siblings stopped by the strategy do not count as restarts.
+        for &key in group.iter().rev() {
+            if key == failed {
+                continue;
+            }
+            if let Some(j) = self.index(key) {
+                self.stop_child(j, ChildState::Restarting);
+                if self.children[j].spec.common.restart == Restart::Temporary {
+                    self.remove(j);
+                }
+            }
+        }
+        group.retain(|&k| self.index(k).is_some());
+        let Some(i) = self.index(failed) else { return Ok(()) };
+        let child = &mut self.children[i];
+        let delay = match child.spec.common.backoff {
+            Some(backoff) => {
+                let delay = backoff.delay(child.attempt, self.jitter.next_f64());
+                child.attempt = child.attempt.saturating_add(1);
+                delay
+            }
+            None => Duration::ZERO,
+        };
+        self.announce_restart(i, now, count, delay, &reason);
+        if delay.is_zero() {
+            self.start_group(&group);
+        } else {
+            for timer in &mut self.timers {
+                timer.group.retain(|k| !group.contains(k));
+            }
+            self.timers.retain(|t| !t.group.is_empty());
+            // A delay past the clock's range never fires: the child waits
+            // until the supervisor stops.
+            self.timers.push(Timer { at: now.checked_add(delay), group });
+        }
+        Ok(())
+    }
+
+    /// Starts the waiting members of a group in order. When one fails to
+    /// start, the ones started so far stay up and the failed one is retried
+    /// through the inbox ([`SupMsg::Retry`]), as OTP's
+    /// `restart_multiple_children` and `try_again_restart`: the retry restarts
+    /// the failed child's own group again (for rest-for-one, from the failed
+    /// child on; for one-for-all, everything).
+    pub(super) fn start_group(&mut self, group: &[u64]) {
+        for &key in group {
+            let Some(i) = self.index(key) else { continue };
+            if self.children[i].state != ChildState::Restarting {
+                continue;
+            }
+            if let Err(reason) = self.start_child(key) {
+                log::warn!(target: "vigil", "{} failed to restart: {reason}", self.children[i].path);
+                let path = self.children[i].path.to_string();
+                self.bus.publish(|| SupervisionEvent::Exited { path, reason: reason.clone() });
+                let _ = self.self_tx.send(SupMsg::Retry { key, reason });
+                return;
+            }
+        }
+    }
+
+    /// A retry of a failed restart comes round: restart the child's group
+    /// again, counting toward the intensity, unless something else already
+    /// restarted, stopped or removed the child meanwhile.
+    pub(super) fn on_retry(&mut self, key: u64, reason: ExitReason) -> Result<(), ExitReason> {
+        let Some(i) = self.index(key) else { return Ok(()) };
+        if self.children[i].state != ChildState::Restarting {
+            return Ok(());
+        }
+        let group = self.group(i);
+        self.restart(key, reason, group)
+    }
+
+    pub(super) fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(pos) = self.timers.iter().position(|t| t.at.is_some_and(|at| at <= now)) {
+            let timer = self.timers.swap_remove(pos);
+            self.start_group(&timer.group);
+        }
+    }
+
+    pub(super) fn give_up(&mut self, failed: u64, reason: ExitReason) -> ExitReason {
+        let child = self.index(failed).map(|i| self.children[i].path.to_string()).unwrap_or_default();
+        let (intensity, period) = self.limits();
+        log::error!(
+            target: "vigil",
+            "{} giving up: more than {intensity} restarts in {}; last: {child}: {reason}",
+            self.path,
+            human(period),
+        );
+        let escalation = ExitReason::Escalated {
+            supervisor: self.path.to_string(),
+            intensity,
+            period,
+            child,
+            cause: Box::new(reason),
+        };
+        let path = self.path.to_string();
+        self.bus.publish(|| SupervisionEvent::GaveUp { path, reason: escalation.clone() });
+        self.stop_all();
+        escalation
+    }
+}
