@@ -86,6 +86,11 @@ fn stats_serialise_the_whole_tree_as_json() {
     addr.tell(Cmd::Record(1)).unwrap();
     addr.tell(Cmd::Record(2)).unwrap();
     wait_until("two queued", || addr.len() == 2);
+    // The supervisor accounts for an in-place restart just after the new
+    // incarnation starts: wait for the snapshot to show it.
+    wait_until("the restart is accounted", || {
+        system.stats().find("root/inner/w").is_some_and(|w| w.restarts_total == 1 && w.restarts_in_window == 1)
+    });
 
     let json = serde_json::to_value(system.stats()).unwrap();
     let inner = &json["children"][0];
