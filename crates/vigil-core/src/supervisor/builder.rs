@@ -83,7 +83,7 @@ impl SupervisorBuilder {
 
     /// The most children this supervisor holds; further
     /// [`start_child`](SupervisorRef::start_child) calls fail with
-    /// [`ControlError::MaxChildren`]. Defaults to no limit.
+    /// [`ControlError::MaxChildren`](crate::ControlError::MaxChildren). Defaults to no limit.
     pub fn max_children(mut self, max: usize) -> Self {
         self.max_children = Some(max);
         self

@@ -113,7 +113,7 @@ impl SupervisorRef {
 
     /// Stops a child and keeps its spec, so it can be restarted with
     /// [`restart_child`](SupervisorRef::restart_child). A temporary child,
-    /// and any child of a [dynamic](Supervisor::dynamic) supervisor, is
+    /// and any child of a [dynamic](crate::Supervisor::dynamic) supervisor, is
     /// removed instead. Messages sent to a terminated child fail with
     /// `Closed`. A child may terminate itself from `handle`: the answer comes
     /// before the supervisor waits for it to stop.

@@ -63,7 +63,7 @@ pub struct Supervisor;
 impl Supervisor {
     /// A supervisor with a static list of children. Used as the root, start
     /// it with [`SupervisorBuilder::start`]; nested, wrap it in
-    /// [`ChildSpec::supervisor`].
+    /// [`ChildSpec::supervisor`](crate::ChildSpec::supervisor).
     pub fn builder() -> SupervisorBuilder {
         SupervisorBuilder::new(false)
     }
