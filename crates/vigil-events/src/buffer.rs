@@ -371,6 +371,29 @@ impl<E: Send + 'static> Emitter<E> {
 
 impl<E> Emitter<E> {
     /// The number of events waiting in the buffer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use vigil_events::{Batch, Config, Delivery, EventPipeline, Sink};
+    /// # struct Null;
+    /// # impl Sink for Null {
+    /// #     fn deliver(&mut self, _: &Batch, _: Option<Duration>) -> Delivery { Delivery::Delivered }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = Config::default().capacity(64).max_batch_events(16);
+    /// let (emitter, events, handle) = EventPipeline::builder(config)
+    ///     .sink(|| Ok::<_, std::io::Error>(Null))
+    ///     .build()?;
+    /// # drop(events);
+    /// emitter.emit(serde_json::json!({"n": 1}))?;
+    /// assert_eq!(emitter.len(), 1); // nothing delivers: the batcher is not started
+    /// assert!(!emitter.is_empty());
+    /// assert_eq!(emitter.capacity(), 64);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn len(&self) -> usize {
         self.shared.buffer.len()
     }
@@ -387,11 +410,57 @@ impl<E> Emitter<E> {
 
     /// Whether the pipeline has closed; every later `emit` fails with
     /// [`Dropped::Closed`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use vigil_events::{Batch, Config, Delivery, EventPipeline, Sink};
+    /// # struct Null;
+    /// # impl Sink for Null {
+    /// #     fn deliver(&mut self, _: &Batch, _: Option<Duration>) -> Delivery { Delivery::Delivered }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = Config::default().capacity(64).max_batch_events(16);
+    /// let (emitter, events, handle) = EventPipeline::builder(config)
+    ///     .sink(|| Ok::<_, std::io::Error>(Null))
+    ///     .build()?;
+    /// # drop(events);
+    /// assert!(!emitter.is_closed());
+    /// handle.close();
+    /// assert!(emitter.is_closed());
+    /// assert!(emitter.emit(serde_json::json!({"late": true})).unwrap_err().is_closed());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.shared.buffer.is_closed()
     }
 
     /// A snapshot of the ledger.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use vigil_events::{Batch, Config, Delivery, EventPipeline, Sink};
+    /// # struct Null;
+    /// # impl Sink for Null {
+    /// #     fn deliver(&mut self, _: &Batch, _: Option<Duration>) -> Delivery { Delivery::Delivered }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = Config::default().capacity(64).max_batch_events(16);
+    /// let (emitter, events, handle) = EventPipeline::builder(config)
+    ///     .sink(|| Ok::<_, std::io::Error>(Null))
+    ///     .build()?;
+    /// # drop((events, handle));
+    /// emitter.emit(serde_json::json!({"n": 1}))?;
+    /// let ledger = emitter.ledger();
+    /// assert_eq!((ledger.accepted, ledger.queued, ledger.delivered), (1, 1, 0));
+    /// assert!(ledger.is_balanced());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn ledger(&self) -> LedgerSnapshot {
         self.shared.snapshot()
     }

@@ -69,6 +69,29 @@ impl EventsHandle {
     }
 
     /// A snapshot of the ledger. Never blocks on the batcher.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use vigil_events::{Batch, Config, Delivery, EventPipeline, Sink};
+    /// # struct Null;
+    /// # impl Sink for Null {
+    /// #     fn deliver(&mut self, _: &Batch, _: Option<Duration>) -> Delivery { Delivery::Delivered }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = Config::default().capacity(64).max_batch_events(16);
+    /// let (emitter, events, handle) = EventPipeline::builder(config)
+    ///     .sink(|| Ok::<_, std::io::Error>(Null))
+    ///     .build()?;
+    /// let system = vigil_core::Supervisor::builder().child(events).start()?;
+    /// emitter.emit(serde_json::json!({"n": 1}))?;
+    /// handle.flush(Duration::from_secs(5))?;
+    /// assert_eq!(handle.ledger().delivered, 1);
+    /// system.shutdown()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn ledger(&self) -> LedgerSnapshot {
         self.state.snapshot()
     }
@@ -100,7 +123,28 @@ impl EventsHandle {
     ///
     /// # Examples
     ///
-    /// See [`EventPipeline`](crate::EventPipeline).
+    /// ```
+    /// # use std::time::Duration;
+    /// # use vigil_events::{Batch, Config, Delivery, EventPipeline, Sink};
+    /// # struct Null;
+    /// # impl Sink for Null {
+    /// #     fn deliver(&mut self, _: &Batch, _: Option<Duration>) -> Delivery { Delivery::Delivered }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = Config::default().capacity(64).max_batch_events(16);
+    /// let (emitter, events, handle) = EventPipeline::builder(config)
+    ///     .sink(|| Ok::<_, std::io::Error>(Null))
+    ///     .build()?;
+    /// let system = vigil_core::Supervisor::builder().child(events).start()?;
+    /// for n in 0..10 {
+    ///     emitter.emit(serde_json::json!({"n": n}))?;
+    /// }
+    /// let report = handle.flush(Duration::from_secs(5))?;
+    /// assert_eq!((report.delivered, report.pending), (10, 0));
+    /// system.shutdown()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn flush(&self, timeout: Duration) -> Result<FlushReport, FlushError> {
         let deadline = later(Instant::now(), timeout);
         self.flush_deadline(deadline)
@@ -111,6 +155,30 @@ impl EventsHandle {
     /// # Errors
     ///
     /// As [`flush`](EventsHandle::flush).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use vigil_events::{Batch, Config, Delivery, EventPipeline, Sink};
+    /// # struct Null;
+    /// # impl Sink for Null {
+    /// #     fn deliver(&mut self, _: &Batch, _: Option<Duration>) -> Delivery { Delivery::Delivered }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use std::time::Instant;
+    /// let config = Config::default().capacity(64).max_batch_events(16);
+    /// let (emitter, events, handle) = EventPipeline::builder(config)
+    ///     .sink(|| Ok::<_, std::io::Error>(Null))
+    ///     .build()?;
+    /// let system = vigil_core::Supervisor::builder().child(events).start()?;
+    /// emitter.emit(serde_json::json!({"n": 1}))?;
+    /// let deadline = Instant::now() + Duration::from_secs(5);
+    /// handle.flush_deadline(deadline)?;
+    /// system.shutdown()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn flush_deadline(&self, deadline: Instant) -> Result<FlushReport, FlushError> {
         let start = Instant::now();
         let before = self.state.snapshot();
@@ -134,6 +202,32 @@ impl EventsHandle {
     /// of leaving it pending.
     ///
     /// Call it just before shutting the supervision tree down.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use vigil_events::{Batch, Config, Delivery, EventPipeline, Sink};
+    /// # struct Null;
+    /// # impl Sink for Null {
+    /// #     fn deliver(&mut self, _: &Batch, _: Option<Duration>) -> Delivery { Delivery::Delivered }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = Config::default().capacity(64).max_batch_events(16);
+    /// let (emitter, events, handle) = EventPipeline::builder(config)
+    ///     .sink(|| Ok::<_, std::io::Error>(Null))
+    ///     .build()?;
+    /// let system = vigil_core::Supervisor::builder().child(events).start()?;
+    /// emitter.emit(serde_json::json!({"n": 1}))?;
+    /// handle.close(); // then shut the tree down: the final flush delivers or drops
+    /// assert!(handle.is_closed());
+    /// system.shutdown()?;
+    /// let report = handle.final_report().expect("the pipeline stopped");
+    /// assert_eq!(report.pending, 0);
+    /// assert_eq!(handle.ledger().delivered + handle.ledger().dropped.total(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn close(&self) {
         self.state.close();
     }
@@ -154,6 +248,30 @@ impl EventsHandle {
     /// with the reason `shutdown` if [`close`](EventsHandle::close) was
     /// called, or stays pending otherwise. An abandoned batcher whose sink
     /// returns later changes neither the report nor the ledger.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use vigil_events::{Batch, Config, Delivery, EventPipeline, Sink};
+    /// # struct Null;
+    /// # impl Sink for Null {
+    /// #     fn deliver(&mut self, _: &Batch, _: Option<Duration>) -> Delivery { Delivery::Delivered }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = Config::default().capacity(64).max_batch_events(16);
+    /// let (emitter, events, handle) = EventPipeline::builder(config)
+    ///     .sink(|| Ok::<_, std::io::Error>(Null))
+    ///     .build()?;
+    /// let system = vigil_core::Supervisor::builder().child(events).start()?;
+    /// assert!(handle.final_report().is_none()); // still running
+    /// emitter.emit(serde_json::json!({"n": 1}))?;
+    /// system.shutdown()?;
+    /// let report = handle.final_report().expect("set when the pipeline stopped");
+    /// assert_eq!(report.delivered + report.pending, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn final_report(&self) -> Option<FlushReport> {
         self.state.final_report()
     }
