@@ -103,14 +103,19 @@
 //!
 //! # Why a custom TLS connector
 //!
-//! ureq's own TLS configuration takes root certificates but not a verifier,
-//! and may fall back to a process-wide crypto provider. This crate plugs its
-//! own connector into ureq's transport chain: ureq opens the TCP connection
-//! (through a proxy: to the proxy, followed by a `CONNECT`), then the
-//! connector runs the rustls handshake with a `ClientConfig` built on
+//! The real reason is the **recording certificate verifier**: to say which
+//! certificate a server presented when a handshake fails (its subject,
+//! issuer, expiry and fingerprint, in the error, the stats and the expiry
+//! warnings), the verifier must see the leaf, and ureq has no hook for a
+//! verifier of one's own: its TLS configuration takes root certificates only
+//! (and may fall back to a process-wide crypto provider). So this crate plugs
+//! its own connector into ureq's transport chain: ureq opens the TCP
+//! connection (through a proxy: to the proxy, followed by a `CONNECT`), then
+//! the connector runs the rustls handshake with a `ClientConfig` built on
 //! `rustls::crypto::ring::default_provider()` whose verifier wraps webpki over
-//! the current trust set and records the leaf it was shown. Session resumption
-//! is off, so every new connection is verified against the current trust set.
+//! the current trust set and records the leaf it was shown. Session
+//! resumption is off, so every new connection is verified against the
+//! current trust set.
 
 mod cert;
 mod config;
