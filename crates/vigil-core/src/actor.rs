@@ -92,6 +92,7 @@ pub struct Context<'a, M> {
     pub(crate) receive_timeout: Option<Duration>,
     pub(crate) stop: bool,
     pub(crate) stop_requested: &'a std::sync::atomic::AtomicBool,
+    pub(crate) pulse: Option<&'a crate::watchdog::Pulse>,
 }
 
 impl<M> Context<'_, M> {
@@ -133,5 +134,37 @@ impl<M> Context<'_, M> {
     /// [`ExitReason::Shutdown`].
     pub fn stop_requested(&self) -> bool {
         self.stop_requested.load(std::sync::atomic::Ordering::Relaxed)
+            || self.pulse.is_some_and(crate::watchdog::Pulse::is_fenced)
+    }
+
+    /// Tells the watchdog that the current hook is alive: a hook that calls
+    /// this more often than its child's
+    /// [hang timeout](crate::WorkerSpec::hang_timeout) is never declared
+    /// hung. Costs one atomic add; does nothing without a hang timeout.
+    ///
+    /// A hook that was declared hung anyway (it beat too late) sees
+    /// [`stop_requested`](Context::stop_requested) return true: its
+    /// replacement already runs, and nothing it does is reported.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// struct Import;
+    /// impl Actor for Import {
+    ///     type Msg = Vec<u64>;
+    ///     fn handle(&mut self, rows: Vec<u64>, ctx: &mut Context<'_, Vec<u64>>) -> Result<(), BoxError> {
+    ///         for chunk in rows.chunks(1000) {
+    ///             ctx.heartbeat(); // long, but alive
+    ///             let _ = chunk.iter().sum::<u64>();
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    pub fn heartbeat(&self) {
+        if let Some(pulse) = self.pulse {
+            pulse.beat();
+        }
     }
 }

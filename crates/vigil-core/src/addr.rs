@@ -8,11 +8,15 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 
 use crate::error::{CallError, TellError, TellTimeoutError, TryTellError};
+use crate::waitfor;
+use crate::watchdog::Cancel;
 
-/// What travels through a mailbox: a user message, or a wake-up that makes a
-/// blocked actor look at its stop flag.
+/// What travels through a mailbox: a user message, a request from
+/// [`Addr::call`] with the means to fail its caller if the hook handling it
+/// hangs, or a wake-up that makes a blocked actor look at its stop flag.
 pub(crate) enum Envelope<M> {
     Msg(M),
+    Call(M, Arc<dyn Cancel>),
     Wake,
 }
 
@@ -21,7 +25,7 @@ impl<M> Envelope<M> {
     /// sends `Msg`, so the `Wake` arm yields `None` and is never taken there.
     fn into_msg(self) -> Option<M> {
         match self {
-            Envelope::Msg(m) => Some(m),
+            Envelope::Msg(m) | Envelope::Call(m, _) => Some(m),
             Envelope::Wake => None,
         }
     }
@@ -56,7 +60,7 @@ impl<M> Mailbox<M> {
         self.addr.shared.closed.store(true, Ordering::Release);
         let mut dropped = 0;
         for envelope in self.rx.try_iter() {
-            if let Envelope::Msg(msg) = envelope {
+            if let Envelope::Msg(msg) | Envelope::Call(msg, _) = envelope {
                 dropped += 1;
                 if let Err(panic) = crate::panic::drop_guarded(msg) {
                     log::warn!(
@@ -75,25 +79,28 @@ impl<M> Mailbox<M> {
     }
 }
 
+/// The actor a runner thread serves: its mailbox's id and its path.
+type Current = Option<(usize, Arc<str>)>;
+
 thread_local! {
     /// The mailbox that the current runner thread's incarnation serves, by
-    /// the address of its shared state; 0 elsewhere. Lets
-    /// [`Addr::call`] refuse a call to self at once.
-    static SERVING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// the address of its shared state, and the actor's path; `None`
+    /// elsewhere. Lets [`Addr::call`] refuse a call that closes a cycle.
+    static SERVING: std::cell::RefCell<Current> = const { std::cell::RefCell::new(None) };
 }
 
 /// Marks the current thread as serving a mailbox until dropped.
-pub(crate) struct Serving(usize);
+pub(crate) struct Serving(Current);
 
 impl Serving {
-    pub(crate) fn enter<M>(addr: &Addr<M>) -> Serving {
-        Serving(SERVING.with(|serving| serving.replace(addr.id())))
+    pub(crate) fn enter<M>(addr: &Addr<M>, path: &Arc<str>) -> Serving {
+        Serving(SERVING.with(|serving| serving.replace(Some((addr.id(), Arc::clone(path))))))
     }
 }
 
 impl Drop for Serving {
     fn drop(&mut self) {
-        SERVING.with(|serving| serving.set(self.0));
+        SERVING.with(|serving| *serving.borrow_mut() = self.0.take());
     }
 }
 
@@ -243,14 +250,25 @@ impl<M> Addr<M> {
     /// waits for the next incarnation to answer, within the timeout. It never
     /// hangs.
     ///
-    /// An actor that calls its own address would wait for itself: that call
-    /// fails at once with [`CallError::SelfCall`].
+    /// A call from inside an actor's hook that would close a cycle of actors
+    /// each waiting for the next (an actor calling itself, A calling B while
+    /// B's handler calls A, or a longer chain) fails at once with
+    /// [`CallError::Deadlock`] naming the cycle, instead of every party
+    /// waiting out its timeout. Only `call` waits for another actor, so only
+    /// `call` is tracked: it costs a lock and a walk of the waiting chain when
+    /// made from an actor's hook, and nothing from other threads. `tell`
+    /// costs nothing extra.
+    ///
+    /// If the actor's hook handling the request [hangs](crate::WorkerSpec::hang_timeout),
+    /// the call fails with [`CallError::Dropped`] when the watchdog replaces
+    /// it; a request queued behind the hung one is answered by the
+    /// replacement.
     ///
     /// # Errors
     ///
     /// [`CallError::Closed`], [`CallError::Timeout`], [`CallError::Dropped`]
-    /// when the actor dropped the request without replying (it panicked, say),
-    /// or [`CallError::SelfCall`].
+    /// when the actor dropped the request without replying (it panicked or
+    /// hung, say), or [`CallError::Deadlock`].
     ///
     /// # Examples
     ///
@@ -277,16 +295,21 @@ impl<M> Addr<M> {
     /// system.shutdown().unwrap();
     /// # Ok::<(), StartError>(())
     /// ```
-    pub fn call<R>(&self, make: impl FnOnce(Reply<R>) -> M, timeout: Duration) -> Result<R, CallError> {
+    pub fn call<R: Send + 'static>(&self, make: impl FnOnce(Reply<R>) -> M, timeout: Duration) -> Result<R, CallError> {
         if self.is_closed() {
             return Err(CallError::Closed);
         }
-        if SERVING.with(std::cell::Cell::get) == self.id() {
-            return Err(CallError::SelfCall);
-        }
+        // Held until the answer comes: this caller's edge in the wait-for graph.
+        let _waiting = SERVING
+            .with(|serving| match serving.borrow().as_ref() {
+                Some((me, path)) => waitfor::wait(*me, path, self.id()).map(Some),
+                None => Ok(None),
+            })
+            .map_err(|cycle| CallError::Deadlock { cycle })?;
         let deadline = Instant::now().checked_add(timeout);
         let (tx, rx) = crossbeam_channel::bounded(1);
-        let msg = Envelope::Msg(make(Reply { tx }));
+        let slot = Arc::new(ReplySlot { tx: parking_lot::Mutex::new(Some(tx)) });
+        let msg = Envelope::Call(make(Reply { slot: Arc::clone(&slot) }), slot);
         let sent = match deadline {
             Some(deadline) => self.tx.send_deadline(msg, deadline),
             None => self.tx.send(msg).map_err(|e| SendTimeoutError::Disconnected(e.into_inner())),
@@ -362,8 +385,21 @@ impl<M> Addr<M> {
 }
 
 /// The reply half of a [`call`](Addr::call). Send exactly one answer.
+/// Dropping it unanswered fails the call with [`CallError::Dropped`].
 pub struct Reply<R> {
-    tx: Sender<R>,
+    slot: Arc<ReplySlot<R>>,
+}
+
+/// The answer channel of one call, shared by its [`Reply`] and its envelope:
+/// the watchdog empties it when the hook holding the request hangs.
+struct ReplySlot<R> {
+    tx: parking_lot::Mutex<Option<Sender<R>>>,
+}
+
+impl<R: Send> Cancel for ReplySlot<R> {
+    fn cancel(&self) {
+        self.tx.lock().take();
+    }
 }
 
 impl<R> Reply<R> {
@@ -371,9 +407,20 @@ impl<R> Reply<R> {
     ///
     /// # Errors
     ///
-    /// Gives the value back if the caller stopped waiting (it timed out).
+    /// Gives the value back if the caller stopped waiting (it timed out, or
+    /// the watchdog replaced this hook as hung).
     pub fn send(self, value: R) -> Result<(), R> {
-        self.tx.try_send(value).map_err(TrySendError::into_inner)
+        let tx = self.slot.tx.lock().take();
+        match tx {
+            Some(tx) => tx.try_send(value).map_err(TrySendError::into_inner),
+            None => Err(value),
+        }
+    }
+}
+
+impl<R> Drop for Reply<R> {
+    fn drop(&mut self) {
+        self.slot.tx.lock().take();
     }
 }
 

@@ -101,29 +101,41 @@ impl<M> TellTimeoutError<M> {
 }
 
 /// [`Addr::call`](crate::Addr::call) failed. It never hangs past its timeout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallError {
     /// The actor has stopped for good. Returned at once.
     Closed,
     /// No reply arrived within the timeout. A reply that comes later is dropped.
     Timeout,
     /// The actor dropped the request without replying, for example because it
-    /// panicked while handling it.
+    /// panicked while handling it, or hung and was replaced by the watchdog.
     Dropped,
-    /// An actor called its own address from one of its hooks. It would wait
-    /// for itself, so the call fails at once instead of timing out. Handle the
-    /// request inline, or [`tell`](crate::Addr::tell) yourself instead.
-    SelfCall,
+    /// The call, made from an actor's hook, would close a cycle of actors
+    /// each blocked in a `call` to the next: none could answer, so it fails
+    /// at once instead of timing out. `cycle` names every actor in it,
+    /// starting with the caller; each waits for the next, the last for the
+    /// first. An actor calling its own address is a cycle of one. Break the
+    /// cycle with a [`tell`](crate::Addr::tell), or handle the request inline.
+    Deadlock {
+        /// The paths of the actors in the cycle, the caller first.
+        cycle: Vec<String>,
+    },
 }
 
 impl fmt::Display for CallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            CallError::Closed => "calling a stopped actor",
-            CallError::Timeout => "call timed out waiting for a reply",
-            CallError::Dropped => "the actor dropped the request without replying",
-            CallError::SelfCall => "an actor called itself; it would wait for itself forever",
-        })
+        match self {
+            CallError::Closed => f.write_str("calling a stopped actor"),
+            CallError::Timeout => f.write_str("call timed out waiting for a reply"),
+            CallError::Dropped => f.write_str("the actor dropped the request without replying"),
+            CallError::Deadlock { cycle } => {
+                write!(f, "the call would deadlock: {}", cycle.join(" -> "))?;
+                if let Some(first) = cycle.first() {
+                    write!(f, " -> {first}")?;
+                }
+                Ok(())
+            }
+        }
     }
 }
 

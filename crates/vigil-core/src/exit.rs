@@ -80,6 +80,34 @@ pub enum ExitReason {
         #[serde(serialize_with = "crate::format::as_millis", rename = "timeout_ms")]
         timeout: Duration,
     },
+    /// One hook call (`started`, `handle` or `timeout`) ran longer than the
+    /// child's [hang timeout](crate::WorkerSpec::hang_timeout) without a
+    /// [heartbeat](crate::Context::heartbeat). Its thread was abandoned and
+    /// fenced: if the hook ever returns, that thread reads no more messages
+    /// and reports nothing. Counts toward the intensity like any failure.
+    Hung {
+        /// The hook that did not return.
+        hook: Hook,
+        /// The type of the message being handled, for `handle`.
+        message_type: Option<&'static str>,
+        /// How long the watchdog saw the hook run without progress (at least
+        /// the hang timeout; `elapsed_ms` in JSON).
+        #[serde(serialize_with = "crate::format::as_millis", rename = "elapsed_ms")]
+        elapsed: Duration,
+    },
+    /// A hang was detected while more abandoned threads than the system's
+    /// [limit](crate::SupervisorBuilder::max_abandoned_threads) were still
+    /// running: the supervisor gave up instead of leaking another thread.
+    AbandonedLimit {
+        /// The path of the supervisor that gave up.
+        supervisor: String,
+        /// The limit.
+        limit: usize,
+        /// The path of the child that hung.
+        child: String,
+        /// That child's exit reason.
+        cause: Box<ExitReason>,
+    },
     /// The OS refused to spawn a thread for the child.
     Spawn {
         /// The I/O error, rendered.
@@ -129,7 +157,10 @@ impl ExitReason {
     pub fn chain(&self) -> Vec<&ExitReason> {
         let mut chain = vec![self];
         let mut current = self;
-        while let ExitReason::Escalated { cause, .. } | ExitReason::ChildStartFailed { cause, .. } = current {
+        while let ExitReason::Escalated { cause, .. }
+        | ExitReason::ChildStartFailed { cause, .. }
+        | ExitReason::AbandonedLimit { cause, .. } = current
+        {
             chain.push(cause);
             current = cause;
         }
@@ -163,6 +194,17 @@ impl fmt::Display for ExitReason {
             ExitReason::StartTimeout { timeout } => {
                 write!(f, "start did not finish within {}; thread abandoned", crate::format::human(*timeout))
             }
+            ExitReason::Hung { hook, message_type, elapsed } => {
+                write!(f, "hung in {hook}")?;
+                if let Some(ty) = message_type {
+                    write!(f, " (message {})", short_type(ty))?;
+                }
+                write!(f, " for {}; thread abandoned", crate::format::human(*elapsed))
+            }
+            ExitReason::AbandonedLimit { supervisor, limit, child, cause } => write!(
+                f,
+                "{supervisor} gave up: more than {limit} abandoned threads still running after {child} exited: {cause}"
+            ),
             ExitReason::Spawn { error } => write!(f, "could not spawn thread: {error}"),
             ExitReason::ChildStartFailed { child, cause } => write!(f, "child {child} failed to start: {cause}"),
             ExitReason::Escalated { supervisor, intensity, period, child, cause } => write!(
@@ -171,5 +213,15 @@ impl fmt::Display for ExitReason {
                 crate::format::human(*period)
             ),
         }
+    }
+}
+
+/// A type name without its module path: `app::db::QueryMsg` reads
+/// `QueryMsg`. Generic arguments keep theirs.
+pub(crate) fn short_type(ty: &str) -> &str {
+    let head = ty.split('<').next().unwrap_or(ty);
+    match head.rfind("::") {
+        Some(i) => &ty[i + 2..],
+        None => ty,
     }
 }

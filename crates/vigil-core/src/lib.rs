@@ -99,6 +99,8 @@ mod runner;
 mod spec;
 mod supervisor;
 mod system;
+mod waitfor;
+mod watchdog;
 
 pub use actor::{Actor, Context};
 pub use addr::{Addr, Reply};
@@ -107,10 +109,10 @@ pub use error::{
     BoxError, CallError, ConfigError, ControlError, StartError, SystemError, TellError, TellTimeoutError, TryTellError,
 };
 pub use exit::{ExitReason, Hook};
-pub use observe::{ChildKind, ChildState, ChildStats, SUBSCRIPTION_CAPACITY, SupervisionEvent, SupervisorStats};
+pub use observe::{AbandonedThread, ChildKind, ChildState, ChildStats, SUBSCRIPTION_CAPACITY, SupervisionEvent, SupervisorStats};
 pub use restart::{Restart, Strategy};
 pub use spec::{
-    ChildSpec, DEFAULT_MAILBOX, DEFAULT_SHUTDOWN, DEFAULT_START_TIMEOUT, MAX_MAILBOX, MAX_MAILBOX_BYTES, WorkerSpec,
+    ChildSpec, DEFAULT_MAX_ABANDONED_THREADS, DEFAULT_MAILBOX, DEFAULT_SHUTDOWN, DEFAULT_START_TIMEOUT, MAX_MAILBOX, MAX_MAILBOX_BYTES, WorkerSpec,
 };
 pub use supervisor::{ChildCounts, MAX_INTENSITY, Supervisor, SupervisorBuilder, SupervisorRef};
 pub use system::{ShutdownHandle, ShutdownReport, System, exit_code};

@@ -2,7 +2,7 @@
 //! snapshots of the tree.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use std::thread::JoinHandle;
@@ -60,6 +60,23 @@ pub enum SupervisionEvent {
         path: String,
         /// The exit it escalates.
         reason: ExitReason,
+    },
+    /// The watchdog declared a child hung: one of its hooks ran longer than
+    /// its hang timeout. Its thread was abandoned and fenced; an
+    /// [`Exited`](SupervisionEvent::Exited) with [`ExitReason::Hung`] and the
+    /// supervisor's decision follow.
+    Hung {
+        /// The child's path.
+        path: String,
+        /// The hook that did not return.
+        hook: crate::Hook,
+        /// The type of the message being handled, for `handle`.
+        message_type: Option<&'static str>,
+        /// How long it ran without progress, in ms.
+        #[serde(serialize_with = "as_millis", rename = "elapsed_ms")]
+        elapsed: Duration,
+        /// Abandoned threads of the system still running, this one included.
+        abandoned_threads: usize,
     },
     /// A child did not stop within its shutdown timeout; its thread was left
     /// running and the shutdown went on.
@@ -121,18 +138,48 @@ impl Subscriber {
     }
 }
 
-/// A thread left running past its shutdown timeout.
+/// A thread left running past its shutdown or start timeout, or declared hung.
 struct Abandoned {
     path: String,
     thread: Option<JoinHandle<()>>,
+    since: Instant,
+    hung: bool,
 }
 
-/// Shared by every supervisor of one tree: subscribers and abandoned threads.
-#[derive(Default)]
+/// A thread the tree abandoned that is still running, as
+/// [`stats`](crate::System::stats) and [`ShutdownReport`](crate::ShutdownReport)
+/// list it. It may gain fields: read them by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct AbandonedThread {
+    /// The path of the child whose thread it is.
+    pub path: String,
+    /// Whether the watchdog declared it hung (else it did not stop or start
+    /// in time).
+    pub hung: bool,
+    /// How long since it was abandoned (`stuck_ms` in JSON); for a hung
+    /// thread, add the hang timeout for how long its hook has run.
+    #[serde(serialize_with = "as_millis", rename = "stuck_ms")]
+    pub stuck: Duration,
+}
+
+/// Shared by every supervisor of one tree: subscribers, abandoned threads
+/// and the watchdog.
 pub(crate) struct Bus {
     subscribers: Mutex<Vec<Subscriber>>,
     count: AtomicUsize,
     abandoned: Mutex<Vec<Abandoned>>,
+    pub(crate) watchdog: crate::watchdog::Watchdog,
+    /// The most abandoned threads still running before a hang escalates.
+    pub(crate) max_abandoned: usize,
+    late_returns: AtomicU64,
+    hangs: AtomicU64,
+}
+
+impl Default for Bus {
+    fn default() -> Bus {
+        Bus::new(crate::DEFAULT_MAX_ABANDONED_THREADS)
+    }
 }
 
 impl std::fmt::Debug for Bus {
@@ -142,6 +189,53 @@ impl std::fmt::Debug for Bus {
 }
 
 impl Bus {
+    pub(crate) fn new(max_abandoned: usize) -> Bus {
+        Bus {
+            subscribers: Mutex::default(),
+            count: AtomicUsize::new(0),
+            abandoned: Mutex::default(),
+            watchdog: crate::watchdog::Watchdog::default(),
+            max_abandoned,
+            late_returns: AtomicU64::new(0),
+            hangs: AtomicU64::new(0),
+        }
+    }
+
+    /// A fenced thread's hook returned after the watchdog replaced it.
+    pub(crate) fn late_return(&self) {
+        self.late_returns.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a thread abandoned because it hung; returns how many
+    /// abandoned threads are still running, this one included.
+    pub(crate) fn hung(&self, path: &str, thread: Option<JoinHandle<()>>) -> usize {
+        self.hangs.fetch_add(1, Ordering::Relaxed);
+        let mut abandoned = self.abandoned.lock();
+        abandoned.push(Abandoned { path: path.to_owned(), thread, since: Instant::now(), hung: true });
+        abandoned.retain(|a| a.thread.as_ref().is_none_or(|t| !t.is_finished()));
+        abandoned.len()
+    }
+
+    /// Hangs detected, and hung threads that returned late, since the start.
+    pub(crate) fn hang_counts(&self) -> (u64, u64) {
+        (self.hangs.load(Ordering::Relaxed), self.late_returns.load(Ordering::Relaxed))
+    }
+
+    /// The abandoned threads still running.
+    pub(crate) fn abandoned_threads(&self) -> Vec<AbandonedThread> {
+        let now = Instant::now();
+        let mut abandoned = self.abandoned.lock();
+        abandoned.retain(|a| a.thread.as_ref().is_none_or(|t| !t.is_finished()));
+        abandoned
+            .iter()
+            .map(|a| AbandonedThread {
+                path: a.path.clone(),
+                hung: a.hung,
+                stuck: now.saturating_duration_since(a.since),
+            })
+            .collect()
+    }
+
     pub(crate) fn subscribe(&self) -> Receiver<SupervisionEvent> {
         let (tx, rx) = crossbeam_channel::bounded(SUBSCRIPTION_CAPACITY);
         let mut subscribers = self.subscribers.lock();
@@ -162,14 +256,7 @@ impl Bus {
 
     /// Records a thread abandoned at `path`; `thread` tells when it ends.
     pub(crate) fn abandoned(&self, path: &str, thread: Option<JoinHandle<()>>) {
-        self.abandoned.lock().push(Abandoned { path: path.to_owned(), thread });
-    }
-
-    /// The paths of abandoned threads that are still running.
-    pub(crate) fn abandoned_paths(&self) -> Vec<String> {
-        let mut abandoned = self.abandoned.lock();
-        abandoned.retain(|a| a.thread.as_ref().is_none_or(|t| !t.is_finished()));
-        abandoned.iter().map(|a| a.path.clone()).collect()
+        self.abandoned.lock().push(Abandoned { path: path.to_owned(), thread, since: Instant::now(), hung: false });
     }
 }
 
@@ -248,6 +335,18 @@ pub struct SupervisorStats {
     pub restarts_total: u64,
     /// Children it abandoned because they did not stop in time.
     pub abandoned: u64,
+    /// Hangs of its children that the watchdog detected.
+    pub hangs: u64,
+    /// Tree-wide, filled in by [`System::stats`](crate::System::stats) on the
+    /// root only: hangs detected in the whole tree.
+    pub hangs_total: u64,
+    /// Tree-wide, root only: hung threads whose hook returned after they
+    /// were replaced (they exited quietly).
+    pub late_returns: u64,
+    /// Tree-wide, root only: abandoned threads still running, with how long
+    /// each has been stuck.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub abandoned_threads: Vec<AbandonedThread>,
     /// Its children, in start order.
     pub children: Vec<ChildStats>,
 }
@@ -296,6 +395,7 @@ pub(crate) struct NodeState {
     pub(crate) running: bool,
     pub(crate) restarts_total: u64,
     pub(crate) abandoned: u64,
+    pub(crate) hangs: u64,
     pub(crate) rows: Vec<Row>,
 }
 
@@ -322,6 +422,10 @@ impl Node {
             restarts_in_window: state.window.as_ref().map_or(0, |w| w.lock().count(now)),
             restarts_total: state.restarts_total,
             abandoned: state.abandoned,
+            hangs: state.hangs,
+            hangs_total: 0,
+            late_returns: 0,
+            abandoned_threads: Vec::new(),
             children: Vec::new(),
         };
         let children = rows

@@ -32,6 +32,13 @@ pub(crate) enum SupMsg {
     Stop {
         generation: u64,
     },
+    /// The watchdog declared an incarnation hung and fenced its runner: the
+    /// supervisor abandons that runner and handles the exit.
+    Hung {
+        key: u64,
+        generation: u64,
+        reason: ExitReason,
+    },
     /// Try again to restart a child whose restart failed, as OTP's
     /// `try_again_restart`: through the inbox, so that requests, other exits
     /// and a stop are served between attempts.

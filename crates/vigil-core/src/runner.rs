@@ -25,6 +25,7 @@ use crate::intensity::RestartWindow;
 use crate::panic;
 use crate::protocol::SupMsg;
 use crate::restart::{Decision, Restart, decide};
+use crate::watchdog::Pulse;
 
 /// A command from the supervisor to a runner.
 pub(crate) enum Cmd {
@@ -146,11 +147,19 @@ pub(crate) struct Link {
     /// report of the new incarnation, so a restart costs the supervisor one
     /// wake-up, not two.
     pub(crate) restarted: RefCell<Option<(ExitReason, u32)>>,
+    /// What the watchdog samples, for a child with a hang timeout.
+    pub(crate) pulse: Option<Arc<Pulse>>,
 }
 
 impl Link {
     pub(crate) fn new(parent: Sender<SupMsg>, key: u64, path: Arc<str>, bus: Arc<crate::observe::Bus>) -> Link {
-        Link { parent, key, path, bus, restarted: RefCell::new(None) }
+        Link { parent, key, path, bus, restarted: RefCell::new(None), pulse: None }
+    }
+
+    /// Whether the watchdog declared this runner hung: it then reads no
+    /// more messages, runs no more hooks and reports nothing.
+    fn fenced(&self) -> bool {
+        self.pulse.as_ref().is_some_and(|pulse| pulse.is_fenced())
     }
 
     /// Reports that the incarnation `generation` has started.
@@ -248,12 +257,22 @@ fn run_loop(mut body: Box<dyn Incarnate>, link: Link, commands: Receiver<Cmd>) {
         });
     });
     while let Ok(Cmd::Start { generation, mut incarnation, stop, fast }) = commands.recv() {
+        if let Some(pulse) = &link.pulse {
+            pulse.set_generation(generation);
+        }
         loop {
             set_phase(Phase::Starting, Some(&stop));
             // The last line of defence: whatever escapes an incarnation (a
             // bug in vigil itself) still reaches the supervisor as a value.
             let outcome = catch_unwind(AssertUnwindSafe(|| body.run(&link, generation, incarnation, &stop)));
             set_phase(Phase::Idle, None);
+            if link.fenced() {
+                // Declared hung, then returned: the replacement already runs
+                // and the watchdog reported for this thread. Exit quietly.
+                drop(outcome);
+                link.bus.late_return();
+                return;
+            }
             let (reason, had_started) = outcome.unwrap_or_else(|payload| {
                 log::error!(target: "vigil", "{}: a runner panicked outside any hook", link.path);
                 (panic::panicked(Hook::Supervisor, payload, None), false)
@@ -291,10 +310,16 @@ struct Settings {
 
 impl<A: Actor> Incarnate for WorkerBody<A> {
     fn run(&mut self, link: &Link, generation: u64, incarnation: u64, stop: &AtomicBool) -> (ExitReason, bool) {
-        let _serving = addr::Serving::enter(&self.mailbox.addr);
+        let _serving = addr::Serving::enter(&self.mailbox.addr, &link.path);
         match self.start(link, generation, incarnation, stop) {
             Ok((mut actor, settings)) => {
                 let reason = self.serve(&mut actor, settings, link, incarnation, stop);
+                if link.fenced() {
+                    // Nothing of a fenced incarnation is reported, even a
+                    // panic in its drop.
+                    let _ = panic::catch(Hook::Drop, move || drop(actor));
+                    return (reason, true);
+                }
                 (drop_actor(actor, reason, &link.path), true)
             }
             Err(reason) => (reason, false),
@@ -333,12 +358,21 @@ impl<A: Actor> WorkerBody<A> {
             Err(payload) => return Err(panic::panicked(Hook::Factory, payload, None)),
         };
         let mut ctx = self.context(link, incarnation, stop);
-        let failure = match catch_unwind(AssertUnwindSafe(|| actor.started(&mut ctx))) {
+        let entered = link.pulse.as_ref().map(|pulse| pulse.enter(Hook::Start));
+        let outcome = catch_unwind(AssertUnwindSafe(|| actor.started(&mut ctx)));
+        let settings = Settings { receive_timeout: ctx.receive_timeout, stop: ctx.stop };
+        if let (Some(pulse), Some(entered)) = (&link.pulse, entered)
+            && !pulse.leave(entered)
+        {
+            drop(outcome);
+            let _ = panic::catch(Hook::Drop, move || drop(actor));
+            return Err(ExitReason::Shutdown);
+        }
+        let failure = match outcome {
             Ok(Ok(())) => None,
             Ok(Err(error)) => Some(panic::failed(Hook::Start, error, None)),
             Err(payload) => Some(panic::panicked(Hook::Start, payload, None)),
         };
-        let settings = Settings { receive_timeout: ctx.receive_timeout, stop: ctx.stop };
         if let Some(reason) = failure {
             return Err(drop_actor(actor, reason, &link.path));
         }
@@ -355,6 +389,7 @@ impl<A: Actor> WorkerBody<A> {
             receive_timeout: None,
             stop: false,
             stop_requested: stop,
+            pulse: link.pulse.as_deref(),
         }
     }
 
@@ -366,13 +401,22 @@ impl<A: Actor> WorkerBody<A> {
 
         let hook = std::cell::Cell::new(Hook::Handle);
         let rx = &self.mailbox.rx;
-        let reason = match catch_unwind(AssertUnwindSafe(|| message_loop(actor, &mut ctx, rx, stop, &hook))) {
+        let pulse = link.pulse.as_deref();
+        let reason = match catch_unwind(AssertUnwindSafe(|| message_loop(actor, &mut ctx, rx, stop, &hook, pulse))) {
             Ok(reason) => reason,
             Err(payload) => {
+                // A hook that panicked left the pulse inside it.
+                if pulse.is_some_and(|pulse| !pulse.settle()) {
+                    drop(payload);
+                    return ExitReason::Shutdown;
+                }
                 let message_type = (hook.get() == Hook::Handle).then(std::any::type_name::<A::Msg>);
                 panic::panicked(hook.get(), payload, message_type)
             }
         };
+        if link.fenced() {
+            return reason;
+        }
         set_phase(Phase::Stopping, None);
         match catch_unwind(AssertUnwindSafe(|| actor.stopped(&reason))) {
             Ok(()) => reason,
@@ -395,6 +439,7 @@ fn message_loop<A: Actor>(
     rx: &Receiver<Envelope<A::Msg>>,
     stop: &AtomicBool,
     hook: &std::cell::Cell<Hook>,
+    pulse: Option<&Pulse>,
 ) -> ExitReason {
     let message_type = std::any::type_name::<A::Msg>;
     loop {
@@ -412,14 +457,53 @@ fn message_loop<A: Actor>(
             // `hook` says `Handle` except while `timeout` runs, so the
             // message path writes nothing extra.
             Ok(Envelope::Msg(msg)) => {
-                if let Err(error) = actor.handle(msg, ctx) {
+                let result = match pulse {
+                    None => actor.handle(msg, ctx),
+                    Some(pulse) => {
+                        let entered = pulse.enter(Hook::Handle);
+                        let result = actor.handle(msg, ctx);
+                        if !pulse.leave(entered) {
+                            return ExitReason::Shutdown;
+                        }
+                        result
+                    }
+                };
+                if let Err(error) = result {
+                    return panic::failed(Hook::Handle, error, Some(message_type()));
+                }
+            }
+            Ok(Envelope::Call(msg, call)) => {
+                let result = match pulse {
+                    None => {
+                        drop(call);
+                        actor.handle(msg, ctx)
+                    }
+                    Some(pulse) => {
+                        pulse.set_in_flight(Some(call));
+                        let entered = pulse.enter(Hook::Handle);
+                        let result = actor.handle(msg, ctx);
+                        if !pulse.leave(entered) {
+                            return ExitReason::Shutdown;
+                        }
+                        pulse.set_in_flight(None);
+                        result
+                    }
+                };
+                if let Err(error) = result {
                     return panic::failed(Hook::Handle, error, Some(message_type()));
                 }
             }
             Ok(Envelope::Wake) => {}
             Err(RecvTimeoutError::Timeout) => {
                 hook.set(Hook::Timeout);
-                if let Err(error) = actor.timeout(ctx) {
+                let entered = pulse.map(|pulse| pulse.enter(Hook::Timeout));
+                let result = actor.timeout(ctx);
+                if let (Some(pulse), Some(entered)) = (pulse, entered)
+                    && !pulse.leave(entered)
+                {
+                    return ExitReason::Shutdown;
+                }
+                if let Err(error) = result {
                     return panic::failed(Hook::Timeout, error, None);
                 }
                 hook.set(Hook::Handle);

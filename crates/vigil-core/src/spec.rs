@@ -34,6 +34,9 @@ fn mailbox_bytes<M>(capacity: usize) -> usize {
 pub const DEFAULT_SHUTDOWN: Duration = Duration::from_secs(5);
 /// The default time a child's start hook gets before the start fails.
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default limit on abandoned threads still running in one system; see
+/// [`SupervisorBuilder::max_abandoned_threads`](crate::SupervisorBuilder::max_abandoned_threads).
+pub const DEFAULT_MAX_ABANDONED_THREADS: usize = 64;
 
 /// What every child spec has, worker or supervisor.
 #[derive(Debug, Clone)]
@@ -44,6 +47,7 @@ pub(crate) struct Common {
     pub(crate) shutdown: Duration,
     pub(crate) start_timeout: Duration,
     pub(crate) stack_size: Option<usize>,
+    pub(crate) hang_timeout: Option<Duration>,
 }
 
 /// The type-erased part of a child: how to run it and what it exposes.
@@ -56,6 +60,10 @@ pub(crate) trait Body: Send + Sync + 'static {
     fn close(&self) -> usize;
     fn reopen(&self);
     fn validate(&self, path: &str) -> Result<(), ConfigError>;
+    /// The type of the messages a worker handles.
+    fn message_type(&self) -> Option<&'static str> {
+        None
+    }
     fn supervisor(&self) -> Option<&SupervisorBuilder> {
         None
     }
@@ -184,6 +192,7 @@ impl ChildSpec {
                 shutdown: Duration::MAX,
                 start_timeout: Duration::from_secs(60),
                 stack_size: None,
+                hang_timeout: None,
             },
             body: Arc::new(builder),
         }
@@ -209,6 +218,9 @@ impl ChildSpec {
         }
         if self.common.start_timeout.is_zero() {
             return Err(ConfigError::ZeroTimeout { child: path, which: "start" });
+        }
+        if self.common.hang_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(ConfigError::ZeroTimeout { child: path, which: "hang" });
         }
         self.body.validate(&path)
     }
@@ -246,6 +258,7 @@ impl<A: Actor> WorkerSpec<A> {
                 shutdown: DEFAULT_SHUTDOWN,
                 start_timeout: DEFAULT_START_TIMEOUT,
                 stack_size: None,
+                hang_timeout: None,
             },
             factory,
             capacity: DEFAULT_MAILBOX,
@@ -255,6 +268,38 @@ impl<A: Actor> WorkerSpec<A> {
     }
 
     common_setters!();
+
+    /// The longest one hook call (`started`, `handle` or `timeout`) may run
+    /// without a [heartbeat](crate::Context::heartbeat) before the watchdog
+    /// declares the incarnation hung. Defaults to `None`: no watchdog.
+    ///
+    /// A hung incarnation exits with [`ExitReason::Hung`](crate::ExitReason::Hung),
+    /// which counts toward the intensity like any failure. Its thread cannot
+    /// be killed: it is abandoned and fenced (if the hook ever returns, the
+    /// thread reads no more messages, runs no more hooks and reports
+    /// nothing), and the next incarnation runs on a fresh thread with the
+    /// same mailbox, so queued messages are served. A pending
+    /// [`call`](crate::Addr::call) whose request the hung hook holds fails
+    /// with [`CallError::Dropped`](crate::CallError::Dropped). Detection
+    /// takes between the timeout and the timeout plus a tenth of the
+    /// smallest hang timeout in the system (at most 1 s more). `start`
+    /// refuses zero with [`ConfigError::ZeroTimeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # use std::time::Duration;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let spec = ChildSpec::worker("db", || W).hang_timeout(Duration::from_secs(30));
+    /// let system = Supervisor::builder().child(spec).start()?;
+    /// system.shutdown().unwrap();
+    /// # Ok::<(), StartError>(())
+    /// ```
+    pub fn hang_timeout(mut self, timeout: Duration) -> Self {
+        self.common.hang_timeout = Some(timeout);
+        self
+    }
 
     /// The mailbox capacity. Set it before calling [`addr`](WorkerSpec::addr).
     /// `start` reports zero as [`ConfigError::ZeroCapacity`], more than
@@ -325,6 +370,10 @@ impl<A: Actor> Body for WorkerDef<A> {
 
     fn reopen(&self) {
         self.mailbox.reopen();
+    }
+
+    fn message_type(&self) -> Option<&'static str> {
+        Some(std::any::type_name::<A::Msg>())
     }
 
     fn validate(&self, path: &str) -> Result<(), ConfigError> {

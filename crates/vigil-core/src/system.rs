@@ -10,7 +10,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::error::{ConfigError, StartError, SystemError};
 use crate::exit::ExitReason;
-use crate::observe::{Bus, SupervisionEvent, SupervisorStats};
+use crate::observe::{AbandonedThread, Bus, SupervisionEvent, SupervisorStats};
 use crate::panic;
 use crate::protocol::SupMsg;
 use crate::runner::{Link, Runner};
@@ -41,7 +41,7 @@ impl SupervisorBuilder {
         }
         self.validate_tree(&path)?;
         panic::install_hook();
-        let bus = Arc::new(Bus::default());
+        let bus = Arc::new(Bus::new(self.max_abandoned));
         let (tx, events) = crossbeam_channel::unbounded();
         let key = next_key();
         let link = Link::new(tx, key, path.clone().into(), Arc::clone(&bus));
@@ -114,9 +114,12 @@ impl fmt::Debug for System {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct ShutdownReport {
-    /// Paths of children that did not stop within their shutdown timeout
-    /// and were left running. Empty after a clean shutdown.
+    /// Paths of children that did not stop within their shutdown timeout,
+    /// or were declared hung, and are still running. Empty after a clean
+    /// shutdown.
     pub abandoned: Vec<String>,
+    /// The same threads, with how long each has been stuck.
+    pub abandoned_threads: Vec<AbandonedThread>,
     /// How long the system ran (`uptime_ms` in JSON).
     #[serde(serialize_with = "crate::format::as_millis", rename = "uptime_ms")]
     pub uptime: Duration,
@@ -205,7 +208,10 @@ impl System {
     /// # Ok::<(), StartError>(())
     /// ```
     pub fn stats(&self) -> SupervisorStats {
-        self.handle.stats()
+        let mut stats = self.handle.stats();
+        (stats.hangs_total, stats.late_returns) = self.bus.hang_counts();
+        stats.abandoned_threads = self.bus.abandoned_threads();
+        stats
     }
 
     /// Subscribes to lifecycle events of the whole tree.
@@ -372,11 +378,13 @@ impl System {
                 // The tree is dead for good: every mailbox in it refuses
                 // messages from now on, whoever still holds an address.
                 self.root.close();
-                let abandoned = self.bus.abandoned_paths();
+                self.bus.watchdog.stop();
+                let abandoned_threads = self.bus.abandoned_threads();
+                let abandoned: Vec<String> = abandoned_threads.iter().map(|a| a.path.clone()).collect();
                 let uptime = self.started.elapsed();
                 return Some(if reason == ExitReason::Shutdown {
                     log::info!(target: "vigil", "{} shut down ({} abandoned)", self.root.id, abandoned.len());
-                    Ok(ShutdownReport { abandoned, uptime })
+                    Ok(ShutdownReport { abandoned, abandoned_threads, uptime })
                 } else {
                     log::error!(target: "vigil", "{} gave up: {reason}", self.root.id);
                     Err(SystemError { reason, abandoned })

@@ -192,7 +192,7 @@ impl EventsHandle {
             Ok(result) => result,
             // A flush from the batcher's own thread (a sink that flushes)
             // cannot be answered: the batcher is busy with that very call.
-            Err(CallError::Timeout | CallError::SelfCall) => Err(FlushError::Timeout(Box::new(report()))),
+            Err(CallError::Timeout | CallError::Deadlock { .. }) => Err(FlushError::Timeout(Box::new(report()))),
             Err(CallError::Dropped) => Err(FlushError::SinkFailed(Box::new(report()))),
             Err(CallError::Closed) => Err(FlushError::Closed(Box::new(report()))),
         }

@@ -28,6 +28,7 @@ pub struct SupervisorBuilder {
     pub(super) children: Vec<ChildSpec>,
     pub(crate) inbox: Arc<Inbox>,
     pub(super) node: Arc<Node>,
+    pub(crate) max_abandoned: usize,
 }
 
 impl fmt::Debug for SupervisorBuilder {
@@ -55,11 +56,40 @@ impl SupervisorBuilder {
             children: Vec::new(),
             inbox: Arc::new(Inbox { tx, rx }),
             node: Arc::new(Node::default()),
+            max_abandoned: crate::DEFAULT_MAX_ABANDONED_THREADS,
         }
     }
 
     pub(crate) fn with_id(mut self, id: String) -> SupervisorBuilder {
         self.id = id;
+        self
+    }
+
+    /// For the root of a [`System`](crate::System): the most abandoned
+    /// threads (hung, or not stopped in time) that may still be running when
+    /// the watchdog declares a child hung. Past it, the hung child's
+    /// supervisor gives up with [`ExitReason::AbandonedLimit`](crate::ExitReason::AbandonedLimit)
+    /// instead of leaking another thread, and its parent handles that like
+    /// any failure. Zero means a hang always escalates. Ignored on a nested
+    /// supervisor: the limit is the system's. Defaults to
+    /// [`DEFAULT_MAX_ABANDONED_THREADS`](crate::DEFAULT_MAX_ABANDONED_THREADS) (64).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # use std::time::Duration;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let system = Supervisor::builder()
+    ///     .max_abandoned_threads(8)
+    ///     .child(ChildSpec::worker("db", || W).hang_timeout(Duration::from_secs(30)))
+    ///     .start()?;
+    /// assert!(system.stats().abandoned_threads.is_empty());
+    /// system.shutdown().unwrap();
+    /// # Ok::<(), StartError>(())
+    /// ```
+    pub fn max_abandoned_threads(mut self, limit: usize) -> Self {
+        self.max_abandoned = limit;
         self
     }
 

@@ -12,12 +12,13 @@ use crate::observe::{ChildState, SupervisionEvent};
 use crate::protocol::SupMsg;
 use crate::restart::{Restart, Strategy};
 use crate::runner::{FastRestart, Link, Runner};
+use crate::watchdog::Pulse;
 
 impl Sup {
     /// Starts a child and waits for its start hook, within its start timeout.
     pub(super) fn start_child(&mut self, key: u64) -> Result<(), ExitReason> {
         let Some(i) = self.index(key) else { return Ok(()) };
-        let link = Link::new(self.self_tx.clone(), key, Arc::clone(&self.children[i].path), Arc::clone(&self.bus));
+        let mut link = Link::new(self.self_tx.clone(), key, Arc::clone(&self.children[i].path), Arc::clone(&self.bus));
         let child = &mut self.children[i];
         child.generation += 1;
         child.state = ChildState::Starting;
@@ -38,8 +39,19 @@ impl Sup {
         let mut started =
             child.runner.as_ref().is_some_and(|r| r.start(generation, incarnation, Arc::clone(&stop), fast.clone()));
         if !started {
-            // No runner yet, or its thread is gone: spawn one.
-            match Runner::spawn(child.spec.body.incarnation(), link, child.spec.common.stack_size) {
+            // No runner yet, or its thread is gone: spawn one, under the
+            // watchdog if the child has a hang timeout.
+            let watched = child.spec.common.hang_timeout.map(|timeout| {
+                let pulse =
+                    Arc::new(Pulse::new(self.self_tx.clone(), key, timeout, child.spec.body.message_type()));
+                link.pulse = Some(Arc::clone(&pulse));
+                self.bus.watchdog.watch(pulse)
+            });
+            let spawned = match watched {
+                Some(Err(error)) => Err(error),
+                _ => Runner::spawn(child.spec.body.incarnation(), link, child.spec.common.stack_size),
+            };
+            match spawned {
                 Ok(runner) => {
                     started = runner.start(generation, incarnation, stop, fast);
                     child.runner = Some(runner);
@@ -140,11 +152,24 @@ impl Sup {
     }
 
     /// Waits for the start or exit report of one incarnation, keeping every
-    /// other message for later.
+    /// other message for later. A hang report counts as the exit: the hung
+    /// runner is abandoned here.
     pub(super) fn wait_for(&mut self, key: u64, generation: u64, timeout: Duration, exit_only: bool) -> Option<SupMsg> {
+        let msg = self.wait_for_report(key, generation, timeout, exit_only)?;
+        let SupMsg::Hung { key, generation, reason } = msg else { return Some(msg) };
+        if let Some(i) = self.index(key) {
+            let running = self.abandon_hung(i, &reason);
+            log::warn!(target: "vigil", "{} {reason} ({running} abandoned threads still running)", self.children[i].path);
+        }
+        Some(SupMsg::Exited { key, generation, reason })
+    }
+
+    fn wait_for_report(&mut self, key: u64, generation: u64, timeout: Duration, exit_only: bool) -> Option<SupMsg> {
         let matches = |msg: &SupMsg| match msg {
             SupMsg::Started { key: k, generation: g } => !exit_only && *k == key && *g == generation,
-            SupMsg::Exited { key: k, generation: g, .. } => *k == key && *g == generation,
+            SupMsg::Exited { key: k, generation: g, .. } | SupMsg::Hung { key: k, generation: g, .. } => {
+                *k == key && *g == generation
+            }
             _ => false,
         };
         if let Some(pos) = self.deferred.iter().position(matches) {
@@ -161,6 +186,27 @@ impl Sup {
             }
             self.deferred.push_back(msg);
         }
+    }
+
+    /// Abandons the runner of child `i`, which the watchdog fenced as hung,
+    /// counts and publishes the hang. Returns how many abandoned threads
+    /// are still running, this one included.
+    pub(super) fn abandon_hung(&mut self, i: usize, reason: &ExitReason) -> usize {
+        let child = &mut self.children[i];
+        let thread = child.runner.take().and_then(Runner::abandon);
+        let path = child.path.to_string();
+        let running = self.bus.hung(&path, thread);
+        self.node.inner.lock().hangs += 1;
+        if let ExitReason::Hung { hook, message_type, elapsed } = *reason {
+            self.bus.publish(|| SupervisionEvent::Hung {
+                path,
+                hook,
+                message_type,
+                elapsed,
+                abandoned_threads: running,
+            });
+        }
+        running
     }
 
     /// Stops every child in reverse start order and ends their threads. This

@@ -61,6 +61,46 @@ impl Sup {
         self.restart(key, reason, group)
     }
 
+    /// The watchdog declared child `key` hung and fenced its runner: abandon
+    /// that thread, then handle the exit like any other, unless too many
+    /// abandoned threads are running already, in which case give up.
+    pub(super) fn on_hung(&mut self, key: u64, generation: u64, reason: ExitReason) -> Result<(), ExitReason> {
+        let Some(i) = self.index(key) else { return Ok(()) };
+        let child = &self.children[i];
+        // A stale report: that runner was abandoned already.
+        if child.generation != generation || !matches!(child.state, ChildState::Running | ChildState::Starting) {
+            return Ok(());
+        }
+        let running = self.abandon_hung(i, &reason);
+        let limit = self.bus.max_abandoned;
+        let child = &mut self.children[i];
+        let path = child.path.to_string();
+        let hung = hung_line(&path, &reason);
+        if running > limit {
+            log::warn!(target: "vigil", "{hung}; not replaced: {running} abandoned threads still running, limit {limit}");
+            child.since = None;
+            child.last_exit = Some(reason.clone());
+            child.state = ChildState::Restarting;
+            self.sync(i);
+            let published = path.clone();
+            self.bus.publish(|| SupervisionEvent::Exited { path: published, reason: reason.clone() });
+            let escalation = ExitReason::AbandonedLimit {
+                supervisor: self.path.to_string(),
+                limit,
+                child: path,
+                cause: Box::new(reason),
+            };
+            return Err(self.escalate(escalation));
+        }
+        let fate = if decide(child.spec.common.restart, &reason, self.dynamic) == Decision::Restart {
+            "replaced on a new thread"
+        } else {
+            "not restarted"
+        };
+        log::warn!(target: "vigil", "{hung}; {fate} ({running} abandoned threads still running)");
+        self.on_exit(key, generation, reason)
+    }
+
     pub(super) fn limits(&self) -> (u32, Duration) {
         let window = self.window.lock();
         (window.intensity(), window.period())
@@ -254,9 +294,26 @@ impl Sup {
             child,
             cause: Box::new(reason),
         };
+        self.escalate(escalation)
+    }
+
+    /// Gives up: publishes it, stops every child, and returns the exit to
+    /// report to the parent.
+    pub(super) fn escalate(&mut self, escalation: ExitReason) -> ExitReason {
         let path = self.path.to_string();
         self.bus.publish(|| SupervisionEvent::GaveUp { path, reason: escalation.clone() });
         self.stop_all();
         escalation
+    }
+}
+
+/// `root/db/worker-2 hung in handle (message QueryMsg) for 30s`.
+fn hung_line(path: &str, reason: &ExitReason) -> String {
+    match reason {
+        ExitReason::Hung { hook, message_type, elapsed } => {
+            let message = message_type.map(|ty| format!(" (message {})", crate::exit::short_type(ty))).unwrap_or_default();
+            format!("{path} hung in {hook}{message} for {}", human(*elapsed))
+        }
+        other => format!("{path}: {other}"),
     }
 }

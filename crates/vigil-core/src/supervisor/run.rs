@@ -181,6 +181,7 @@ impl Sup {
                     Ok(())
                 }
                 Some(SupMsg::Exited { key, generation, reason }) => self.on_exit(key, generation, reason),
+                Some(SupMsg::Hung { key, generation, reason }) => self.on_hung(key, generation, reason),
                 Some(SupMsg::Restarted { key, generation, reason, count, started }) => {
                     self.on_restarted_in_place(key, generation, reason, count);
                     if started {
