@@ -109,10 +109,13 @@ pub use error::{
     BoxError, CallError, ConfigError, ControlError, StartError, SystemError, TellError, TellTimeoutError, TryTellError,
 };
 pub use exit::{ExitReason, Hook};
-pub use observe::{AbandonedThread, ChildKind, ChildState, ChildStats, SUBSCRIPTION_CAPACITY, SupervisionEvent, SupervisorStats};
+pub use observe::{
+    AbandonedThread, ChildKind, ChildState, ChildStats, SUBSCRIPTION_CAPACITY, SupervisionEvent, SupervisorStats,
+};
 pub use restart::{Restart, Strategy};
 pub use spec::{
-    ChildSpec, DEFAULT_MAX_ABANDONED_THREADS, DEFAULT_MAILBOX, DEFAULT_SHUTDOWN, DEFAULT_START_TIMEOUT, MAX_MAILBOX, MAX_MAILBOX_BYTES, WorkerSpec,
+    ChildSpec, DEFAULT_MAILBOX, DEFAULT_MAX_ABANDONED_THREADS, DEFAULT_SHUTDOWN, DEFAULT_START_TIMEOUT, MAX_MAILBOX,
+    MAX_MAILBOX_BYTES, WorkerSpec,
 };
 pub use supervisor::{ChildCounts, MAX_INTENSITY, Supervisor, SupervisorBuilder, SupervisorRef};
 pub use system::{ShutdownHandle, ShutdownReport, System, exit_code};

@@ -42,8 +42,7 @@ impl Sup {
             // No runner yet, or its thread is gone: spawn one, under the
             // watchdog if the child has a hang timeout.
             let watched = child.spec.common.hang_timeout.map(|timeout| {
-                let pulse =
-                    Arc::new(Pulse::new(self.self_tx.clone(), key, timeout, child.spec.body.message_type()));
+                let pulse = Arc::new(Pulse::new(self.self_tx.clone(), key, timeout, child.spec.body.message_type()));
                 link.pulse = Some(Arc::clone(&pulse));
                 self.bus.watchdog.watch(pulse)
             });

@@ -311,7 +311,8 @@ impl Sup {
 fn hung_line(path: &str, reason: &ExitReason) -> String {
     match reason {
         ExitReason::Hung { hook, message_type, elapsed } => {
-            let message = message_type.map(|ty| format!(" (message {})", crate::exit::short_type(ty))).unwrap_or_default();
+            let message =
+                message_type.map(|ty| format!(" (message {})", crate::exit::short_type(ty))).unwrap_or_default();
             format!("{path} hung in {hook}{message} for {}", human(*elapsed))
         }
         other => format!("{path}: {other}"),
