@@ -57,7 +57,7 @@ fn raw(n: u64) -> Result<f64, BenchError> {
     Ok(ns_per(elapsed, n))
 }
 
-struct Echo;
+pub(crate) struct Echo;
 
 impl Actor for Echo {
     type Msg = (u64, Reply<u64>);

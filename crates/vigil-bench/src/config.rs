@@ -33,6 +33,11 @@ pub struct Config {
     pub peer_calls: u64,
     /// Restarts per `restart_latency` repetition.
     pub restarts: u64,
+    /// The hang timeout in `watchdog_overhead` and `hang_detection`.
+    pub hang_timeout: std::time::Duration,
+    /// Hangs per `hang_detection` repetition (each leaves a thread blocked
+    /// until the repetition ends).
+    pub hangs: u64,
     /// Supervisors under the root in `tree_scale`.
     pub tree_supervisors: usize,
     /// Workers under each of those supervisors.
@@ -64,6 +69,8 @@ impl Config {
             calls: 100_000,
             peer_calls: 10_000,
             restarts: 1_000,
+            hang_timeout: std::time::Duration::from_millis(100),
+            hangs: 5,
             tree_supervisors: 100,
             tree_workers: 100,
             idle_actors: 1_000,
@@ -105,6 +112,8 @@ impl Config {
             calls: 200,
             peer_calls: 100,
             restarts: 5,
+            hang_timeout: std::time::Duration::from_millis(20),
+            hangs: 2,
             tree_supervisors: 3,
             tree_workers: 4,
             idle_actors: 20,

@@ -33,6 +33,7 @@ mod config;
 mod delivery;
 mod emit;
 mod error;
+mod hang;
 mod harness;
 mod peer;
 mod report;
@@ -51,10 +52,13 @@ pub use rss::{ProbeKind, probe_rss};
 pub use stats::Summary;
 
 /// Every figure key, in the order [`run`] measures them.
-pub const KEYS: [&str; 8] = [
+pub const KEYS: [&str; 11] = [
     "tell_throughput",
     "call_rtt",
     "restart_latency",
+    "watchdog_overhead",
+    "hang_detection",
+    "deadlock_check_cost",
     "emit_cost",
     "emit_blocked_p999",
     "delivery_throughput",
@@ -96,6 +100,9 @@ pub fn run_figures(config: &Config, keys: &[&str], progress: &mut dyn FnMut(&str
             "tell_throughput" => tell::figure(config, &rt)?,
             "call_rtt" => call::figure(config, &rt)?,
             "restart_latency" => restart::figure(config, &rt)?,
+            "watchdog_overhead" => hang::overhead_figure(config)?,
+            "hang_detection" => hang::detection_figure(config)?,
+            "deadlock_check_cost" => hang::deadlock_figure(config)?,
             "emit_cost" => emit::cost_figure(config)?,
             "emit_blocked_p999" => emit::blocked_figure(config)?,
             "delivery_throughput" => delivery::figure(config)?,

@@ -94,7 +94,17 @@ impl Actor for Summer {
 }
 
 fn vigil(n: u64) -> Result<f64, BenchError> {
+    vigil_watched(n, None)
+}
+
+/// The Vigil variant, with the child under the watchdog when `hang_timeout`
+/// is set (`watchdog_overhead` compares the two).
+pub(crate) fn vigil_watched(n: u64, hang_timeout: Option<Duration>) -> Result<f64, BenchError> {
     let spec = ChildSpec::worker("summer", || Summer(0));
+    let spec = match hang_timeout {
+        Some(timeout) => spec.hang_timeout(timeout),
+        None => spec,
+    };
     let addr = spec.addr();
     let system = Supervisor::builder().child(spec).start().map_err(|e| BenchError::setup(KEY, e))?;
     let start = Instant::now();
