@@ -90,7 +90,12 @@ impl Pulse {
     /// hooks, when nothing else writes the counter but a heartbeat from
     /// another thread, which may be lost here and is harmless to lose.
     pub(crate) fn enter(&self, hook: Hook) -> InHook {
-        self.hook.store(hook_code(hook), Ordering::Relaxed);
+        // The marker says `handle` unless another hook runs, so the message
+        // path writes it only after `started` or `timeout`.
+        let code = hook_code(hook);
+        if self.hook.load(Ordering::Relaxed) != code {
+            self.hook.store(code, Ordering::Relaxed);
+        }
         let v = self.counter.load(Ordering::Relaxed) + 1;
         self.counter.store(v, Ordering::Release);
         InHook(())
