@@ -182,7 +182,12 @@ impl<E: Serialize + Send + 'static> Batcher<E> {
             ctx.set_receive_timeout(None);
             return Ok(());
         };
-        let stop = || ctx.stop_requested();
+        // Polled between deliveries and while waiting: alive, for the
+        // watchdog; only a call into the sink that does not return is a hang.
+        let stop = || {
+            ctx.heartbeat();
+            ctx.stop_requested()
+        };
         let next = shared.step(sink, &SystemClock, &stop, token)?;
         self.note_stop(ctx);
         ctx.set_receive_timeout(Some(next.saturating_duration_since(Instant::now())));
@@ -216,7 +221,10 @@ impl<E: Serialize + Send + 'static> Batcher<E> {
                 let _ = p.reply.send(result);
             }
         };
-        let stop = || ctx.stop_requested() || !shared.owns(token);
+        let stop = || {
+            ctx.heartbeat();
+            ctx.stop_requested() || !shared.owns(token)
+        };
         let report = || Box::new(FlushReport::between(&before, shared.snapshot(), start.elapsed()));
         let sink = match self.sink(Some(deadline), &stop) {
             Ok(Some(sink)) => sink,

@@ -97,6 +97,7 @@ impl EventPipeline {
             sink: None,
             id: "events".to_owned(),
             restart_backoff: Backoff::exponential(Duration::from_secs(1), Duration::from_secs(60)),
+            hang_timeout: None,
             _events: PhantomData,
         }
     }
@@ -109,6 +110,7 @@ pub struct PipelineBuilder<E> {
     sink: Option<SinkFactory>,
     id: String,
     restart_backoff: Backoff,
+    hang_timeout: Option<Duration>,
     _events: PhantomData<fn(E)>,
 }
 
@@ -119,6 +121,7 @@ impl<E> fmt::Debug for PipelineBuilder<E> {
             .field("sink", &self.sink.is_some())
             .field("id", &self.id)
             .field("restart_backoff", &self.restart_backoff)
+            .field("hang_timeout", &self.hang_timeout)
             .finish()
     }
 }
@@ -166,6 +169,36 @@ impl<E: Serialize + Send + 'static> PipelineBuilder<E> {
         self
     }
 
+    /// Puts the batcher under vigil-core's watchdog: one call into the sink
+    /// (`Sink::deliver`) that runs longer than `timeout` is a hang, and the
+    /// batcher is replaced on a fresh thread (see
+    /// [`WorkerSpec::hang_timeout`](vigil_core::WorkerSpec::hang_timeout)).
+    /// The batch in flight is kept and re-sent by the next incarnation with
+    /// the same idempotency key; the hung call's late answer is ignored.
+    /// Waits between deliveries (backoff, a flush's deadline, a sink still
+    /// being built) are not hangs: the batcher says it is alive while it
+    /// waits. Set it above the sink's longest legitimate call. Defaults to
+    /// `None`: no watchdog, the sink's own timeouts bound a delivery.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use vigil_events::{Batch, Config, Delivery, EventPipeline, Sink};
+    /// # struct Discard;
+    /// # impl Sink for Discard { fn deliver(&mut self, _: &Batch, _: Option<Duration>) -> Delivery { Delivery::Delivered } }
+    /// let (emitter, spec, handle) = EventPipeline::builder::<u64>(Config::default())
+    ///     .sink(|| Ok::<_, std::io::Error>(Discard))
+    ///     .hang_timeout(Duration::from_secs(60))
+    ///     .build()
+    ///     .unwrap();
+    /// # drop((emitter, spec, handle));
+    /// ```
+    pub fn hang_timeout(mut self, timeout: Duration) -> Self {
+        self.hang_timeout = Some(timeout);
+        self
+    }
+
     /// Validates the configuration and returns the emitter, the child spec
     /// and the handle.
     ///
@@ -195,6 +228,10 @@ impl<E: Serialize + Send + 'static> PipelineBuilder<E> {
                 .backoff(self.restart_backoff)
                 .shutdown(shutdown.saturating_add(SHUTDOWN_GRACE))
                 .mailbox(MAILBOX);
+        let worker = match self.hang_timeout {
+            Some(timeout) => worker.hang_timeout(timeout),
+            None => worker,
+        };
         let addr = worker.addr();
         let nudge = addr.clone();
         shared.buffer.set_waker(Box::new(move || {
