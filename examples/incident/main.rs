@@ -53,6 +53,13 @@ pub(crate) struct Args {
     /// come before the end.
     #[arg(long, value_name = "SECS", value_parser = positive_secs)]
     outage: Option<Duration>,
+    /// Seconds the collector hangs after the outage: it accepts connections
+    /// and reads requests but never answers. The batcher runs under the
+    /// watchdog (hang timeout 2 s) and the sink's own timeouts are set
+    /// longer than the hang, so only the watchdog can see it. Vigil only
+    /// [default: no hang phase].
+    #[arg(long, value_name = "SECS", value_parser = positive_secs, conflicts_with = "endpoint")]
+    hang: Option<Duration>,
     /// Simulated processing time of one request, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 2)]
     work_ms: u64,
@@ -101,6 +108,14 @@ impl Args {
         (rotate_at, rotate_at + self.outage.unwrap_or(self.duration.mul_f64(0.35)))
     }
 
+    /// When the collector hangs and answers again: a quarter of the way
+    /// from the fix to the end, for `--hang` seconds.
+    pub(crate) fn hang_window(&self) -> Option<(Duration, Duration)> {
+        let (_, fix_at) = self.script();
+        let start = fix_at + self.duration.saturating_sub(fix_at).mul_f64(0.25);
+        self.hang.map(|hang| (start, start + hang))
+    }
+
     /// Checks what clap cannot: contradictions between values, and the
     /// files and endpoint the run will need. Runs before anything starts.
     fn check(&self) -> Result<(), String> {
@@ -113,6 +128,18 @@ impl Args {
                 self.duration.as_secs_f64(),
                 rotate_at.as_secs_f64(),
                 fix_at.as_secs_f64(),
+            ));
+        }
+        if let Some((start, end)) = self.hang_window()
+            && end >= self.duration
+        {
+            return Err(format!(
+                "--hang {:.1} with --duration {:.1}: the collector would hang from {:.1} s to {:.1} s, past the end \
+                 of the run; give a shorter --hang or a longer --duration",
+                end.saturating_sub(start).as_secs_f64(),
+                self.duration.as_secs_f64(),
+                start.as_secs_f64(),
+                end.as_secs_f64(),
             ));
         }
         for ca in &self.cas {
@@ -341,6 +368,9 @@ fn run(args: &Args, multi: &MultiProgress) -> Result<Report, Box<dyn Error>> {
         ledger_balanced: ledger.is_balanced(),
         collector_unique_events: vigil.collector_unique_events,
         batcher_restarts: vigil.restarts,
+        hangs_detected: vigil.hangs_detected,
+        abandoned_threads: vigil.abandoned_threads,
+        hang_phase: args.hang_window().is_some(),
         tls_failures: https.tls_failures,
         cert_rotations: https.certificate_changes,
         server_certificate: https.server_certificate.map(|c| format!("{} (issuer {})", c.subject, c.issuer)),

@@ -69,6 +69,14 @@ pub(crate) struct Report {
     pub(crate) ledger_balanced: bool,
     pub(crate) collector_unique_events: Option<u64>,
     pub(crate) batcher_restarts: u64,
+    /// `--hang`: hangs the watchdog detected (0 without `--hang`).
+    pub(crate) hangs_detected: u64,
+    /// Abandoned threads still running when the tree shut down (a hung
+    /// batcher's, while the collector still held its connection).
+    pub(crate) abandoned_threads: usize,
+    /// Whether `--hang` scripted a hang phase, which the watchdog must see.
+    #[serde(skip)]
+    pub(crate) hang_phase: bool,
     pub(crate) tls_failures: u64,
     pub(crate) cert_rotations: u64,
     pub(crate) server_certificate: Option<String>,
@@ -147,6 +155,9 @@ impl Report {
                 self.requests.first_error.as_deref().unwrap_or("no error recorded"),
             ));
         }
+        if self.hang_phase && self.hangs_detected == 0 {
+            out.push("the collector hung (--hang) but the watchdog detected no hang of the batcher".to_owned());
+        }
         if self.events_lost() > 0 || !self.ledger_balanced {
             let by_reason: Vec<String> = self
                 .events_dropped_by_reason
@@ -222,6 +233,13 @@ impl Report {
         }
         row("process crashes", "0".into(), naive.map(|n| n.crashes.to_string()));
         row("batcher restarts", self.batcher_restarts.to_string(), None);
+        if self.hangs_detected > 0 || self.abandoned_threads > 0 {
+            row(
+                "hangs detected / threads left",
+                format!("{} / {}", self.hangs_detected, self.abandoned_threads),
+                None,
+            );
+        }
         println!();
         row("events emitted", self.events_emitted.to_string(), naive.map(|n| n.events_emitted.to_string()));
         row("events delivered", self.events_delivered.to_string(), naive.map(|n| n.events_delivered.to_string()));
@@ -297,6 +315,10 @@ pub(crate) struct Markers {
     pub(crate) fix: Option<f64>,
     pub(crate) restarts: Vec<f64>,
     pub(crate) naive_crashes: Vec<f64>,
+    /// `--hang`: when the collector stopped answering, and answered again.
+    pub(crate) hang: Option<(f64, Option<f64>)>,
+    /// Hangs the watchdog detected.
+    pub(crate) hangs: Vec<f64>,
 }
 
 type Chart<'a, 'b> = ChartContext<
@@ -315,6 +337,7 @@ const ROTATION: RGBColor = RGBColor(90, 90, 90);
 const FIX: RGBColor = RGBColor(0, 150, 0);
 const RESTART: RGBColor = RGBColor(200, 0, 200);
 const CRASH: RGBColor = RGBColor(0, 0, 0);
+const HANG: RGBColor = RGBColor(150, 90, 0);
 
 /// Draws the timeline as an SVG: requests, deliveries and the events not
 /// delivered, with the rotation, the fix, every batcher restart and every
@@ -366,6 +389,25 @@ pub(crate) fn plot(
             let series = chart.draw_series(std::iter::once(vline(x, FIX)))?;
             if labels {
                 series.label("operator fix").legend(legend(FIX, 2));
+            }
+        }
+        if let Some((from, to)) = markers.hang {
+            let series = chart.draw_series(std::iter::once(vline(from, HANG)))?;
+            if labels {
+                series.label("collector hangs (--hang)").legend(legend(HANG, 2));
+            }
+            if let Some(to) = to {
+                chart.draw_series(std::iter::once(PathElement::new(
+                    vec![(to, 0.0), (to, top)],
+                    HANG.mix(0.5).stroke_width(2),
+                )))?;
+            }
+            let series =
+                chart.draw_series(markers.hangs.iter().map(|&x| Circle::new((x, top * 0.8), 5, HANG.filled())))?;
+            if labels {
+                series
+                    .label(format!("watchdog: batcher hung, replaced ({})", markers.hangs.len()))
+                    .legend(|(x, y)| Circle::new((x + 8, y), 4, HANG.filled()));
             }
         }
         // One marker per restart; restarts close together are stacked so

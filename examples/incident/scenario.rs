@@ -34,6 +34,8 @@ pub(crate) enum Phase {
     Healthy,
     Outage,
     Recovery,
+    /// `--hang`: the collector reads requests and never answers.
+    Hung,
     Draining,
     External,
 }
@@ -54,6 +56,7 @@ impl Phase {
             Phase::Healthy => "healthy",
             Phase::Outage => "OUTAGE",
             Phase::Recovery => "fixed",
+            Phase::Hung => "HUNG",
             Phase::Draining => "draining",
             Phase::External => "external",
         }
@@ -68,6 +71,10 @@ pub(crate) struct Outcome {
     pub(crate) phases: Phases,
     pub(crate) restart_log: Vec<(f64, String, String)>,
     pub(crate) restarts: u64,
+    /// `--hang`: hangs the watchdog detected, and abandoned threads still
+    /// running when the tree shut down.
+    pub(crate) hangs_detected: u64,
+    pub(crate) abandoned_threads: usize,
     pub(crate) ledger: Option<LedgerSnapshot>,
     pub(crate) https: Option<HttpsStatsSnapshot>,
     pub(crate) collector_unique_events: Option<u64>,
@@ -121,6 +128,7 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
             trust_files: trust_files.clone(),
             work: args.work(),
             handlers: 8,
+            hang: args.hang,
         })?)),
         Design::Naive => Target::Naive(naive::Manager::start(&endpoint, trust_files[0].clone(), args.work(), epoch)?),
     };
@@ -140,18 +148,25 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
     let mut restart_log = Vec::new();
     let mut restarts = 0;
     let mut healthy_backlog = 0;
+    let (mut hangs_detected, mut abandoned_threads) = (0, 0);
     let watch = |restart_log: &mut Vec<(f64, String, String)>, markers: &mut Markers, restarts: &mut u64| {
         for event in supervision.iter().flat_map(|s| s.try_iter()) {
-            if let SupervisionEvent::Restarting { path, reason, .. } = event {
-                let t = epoch.elapsed().as_secs_f64();
-                if path.starts_with("root/events") {
-                    *restarts += 1;
-                    markers.restarts.push(t);
+            match event {
+                SupervisionEvent::Restarting { path, reason, .. } => {
+                    let t = epoch.elapsed().as_secs_f64();
+                    if path.starts_with("root/events") {
+                        *restarts += 1;
+                        markers.restarts.push(t);
+                    }
+                    restart_log.push((t, path, reason.to_string()));
                 }
-                restart_log.push((t, path, reason.to_string()));
+                SupervisionEvent::Hung { .. } => markers.hangs.push(epoch.elapsed().as_secs_f64()),
+                _ => {}
             }
         }
     };
+    // `--hang` (Vigil only): when the collector stops answering, and again.
+    let hang_window = args.hang_window().filter(|_| design == Design::Vigil);
 
     let tick = Duration::from_millis(250);
     let counted = collector.as_ref().filter(|_| design == Design::Naive);
@@ -164,6 +179,23 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
                 phase = Phase::Outage;
                 phases.rotation_s = Some(secs(now));
                 markers.rotation = Some(now.as_secs_f64());
+            } else if phase == Phase::Recovery
+                && let Some((hang_at, _)) = hang_window
+                && now >= hang_at
+                && markers.hang.is_none()
+            {
+                collector.set_fault(vigil_collector::Fault::NeverAnswer);
+                phase = Phase::Hung;
+                markers.hang = Some((now.as_secs_f64(), None));
+            } else if phase == Phase::Hung
+                && let Some((_, answers_at)) = hang_window
+                && now >= answers_at
+            {
+                collector.set_fault(vigil_collector::Fault::Healthy);
+                phase = Phase::Recovery;
+                if let Some((_, end)) = &mut markers.hang {
+                    *end = Some(now.as_secs_f64());
+                }
             } else if phase == Phase::Outage && now >= fix_at {
                 // The operator fix: append the new CA to the client's trust file.
                 let new_ca = std::fs::read(collector.ca_pem_path())?;
@@ -214,8 +246,13 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
             }
             watch(&mut restart_log, &mut markers, &mut restarts);
             service.events.close();
-            if let Err(e) = service.system.shutdown() {
-                log::error!(target: "incident", "the tree gave up: {e}");
+            hangs_detected = service.system.stats().hangs_total;
+            match service.system.shutdown() {
+                Ok(report) => abandoned_threads = report.abandoned_threads.len(),
+                Err(e) => {
+                    abandoned_threads = e.abandoned.len();
+                    log::error!(target: "incident", "the tree gave up: {e}");
+                }
             }
             (Some(service.events.ledger()), Some(service.https.snapshot()))
         }
@@ -253,6 +290,8 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
         phases,
         restart_log,
         restarts,
+        hangs_detected,
+        abandoned_threads,
         ledger,
         https,
         collector_unique_events: collector.as_ref().map(|c| c.stats().unique_events),

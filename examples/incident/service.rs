@@ -38,7 +38,14 @@ pub(crate) struct ServiceConfig {
     /// Simulated processing time of one payment.
     pub(crate) work: Duration,
     pub(crate) handlers: usize,
+    /// `--hang`: the batcher under the watchdog, the sink's timeouts longer
+    /// than the hang.
+    pub(crate) hang: Option<Duration>,
 }
+
+/// The batcher's hang timeout with `--hang`: far above a healthy delivery
+/// on loopback, far below the sink's own timeouts then.
+pub(crate) const BATCHER_HANG_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The running service.
 pub(crate) struct VigilService {
@@ -134,8 +141,12 @@ impl VigilService {
         for file in &config.trust_files {
             https = https.trust_file(file);
         }
+        if let Some(hang) = config.hang {
+            // Only the watchdog may see the hang: no sink timeout ends it.
+            https = https.timeout_global(Some(hang.saturating_add(Duration::from_secs(60))));
+        }
         let stats = https.stats();
-        let (emitter, events_spec, events) = EventPipeline::builder(
+        let pipeline = EventPipeline::builder(
             Config::default()
                 .capacity(500_000)
                 .max_batch_events(512)
@@ -146,8 +157,12 @@ impl VigilService {
         .id("events")
         // Called on every (re)start: a restart re-reads the trust files.
         .sink(move || https.build())
-        .restart_backoff(Backoff::exponential(Duration::from_millis(200), Duration::from_secs(2)))
-        .build()?;
+        .restart_backoff(Backoff::exponential(Duration::from_millis(200), Duration::from_secs(2)));
+        let pipeline = match config.hang {
+            Some(_) => pipeline.hang_timeout(BATCHER_HANG_TIMEOUT),
+            None => pipeline,
+        };
+        let (emitter, events_spec, events) = pipeline.build()?;
 
         let served = Arc::new(AtomicU64::new(0));
         let mut http = Supervisor::builder().strategy(Strategy::OneForOne).intensity(10, Duration::from_secs(10));
