@@ -63,6 +63,32 @@ fn the_incident_replay_loses_no_request_and_no_event() {
     assert!(output.status.success(), "exit status {:?}", output.status);
 }
 
+/// Issue 13: the collector reads requests and never answers for 3 s after
+/// the outage; the sink's timeouts are longer than that, so only the
+/// watchdog can see the hang. It replaces the batcher, the batch in flight is
+/// re-sent, and nothing is lost or doubled.
+#[test]
+fn a_hung_collector_is_seen_by_the_watchdog_and_nothing_is_lost() {
+    let args = ["--duration", "12", "--rps", "200", "--hang", "3", "--vigil-only", "--json"];
+    let output = support::run_example("incident", &args);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&output.stderr)));
+    let n = |key: &str| report[key].as_u64().unwrap_or_else(|| panic!("{key} missing in {report:#}"));
+    assert!(n("hangs_detected") >= 1, "{report:#}");
+    assert!(report["abandoned_threads"].is_u64(), "{report:#}");
+    assert_eq!(n("requests_failed"), 0, "{report:#}");
+    assert_eq!(n("events_pending"), 0, "{report:#}");
+    assert_eq!(n("events_dropped"), 0, "{report:#}");
+    assert_eq!(n("events_emitted"), n("events_delivered"), "{report:#}");
+    assert_eq!(report["collector_unique_events"].as_u64(), Some(n("events_delivered")), "{report:#}");
+    let hung = report["restarts"].as_array().unwrap().iter().any(|r| {
+        r["path"] == "root/events/batcher" && r["reason"].as_str().is_some_and(|reason| reason.starts_with("hung in"))
+    });
+    assert!(hung, "the batcher was restarted because it hung: {report:#}");
+    assert!(output.status.success(), "exit status {:?}", output.status);
+}
+
 /// Runs the example with `args`, stdin closed, logs off.
 fn incident(args: &[&str]) -> Output {
     Command::new(support::example("incident"))
@@ -142,6 +168,7 @@ fn help_lists_every_flag_and_exits_0() {
         "--plot",
         "--endpoint",
         "--ca",
+        "--hang",
         "--help",
     ] {
         assert!(help.contains(flag), "{flag} missing from:\n{help}");
@@ -169,6 +196,7 @@ fn each_bad_input_is_refused_before_the_run_with_a_clear_error() {
         (&["--endpoint", "https://127.0.0.1:1/ingest", "--ca", missing], "cannot read it"),
         (&["--endpoint", "https://127.0.0.1:1/ingest", "--ca", not_pem], "no PEM certificate in it"),
         (&["--vigil-only", "--naive"], "cannot be used with"),
+        (&["--hang", "30", "--duration", "10"], "past the end of the run"),
         (&["--frobnicate"], "unexpected argument '--frobnicate'"),
     ];
     for (args, expected) in cases {

@@ -234,11 +234,7 @@ impl Report {
         row("process crashes", "0".into(), naive.map(|n| n.crashes.to_string()));
         row("batcher restarts", self.batcher_restarts.to_string(), None);
         if self.hangs_detected > 0 || self.abandoned_threads > 0 {
-            row(
-                "hangs detected / threads left",
-                format!("{} / {}", self.hangs_detected, self.abandoned_threads),
-                None,
-            );
+            row("hangs detected / threads left", format!("{} / {}", self.hangs_detected, self.abandoned_threads), None);
         }
         println!();
         row("events emitted", self.events_emitted.to_string(), naive.map(|n| n.events_emitted.to_string()));
