@@ -111,3 +111,44 @@ fn a_panicking_serializer_drops_only_its_own_event() {
     assert_eq!(ledger.restarts, 3);
     assert_each_delivered_once(&control, (0..300).filter(|i| i % 100 != 42));
 }
+
+/// Issue 13: a sink call that never returns is a hang. The watchdog replaces
+/// the batcher on a fresh thread; the next incarnation re-sends the batch in
+/// flight under the same key; the hung call's late answer changes nothing.
+#[test]
+fn a_hung_sink_is_replaced_by_the_watchdog_and_its_batch_resent() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let control = Control::new();
+    control.script([Step::Hang]);
+    let (emitter, spec, handle) = EventPipeline::builder(fast_config())
+        .sink(control.factory())
+        .restart_backoff(Backoff::exponential(Duration::from_millis(5), Duration::from_millis(50)))
+        .hang_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let system = Supervisor::builder().child(spec).start().unwrap();
+    let events = system.subscribe();
+    for id in 0..300 {
+        emitter.emit(Ev { id }).expect("accepted");
+    }
+    wait_until("every event is delivered by the replacement", || handle.ledger().delivered == 300);
+    let hung: Vec<_> = events
+        .try_iter()
+        .filter(|e| matches!(e, vigil_core::SupervisionEvent::Hung { path, .. } if path == "root/events/batcher"))
+        .collect();
+    assert_eq!(hung.len(), 1, "{hung:?}");
+    let first = control.attempts().into_iter().next().expect("the hung attempt");
+    let resent = control.delivered().into_iter().find(|a| a.key == first.key).expect("the hung batch, re-sent");
+    assert_eq!(resent.seqs, first.seqs, "same key, same events");
+
+    // The hung call returns now, reporting a delivery: nothing changes.
+    let before = handle.ledger();
+    control.open_gate();
+    wait_until("the late return", || system.stats().late_returns == 1);
+    let after = handle.ledger();
+    assert_eq!((after.delivered, after.accepted, after.restarts), (before.delivered, before.accepted, before.restarts));
+    assert_balanced(&after);
+    let report = system.shutdown().expect("the tree shuts down");
+    assert!(report.is_clean(), "no thread left: {report:?}");
+    assert_eq!(handle.ledger().delivered, 300);
+}
