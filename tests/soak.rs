@@ -132,6 +132,7 @@ fn run(duration: Duration) {
         trust_files: vec![trust.clone()],
         work: Duration::from_millis(1),
         handlers: 4,
+        hang: None,
     })
     .expect("start the service");
     let supervision = service.system.subscribe();
