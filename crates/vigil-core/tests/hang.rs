@@ -182,23 +182,29 @@ fn a_call_in_flight_in_a_hung_hook_is_dropped_and_one_queued_behind_it_is_answer
     system.shutdown().unwrap();
 }
 
+/// Queues `n` messages that block their handler forever, then waits for
+/// the root to give up. Gives back the senders that release the handlers.
+fn block_until_the_root_gives_up(system: System, addr: &Addr<Cmd>, n: usize) -> (SystemError, Vec<Sender<()>>) {
+    let mut releases = Vec::new();
+    for _ in 0..n {
+        let (release, blocked) = crossbeam_channel::bounded::<()>(0);
+        releases.push(release);
+        addr.tell(Cmd::Block(blocked)).unwrap();
+    }
+    match system.wait_timeout(DEADLINE) {
+        Err(Err(error)) => (error, releases),
+        Err(Ok(_)) => panic!("the root did not give up"),
+        Ok(report) => panic!("the root shut down: {report:?}"),
+    }
+}
+
 #[test]
 fn a_hang_storm_escalates() {
     let (tx, _notes) = crossbeam_channel::unbounded();
     let spec = probe("w", &tx).hang_timeout(Duration::from_millis(30));
     let addr = spec.addr();
     let system = Supervisor::builder().intensity(2, Duration::from_secs(60)).child(spec).start().unwrap();
-    let mut releases = Vec::new();
-    for _ in 0..3 {
-        let (release, blocked) = crossbeam_channel::bounded::<()>(0);
-        releases.push(release);
-        addr.tell(Cmd::Block(blocked)).unwrap();
-    }
-    let error = match system.wait_timeout(DEADLINE) {
-        Err(Err(error)) => error,
-        Err(Ok(_)) => panic!("the root did not give up"),
-        Ok(report) => panic!("the root shut down: {report:?}"),
-    };
+    let (error, releases) = block_until_the_root_gives_up(system, &addr, 3);
     let ExitReason::Escalated { intensity, cause, .. } = &error.reason else { panic!("{error}") };
     assert_eq!(*intensity, 2);
     assert!(matches!(**cause, ExitReason::Hung { hook: Hook::Handle, .. }), "{cause}");
@@ -218,17 +224,7 @@ fn the_abandoned_thread_limit_holds() {
         .start()
         .unwrap();
     let events = system.subscribe();
-    let mut releases = Vec::new();
-    for _ in 0..5 {
-        let (release, blocked) = crossbeam_channel::bounded::<()>(0);
-        releases.push(release);
-        addr.tell(Cmd::Block(blocked)).unwrap();
-    }
-    let error = match system.wait_timeout(DEADLINE) {
-        Err(Err(error)) => error,
-        Err(Ok(_)) => panic!("the root did not give up"),
-        Ok(report) => panic!("the root shut down: {report:?}"),
-    };
+    let (error, releases) = block_until_the_root_gives_up(system, &addr, 5);
     let ExitReason::AbandonedLimit { limit, child, cause, .. } = &error.reason else { panic!("{error}") };
     assert_eq!((*limit, child.as_str()), (2, "root/w"));
     assert!(matches!(**cause, ExitReason::Hung { .. }), "{cause}");
