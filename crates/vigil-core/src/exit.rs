@@ -225,3 +225,30 @@ pub(crate) fn short_type(ty: &str) -> &str {
         None => ty,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hang_reads_as_the_hook_the_short_message_type_and_the_time() {
+        assert_eq!(short_type("app::db::QueryMsg"), "QueryMsg");
+        assert_eq!(short_type("Option<app::Msg>"), "Option<app::Msg>");
+        let hung = ExitReason::Hung {
+            hook: Hook::Handle,
+            message_type: Some("app::db::QueryMsg"),
+            elapsed: Duration::from_millis(1500),
+        };
+        assert_eq!(hung.to_string(), "hung in handle (message QueryMsg) for 1.5s; thread abandoned");
+        let limit = ExitReason::AbandonedLimit {
+            supervisor: "root".into(),
+            limit: 2,
+            child: "root/db".into(),
+            cause: Box::new(hung.clone()),
+        };
+        assert_eq!(limit.chain(), vec![&limit, &hung]);
+        assert!(limit.to_string().starts_with("root gave up: more than 2 abandoned threads still running"));
+        let json = serde_json::to_string(&hung).unwrap();
+        assert_eq!(json, r#"{"kind":"hung","hook":"handle","message_type":"app::db::QueryMsg","elapsed_ms":1500}"#);
+    }
+}

@@ -293,3 +293,13 @@ fn two_and_three_actor_call_cycles_fail_at_once_with_the_cycle_named() {
     assert_eq!(message, "the call would deadlock: root/a -> root/b -> root/a");
     system.shutdown().unwrap();
 }
+
+#[test]
+fn a_zero_hang_timeout_is_refused_before_anything_starts() {
+    let (tx, _notes) = crossbeam_channel::unbounded();
+    let refused = Supervisor::builder().child(probe("w", &tx).hang_timeout(Duration::ZERO)).start().err();
+    assert_eq!(
+        refused.map(|e| e.to_string()),
+        Some(StartError::Config(ConfigError::ZeroTimeout { child: "root/w".into(), which: "hang" }).to_string())
+    );
+}
