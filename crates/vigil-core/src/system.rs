@@ -274,6 +274,22 @@ impl System {
     /// # Errors
     ///
     /// The I/O error from registering the handlers or spawning their thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let system = Supervisor::builder().child(ChildSpec::worker("a", || W)).start()?;
+    /// system.shutdown_on_signals()?;
+    /// // What `systemctl stop` or `kill` would send:
+    /// signal_hook::low_level::raise(signal_hook::consts::SIGTERM)?;
+    /// let report = system.wait()?;
+    /// assert!(report.is_clean());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn shutdown_on_signals(&self) -> std::io::Result<()> {
         use signal_hook::consts::{SIGINT, SIGTERM};
         let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
