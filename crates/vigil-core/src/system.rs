@@ -316,6 +316,19 @@ impl System {
     /// # Errors
     ///
     /// [`SystemError`] with the whole failure chain when the root gave up.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let system = Supervisor::builder().child(ChildSpec::worker("a", || W)).start()?;
+    /// let stop = system.shutdown_handle();
+    /// std::thread::spawn(move || stop.shutdown()); // a signal, an admin endpoint ...
+    /// let report = system.wait().unwrap(); // main blocks here until then
+    /// assert!(report.is_clean());
+    /// # Ok::<(), StartError>(())
+    /// ```
     pub fn wait(mut self) -> Result<ShutdownReport, SystemError> {
         self.wait_inner(None).unwrap_or_else(unreachable_outcome)
     }
@@ -327,7 +340,6 @@ impl System {
     /// # Errors
     ///
     /// `Err(Ok(system))` on timeout; `Err(Err(error))` when the root gave up.
-    #[allow(clippy::result_large_err)]
     ///
     /// # Examples
     ///
@@ -343,6 +355,7 @@ impl System {
     /// system.shutdown().unwrap();
     /// # Ok::<(), StartError>(())
     /// ```
+    #[allow(clippy::result_large_err)]
     pub fn wait_timeout(mut self, timeout: Duration) -> Result<ShutdownReport, Result<System, SystemError>> {
         // A timeout past the clock's range waits forever.
         match self.wait_inner(Instant::now().checked_add(timeout)) {

@@ -236,6 +236,29 @@ impl EventsHandle {
     }
 
     /// Whether [`close`](EventsHandle::close) was called.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use vigil_events::{Batch, Config, Delivery, EventPipeline, Sink};
+    /// # struct Null;
+    /// # impl Sink for Null {
+    /// #     fn deliver(&mut self, _: &Batch, _: Option<Duration>) -> Delivery { Delivery::Delivered }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = Config::default().capacity(64).max_batch_events(16);
+    /// let (emitter, events, handle) = EventPipeline::builder(config)
+    ///     .sink(|| Ok::<_, std::io::Error>(Null))
+    ///     .build()?;
+    /// # drop(events);
+    /// assert!(!handle.is_closed());
+    /// handle.close();
+    /// assert!(handle.is_closed() && emitter.is_closed());
+    /// assert!(emitter.emit(serde_json::json!({"late": true})).unwrap_err().is_closed());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.state.is_closed()
     }
