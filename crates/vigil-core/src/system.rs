@@ -10,10 +10,11 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::error::{ConfigError, StartError, SystemError};
 use crate::exit::ExitReason;
+use crate::link::{Link, Report};
 use crate::observe::{Bus, SupervisionEvent, SupervisorStats};
 use crate::panic;
 use crate::protocol::SupMsg;
-use crate::runner::{Link, Runner};
+use crate::runner::Runner;
 use crate::spec::Body;
 use crate::supervisor::{SupervisorBuilder, SupervisorRef, next_key};
 
@@ -44,7 +45,7 @@ impl SupervisorBuilder {
         let bus = Arc::new(Bus::default());
         let (tx, events) = crossbeam_channel::unbounded();
         let key = next_key();
-        let link = Link::new(tx, key, path.clone().into(), Arc::clone(&bus));
+        let link = Link::new(Arc::new(tx), key, path.clone().into(), Arc::clone(&bus));
         let handle = self.handle();
         let inbox = self.inbox.tx.clone();
         let runner = Runner::spawn(self.incarnation(), link, None).map_err(|e| StartError::Child {
@@ -55,8 +56,8 @@ impl SupervisorBuilder {
         runner.start(ROOT_GENERATION, 0, Arc::clone(&stop), None);
         let started = events.recv();
         match started {
-            Ok(SupMsg::Started { .. }) => {}
-            Ok(SupMsg::Exited { reason, .. }) => {
+            Ok(SupMsg::Child(Report::Started { .. })) => {}
+            Ok(SupMsg::Child(Report::Exited { reason, .. })) => {
                 runner.quit();
                 return Err(start_error(path, reason));
             }
@@ -394,7 +395,7 @@ impl System {
                 Some(deadline) => self.events.recv_deadline(deadline).ok()?,
                 None => self.events.recv().ok()?,
             };
-            if let SupMsg::Exited { reason, .. } = msg {
+            if let SupMsg::Child(Report::Exited { reason, .. }) = msg {
                 if let Some(runner) = self.runner.take() {
                     runner.quit();
                 }
