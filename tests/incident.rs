@@ -46,9 +46,14 @@ fn the_incident_replay_loses_no_request_and_no_event() {
     assert!(n("batcher_restarts") >= 1, "{report:#}");
     assert!(n("tls_failures") >= 1, "{report:#}");
     assert!(n("cert_rotations") >= 1, "{report:#}");
+    // Isolation: a request thread that blocked on the batcher would wait out
+    // the outage (seconds). Scheduler delays of a few tens of ms hit either
+    // phase at random on a loaded 2-core host: below 25 ms of difference the
+    // ratio proves nothing either way (as in .ci/check-incident).
+    let (healthy, outage) = (ms("latency_p99_healthy_ms"), ms("latency_p99_outage_ms"));
     assert!(
-        ms("latency_p99_outage_ms") <= 2.0 * ms("latency_p99_healthy_ms"),
-        "p99 during the outage within 2x of healthy: {report:#}"
+        outage <= (2.0 * healthy).max(healthy + 25.0),
+        "p99 during the outage within 2x of healthy (or 25 ms): {report:#}"
     );
     // The contrast runs by default: the naive design's figures, in `naive`.
     let naive = &report["naive"];
