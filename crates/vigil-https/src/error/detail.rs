@@ -15,6 +15,8 @@ pub enum PemRole {
     ClientChain,
     /// The client private key.
     ClientKey,
+    /// The new CA of an [announced rotation](crate::HttpsSinkConfig::announced_rotation).
+    AnnouncedCa,
 }
 
 impl fmt::Display for PemRole {
@@ -23,6 +25,7 @@ impl fmt::Display for PemRole {
             PemRole::Trust => "trust file",
             PemRole::ClientChain => "client certificate chain",
             PemRole::ClientKey => "client key",
+            PemRole::AnnouncedCa => "announced CA",
         })
     }
 }
@@ -72,6 +75,13 @@ pub enum PemProblem {
         /// The certificate's subject.
         subject: String,
     },
+    /// The certificate's notAfter has passed (checked for an announced CA).
+    Expired {
+        /// Zero-based position of the certificate in the file.
+        index: usize,
+        /// notAfter, RFC 3339 UTC.
+        not_after: String,
+    },
     /// The private key is not usable with the ring crypto provider.
     UnsupportedKey {
         /// What rustls reported.
@@ -99,6 +109,9 @@ impl fmt::Display for PemProblem {
                 "certificate #{index} ({subject}) is not a CA certificate (no basicConstraints CA:TRUE); \
                  an end-entity certificate cannot be a trust anchor: list the CA that issued it"
             ),
+            PemProblem::Expired { index, not_after } => {
+                write!(f, "certificate #{index} expired at {not_after}")
+            }
             PemProblem::UnsupportedKey { reason } => {
                 write!(f, "holds a key that cannot be used: {reason}")
             }

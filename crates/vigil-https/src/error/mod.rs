@@ -65,6 +65,17 @@ pub enum HttpsError {
         /// What is wrong with it.
         problem: PemProblem,
     },
+    /// An [announced rotation](crate::HttpsSinkConfig::announced_rotation)
+    /// cannot be checked: its date is not `YYYY-MM-DD`, or its fingerprint is
+    /// not a SHA-256 in hex. (A new-CA PEM that is not a valid, unexpired CA
+    /// is a [`Pem`](HttpsError::Pem) error with the role
+    /// [`AnnouncedCa`](PemRole::AnnouncedCa).)
+    InvalidAnnouncement {
+        /// The endpoint, userinfo and query values redacted.
+        endpoint: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The client key does not belong to the leaf certificate of the client chain.
     KeyMismatch {
         /// The certificate chain file.
@@ -222,7 +233,7 @@ impl HttpsError {
     /// | [`Certificate`](HttpsError::Certificate) (untrusted issuer, expired, wrong name, …), [`Tls`](HttpsError::Tls) | fatal |
     /// | [`Status`](HttpsError::Status) 401 or 403 | fatal |
     /// | [`Status`](HttpsError::Status) 1xx or 3xx (redirects are not followed) | fatal |
-    /// | configuration errors (bad endpoint, authorization, proxy, PEM files, key mismatch, TLS setup) | fatal |
+    /// | configuration errors (bad endpoint, authorization, proxy, announced rotation, PEM files, key mismatch, TLS setup) | fatal |
     /// | [`InvalidRequest`](HttpsError::InvalidRequest): the request could not be formed here, the receiver never saw it | fatal |
     /// | [`Dns`](HttpsError::Dns), [`Io`](HttpsError::Io) (refused, reset, closed early), [`Timeout`](HttpsError::Timeout), [`Protocol`](HttpsError::Protocol) (garbage), [`Proxy`](HttpsError::Proxy), [`Other`](HttpsError::Other) | retryable |
     /// | [`Status`](HttpsError::Status) 429 or 503, with or without `Retry-After` | retryable, honouring `Retry-After` |
@@ -264,6 +275,7 @@ impl HttpsError {
             HttpsError::InvalidRequest { .. }
             | HttpsError::InvalidAuthorization { .. }
             | HttpsError::InvalidProxy { .. }
+            | HttpsError::InvalidAnnouncement { .. }
             | HttpsError::InvalidEndpoint { .. }
             | HttpsError::InsecureEndpoint { .. }
             | HttpsError::NoTrustConfigured { .. }
@@ -306,6 +318,7 @@ impl HttpsError {
             | HttpsError::InvalidRequest { endpoint, .. }
             | HttpsError::InvalidAuthorization { endpoint, .. }
             | HttpsError::InvalidProxy { endpoint, .. }
+            | HttpsError::InvalidAnnouncement { endpoint, .. }
             | HttpsError::Proxy { endpoint, .. }
             | HttpsError::Status { endpoint, .. }
             | HttpsError::Other { endpoint, .. } => Some(endpoint),
@@ -343,6 +356,9 @@ impl fmt::Display for HttpsError {
             }
             HttpsError::Pem { path, role, problem } => {
                 write!(f, "{role} {} {problem}", path.display())
+            }
+            HttpsError::InvalidAnnouncement { endpoint, reason } => {
+                write!(f, "announced rotation for {endpoint} cannot be checked: {reason}")
             }
             HttpsError::KeyMismatch { chain, key } => {
                 write!(f, "client key {} does not match the leaf certificate of {}", key.display(), chain.display())
