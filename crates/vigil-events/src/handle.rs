@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 use vigil_core::{Addr, CallError, SupervisorRef};
 
 use crate::batcher::BatcherMsg;
-use crate::pipeline::BATCHER;
 use crate::clock::later;
 use crate::engine::Shared;
 use crate::flush::{FlushError, FlushReport};
 use crate::ledger::LedgerSnapshot;
+use crate::pipeline::BATCHER;
 
 /// How long a flush waits for the batcher's answer past its deadline.
 const REPLY_GRACE: Duration = Duration::from_millis(500);

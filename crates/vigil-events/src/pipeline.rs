@@ -189,12 +189,11 @@ impl<E: Serialize + Send + 'static> PipelineBuilder<E> {
 
         let parked = FlushSlot::default();
         let (for_factory, for_batcher) = (Arc::clone(&shared), Arc::clone(&parked));
-        let worker =
-            ChildSpec::worker(BATCHER, move || Batcher::new(Arc::clone(&for_factory), &factory, &for_batcher))
-                .restart(Restart::Permanent)
-                .backoff(self.restart_backoff)
-                .shutdown(shutdown.saturating_add(SHUTDOWN_GRACE))
-                .mailbox(MAILBOX);
+        let worker = ChildSpec::worker(BATCHER, move || Batcher::new(Arc::clone(&for_factory), &factory, &for_batcher))
+            .restart(Restart::Permanent)
+            .backoff(self.restart_backoff)
+            .shutdown(shutdown.saturating_add(SHUTDOWN_GRACE))
+            .mailbox(MAILBOX);
         let addr = worker.addr();
         let nudge = addr.clone();
         shared.buffer.set_waker(Box::new(move || {

@@ -9,8 +9,8 @@ use std::time::Duration;
 use crate::error::HttpsError;
 use crate::proxy::Proxy;
 use crate::redact::redact_url;
-use crate::sink::HttpsSink;
 use crate::rotation::{Announced, Announcement, NewCa};
+use crate::sink::HttpsSink;
 use crate::stats::HttpsStats;
 use crate::watch::{Plan, TrustWatch};
 

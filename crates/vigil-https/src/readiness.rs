@@ -144,13 +144,8 @@ impl HttpsStats {
     pub(crate) fn readiness_at(&self, now: i64) -> Readiness {
         let state = self.inner.lock();
         let facts = &state.facts;
-        let served_chain: Vec<CertificateStatus> = state
-            .snapshot
-            .server_certificate
-            .iter()
-            .chain(&facts.intermediates)
-            .map(|c| status(c, now))
-            .collect();
+        let served_chain: Vec<CertificateStatus> =
+            state.snapshot.server_certificate.iter().chain(&facts.intermediates).map(|c| status(c, now)).collect();
         let anchor = facts.anchor.as_ref().map(|c| status(c, now));
         let client_identity = facts.client.as_ref().map(|c| status(c, now));
         let trust = facts.trust.clone().map(|mut trust| {
@@ -212,7 +207,11 @@ impl HttpsStats {
 impl fmt::Display for CertificateStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &self.certificate;
-        write!(f, "{} (issuer {}; notAfter {}, {} days left; sha256 {})", c.subject, c.issuer, c.not_after, self.days_left, c.sha256)
+        write!(
+            f,
+            "{} (issuer {}; notAfter {}, {} days left; sha256 {})",
+            c.subject, c.issuer, c.not_after, self.days_left, c.sha256
+        )
     }
 }
 
@@ -242,7 +241,11 @@ impl fmt::Display for Readiness {
                 Some(file) => format!("ready (trusted in {file})"),
                 None => "NOT READY: not in the trust set".to_string(),
             };
-            writeln!(f, "  rotation to {:?} (spki sha256 {}) by {}, {} days left: {state}", r.new_ca, r.spki_sha256, r.by, r.days_left)?;
+            writeln!(
+                f,
+                "  rotation to {:?} (spki sha256 {}) by {}, {} days left: {state}",
+                r.new_ca, r.spki_sha256, r.by, r.days_left
+            )?;
         }
         if let Some(client) = &self.client_identity {
             writeln!(f, "  client identity: {client}")?;

@@ -99,7 +99,8 @@ pub(crate) fn check(endpoint: &str, announcement: &Announcement) -> Result<Annou
         }
         NewCa::Pem(path) => {
             let pem_err = |problem| HttpsError::Pem { path: path.clone(), role: PemRole::AnnouncedCa, problem };
-            let der = read_certificates(path, PemRole::AnnouncedCa)?.into_iter().next().ok_or(pem_err(PemProblem::Empty))?;
+            let der =
+                read_certificates(path, PemRole::AnnouncedCa)?.into_iter().next().ok_or(pem_err(PemProblem::Empty))?;
             let info = CertificateInfo::from_der(&der)
                 .map_err(|reason| pem_err(PemProblem::InvalidCertificate { index: 0, reason }))?;
             if !KeyIds::of(&der).is_ca {

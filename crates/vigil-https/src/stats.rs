@@ -191,7 +191,12 @@ impl HttpsStats {
     /// Records the chain a server presented in a verified handshake (leaf
     /// first) and the trust anchor that verified it, logs a change of chain,
     /// and warns about any certificate of it close to expiry.
-    pub(crate) fn observe_chain(&self, chain: Vec<CertificateInfo>, anchor: Option<CertificateInfo>, horizon: Duration) {
+    pub(crate) fn observe_chain(
+        &self,
+        chain: Vec<CertificateInfo>,
+        anchor: Option<CertificateInfo>,
+        horizon: Duration,
+    ) {
         let mut chain = chain.into_iter();
         let Some(info) = chain.next() else { return };
         let intermediates: Vec<CertificateInfo> = chain.collect();
@@ -282,8 +287,7 @@ fn check_expiry(state: &mut State, horizon: Duration, now_unix: i64) {
     for (what, cert) in watched(state) {
         let left = cert.seconds_left(now_unix);
         // A horizon beyond i64::MAX seconds (Duration::MAX) saturates: it covers every certificate.
-        let level =
-            levels(horizon).into_iter().filter(|level| left <= i64::try_from(*level).unwrap_or(i64::MAX)).min();
+        let level = levels(horizon).into_iter().filter(|level| left <= i64::try_from(*level).unwrap_or(i64::MAX)).min();
         if let Some(level) = level {
             due.push((what, cert.clone(), left, level));
         }

@@ -25,8 +25,8 @@ use ureq::unversioned::transport::{
 };
 
 use crate::cert::CertificateInfo;
-use crate::error::{CertificateProblem, HttpsError, Phase};
 use crate::cert::KeyIds;
+use crate::error::{CertificateProblem, HttpsError, Phase};
 use crate::pem::{Anchor, ClientIdentity, TrustSet};
 use crate::stats::HttpsStats;
 

@@ -74,12 +74,11 @@ impl TrustWatch {
         if *started {
             return;
         }
-        let mut state = Watcher { stamps: stamps(&plan.files), said: vec![Said::default(); plan.announced.len()], plan };
+        let mut state =
+            Watcher { stamps: stamps(&plan.files), said: vec![Said::default(); plan.announced.len()], plan };
         state.check();
         let weak = Arc::downgrade(&self.inner);
-        let spawned = std::thread::Builder::new()
-            .name("vigil-https-trust".to_owned())
-            .spawn(move || state.run(&weak));
+        let spawned = std::thread::Builder::new().name("vigil-https-trust".to_owned()).spawn(move || state.run(&weak));
         match spawned {
             Ok(_) => *started = true,
             // Sinks still poll on their own; a later build tries again.
