@@ -123,6 +123,43 @@ impl HttpsSink {
         &self.config.endpoint
     }
 
+    /// Connects to the endpoint once without delivering anything: a `HEAD`
+    /// request, whose TLS handshake records the served chain and the anchor
+    /// that verified it for the [readiness report](HttpsStats::readiness).
+    /// Returns the HTTP status, whatever it is: any answer means the chain
+    /// was trusted. Polls the trust files first, as a delivery does.
+    ///
+    /// # Errors
+    ///
+    /// The [`HttpsError`] of the request: a [`Certificate`](HttpsError::Certificate)
+    /// error when the chain is not trusted (the report then says why).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use vigil_https::HttpsSinkConfig;
+    ///
+    /// let collector = vigil_collector::Collector::builder().start()?;
+    /// let config = HttpsSinkConfig::new(collector.endpoint()).trust_file(collector.ca_pem_path());
+    /// let mut sink = config.build()?;
+    /// sink.probe()?;
+    /// assert!(config.stats().readiness().ready);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn probe(&mut self) -> Result<u16, HttpsError> {
+        self.poll_files();
+        let timeout = bounded(self.config.timeout_global);
+        let request = self.agent.head(self.config.target.as_str()).config().timeout_global(timeout).build();
+        match request.call() {
+            Ok(response) => Ok(response.status().as_u16()),
+            Err(e) => {
+                let error = self.classify(e, timeout);
+                self.config.stats.probe_failed(&error);
+                Err(error)
+            }
+        }
+    }
+
     /// Polls the trust and identity files if the interval has passed, and
     /// swaps in a changed, valid set.
     fn poll_files(&mut self) {

@@ -158,6 +158,15 @@ impl HttpsStats {
         state.snapshot.last_error = Some(error.to_string());
     }
 
+    /// Records a failed [`probe`](crate::HttpsSink::probe): not a delivery.
+    pub(crate) fn probe_failed(&self, error: &HttpsError) {
+        let mut state = self.inner.lock();
+        if error.is_tls() {
+            state.facts.handshake_error = Some(error.to_string());
+        }
+        state.snapshot.last_error = Some(error.to_string());
+    }
+
     pub(crate) fn delivered(&self, events: usize) {
         let mut state = self.inner.lock();
         state.snapshot.deliveries.delivered += 1;
