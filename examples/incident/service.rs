@@ -38,6 +38,8 @@ pub(crate) struct ServiceConfig {
     /// Simulated processing time of one payment.
     pub(crate) work: Duration,
     pub(crate) handlers: usize,
+    /// An announced rotation: the new CA's PEM file and the date, `YYYY-MM-DD`.
+    pub(crate) announced: Option<(PathBuf, String)>,
 }
 
 /// The running service.
@@ -127,14 +129,20 @@ impl VigilService {
         let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").map_err(|e| format!("cannot listen: {e}"))?);
         let port = server.server_addr().to_ip().map(|a| a.port()).ok_or("tiny_http did not bind an IP address")?;
 
+        // A 1 s poll: the trust watcher notices the operator's fix within a
+        // second and ends the batcher's restart backoff (issue 14).
         let mut https = HttpsSinkConfig::new(&config.endpoint)
-            .trust_poll_interval(Duration::from_millis(500))
+            .trust_poll_interval(Duration::from_secs(1))
             .timeout_connect(Some(Duration::from_secs(2)))
             .timeout_global(Some(Duration::from_secs(5)));
         for file in &config.trust_files {
             https = https.trust_file(file);
         }
+        if let Some((new_ca, by)) = &config.announced {
+            https = https.announced_rotation(new_ca.as_path(), by.clone());
+        }
         let stats = https.stats();
+        let watcher = https.clone();
         let (emitter, events_spec, events) = EventPipeline::builder(
             Config::default()
                 .capacity(500_000)
@@ -146,8 +154,11 @@ impl VigilService {
         .id("events")
         // Called on every (re)start: a restart re-reads the trust files.
         .sink(move || https.build())
-        .restart_backoff(Backoff::exponential(Duration::from_millis(200), Duration::from_secs(2)))
+        // The default backoff, 1 s doubling to 60 s: however long it has
+        // grown, the trust watcher ends it when the trust file is fixed.
+        .restart_backoff(Backoff::exponential(Duration::from_secs(1), Duration::from_secs(60)))
         .build()?;
+        watcher.wake_pipeline(&events);
 
         let served = Arc::new(AtomicU64::new(0));
         let mut http = Supervisor::builder().strategy(Strategy::OneForOne).intensity(10, Duration::from_secs(10));

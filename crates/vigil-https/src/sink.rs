@@ -490,6 +490,12 @@ impl Sink for HttpsSink {
                 // failure is reported once at WARN, by the supervisor's
                 // restart line for the batcher, with the short cause.
                 log::debug!(target: "vigil::https", "batch {}: {error:#}", batch.idempotency_key());
+                if error.is_tls() && self.config.watch.generation() != self.seen_generation {
+                    // The trust files changed while this request was in
+                    // flight: retry soon with the new set rather than fail
+                    // into the restart backoff the watcher's wake just missed.
+                    return Delivery::Retryable { error: Box::new(error), retry_after: None };
+                }
                 error.into_delivery()
             }
         }
