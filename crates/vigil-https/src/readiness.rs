@@ -253,3 +253,60 @@ impl fmt::Display for Readiness {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::rotation::Announced;
+
+    const DAY: i64 = 86_400;
+
+    fn cert(subject: &str, not_after_unix: i64) -> CertificateInfo {
+        CertificateInfo {
+            subject: subject.into(),
+            issuer: "CN=root".into(),
+            not_after: rfc3339(not_after_unix),
+            not_after_unix,
+            sha256: format!("{subject}-fp"),
+            spki_sha256: format!("{subject}-spki"),
+        }
+    }
+
+    #[test]
+    fn ready_needs_a_handshake_every_announced_ca_and_a_week_on_every_certificate() {
+        let now = 1_500_000_000;
+        let stats = HttpsStats::new("https://x/");
+        assert_eq!(stats.readiness_at(now).reasons, ["no verified handshake with the endpoint yet"]);
+
+        stats.observe_chain(
+            vec![cert("CN=leaf", now + 90 * DAY)],
+            Some(cert("CN=root", now + 3 * DAY)),
+            Duration::ZERO,
+        );
+        let announced = Announced {
+            subject: "CN=next".into(),
+            spki_sha256: "AA".into(),
+            by: "2017-07-24".into(),
+            by_unix: now + 10 * DAY,
+        };
+        stats.trust_checked(
+            TrustStatus { files: vec!["/t.pem".into()], webpki_roots: false, anchors: Vec::new() },
+            vec![RotationFacts { announced, trusted_in: None }],
+        );
+        let report = stats.readiness_at(now);
+        assert!(!report.ready);
+        assert_eq!(report.reasons.len(), 2, "{:#?}", report.reasons);
+        assert!(report.reasons[0].starts_with("rotation to CA \"CN=next\""), "{}", report.reasons[0]);
+        assert!(report.reasons[1].starts_with("trust anchor CN=root expires"), "{}", report.reasons[1]);
+        assert_eq!(report.rotations[0].days_left, 10);
+        assert_eq!(report.served_chain[0].days_left, 90);
+        // A week and a day later the anchor has expired, and the text says so.
+        let later = stats.readiness_at(now + 8 * DAY);
+        assert_eq!(later.anchor.as_ref().map(|a| a.days_left), Some(-5));
+        let text = later.to_string();
+        assert!(text.starts_with("https://x/: NOT READY"), "{text}");
+        assert!(text.contains("NOT READY: not in the trust set"), "{text}");
+    }
+}

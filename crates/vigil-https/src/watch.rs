@@ -19,7 +19,7 @@ use vigil_events::EventsHandle;
 use crate::cert::now_unix;
 use crate::pem::{FileStamp, TrustSet, load_trust};
 use crate::readiness::{AnchorStatus, CertificateStatus, TrustStatus};
-use crate::rotation::{self, Announced, Said};
+use crate::rotation::{self, Announced, RotationFacts, Said};
 use crate::stats::HttpsStats;
 
 /// The shortest pause between two polls of the watcher thread: a zero
@@ -74,9 +74,9 @@ impl TrustWatch {
         if *started {
             return;
         }
-        let mut state =
-            Watcher { stamps: stamps(&plan.files), said: vec![Said::default(); plan.announced.len()], plan };
-        state.check();
+        let said = vec![Said::default(); plan.announced.len()];
+        let mut state = Watcher { stamps: stamps(&plan.files), said, rotations: None, plan };
+        state.check(true);
         let weak = Arc::downgrade(&self.inner);
         let spawned = std::thread::Builder::new().name("vigil-https-trust".to_owned()).spawn(move || state.run(&weak));
         match spawned {
@@ -95,6 +95,8 @@ struct Watcher {
     plan: Plan,
     stamps: Vec<FileStamp>,
     said: Vec<Said>,
+    /// The rotations as checked against the last trust set that loaded.
+    rotations: Option<Vec<RotationFacts>>,
 }
 
 impl Watcher {
@@ -104,7 +106,8 @@ impl Watcher {
             std::thread::sleep(self.plan.interval.max(MIN_POLL));
             let Some(inner) = weak.upgrade() else { return };
             let now = stamps(&self.plan.files);
-            if now != self.stamps {
+            let changed = now != self.stamps;
+            if changed {
                 self.stamps = now;
                 inner.generation.fetch_add(1, Ordering::AcqRel);
                 let handles = inner.wake.lock().clone();
@@ -114,28 +117,34 @@ impl Watcher {
                 }
             }
             drop(inner);
-            self.check();
+            self.check(changed);
         }
     }
 
-    /// Loads the trust set, records it and checks each announced rotation,
-    /// logging what is due. A trust set that does not load is left to the
-    /// sink to report; the last good one stays in the report.
-    fn check(&mut self) {
+    /// When the files changed (or were never loaded), loads the trust set,
+    /// records it and checks each announced rotation against it; then logs
+    /// what is due (a missing CA is said again daily). A trust set that does
+    /// not load is left to the sink to report; the last good one stays in
+    /// the report.
+    fn check(&mut self, changed: bool) {
         let plan = &self.plan;
         if plan.trust_files.is_empty() && !plan.webpki {
             return;
         }
-        let Ok(trust) = load_trust(&plan.trust_files, plan.webpki) else { return };
-        let rotations = rotation::evaluate(&plan.announced, &trust);
         let now = now_unix();
-        for (facts, said) in rotations.iter().zip(&mut self.said) {
+        if (changed || self.rotations.is_none())
+            && let Ok(trust) = load_trust(&plan.trust_files, plan.webpki)
+        {
+            let rotations = rotation::evaluate(&plan.announced, &trust);
+            plan.stats.trust_checked(trust_status(&trust, now), rotations.clone());
+            self.rotations = Some(rotations);
+        }
+        for (facts, said) in self.rotations.iter().flatten().zip(&mut self.said) {
             let days = facts.announced.days_left(now);
             if let Some(level) = said.due(facts.trusted_in.is_some(), days, plan.alarm, now) {
                 rotation::log(&plan.endpoint, facts, level, now);
             }
         }
-        plan.stats.trust_checked(trust_status(&trust, now), rotations);
     }
 }
 
