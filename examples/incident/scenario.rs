@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use vigil::SupervisionEvent;
 use vigil::events::LedgerSnapshot;
@@ -119,7 +119,9 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
     // rotate to, a few days ahead; the operator of this host configures it.
     // (Vigil only: the naive design has nowhere to put it.)
     let announced = match (&collector, design) {
-        (Some(collector), Design::Vigil) => Some((collector.announce_next_ca()?, date_in_days(3))),
+        (Some(collector), Design::Vigil) => {
+            Some((collector.announce_next_ca()?, SystemTime::now() + Duration::from_secs(3 * 86_400)))
+        }
         _ => None,
     };
     let epoch = Instant::now();
@@ -307,21 +309,6 @@ fn time_first_delivery(
         }
         None
     })
-}
-
-/// The calendar date `days` from today, `YYYY-MM-DD` (UTC), for the
-/// announcement (Howard Hinnant's `civil_from_days`).
-fn date_in_days(days: i64) -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let z = i64::try_from(now / 86_400).unwrap_or(0) + days + 719_468;
-    let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
 }
 
 /// Counters at one instant, to turn into rates.

@@ -13,7 +13,7 @@ use std::error::Error;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use vigil::events::{Config, Emitter, EventPipeline, EventsHandle};
@@ -38,8 +38,8 @@ pub(crate) struct ServiceConfig {
     /// Simulated processing time of one payment.
     pub(crate) work: Duration,
     pub(crate) handlers: usize,
-    /// An announced rotation: the new CA's PEM file and the date, `YYYY-MM-DD`.
-    pub(crate) announced: Option<(PathBuf, String)>,
+    /// An announced rotation: the new CA's PEM file and the date.
+    pub(crate) announced: Option<(PathBuf, SystemTime)>,
 }
 
 /// The running service.
@@ -139,7 +139,7 @@ impl VigilService {
             https = https.trust_file(file);
         }
         if let Some((new_ca, by)) = &config.announced {
-            https = https.announced_rotation(new_ca.as_path(), by.clone());
+            https = https.announced_rotation(new_ca.as_path(), *by);
         }
         let stats = https.stats();
         let watcher = https.clone();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::error::HttpsError;
 use crate::proxy::Proxy;
 use crate::redact::redact_url;
-use crate::rotation::{Announced, Announcement, NewCa};
+use crate::rotation::{Announced, Announcement, NewCa, RotationDate};
 use crate::sink::HttpsSink;
 use crate::stats::HttpsStats;
 use crate::watch::{Plan, TrustWatch};
@@ -280,7 +280,8 @@ impl HttpsSinkConfig {
 
     /// Tells this host about a certificate rotation the server's operator
     /// announced: the server will present a chain from `new_ca` by the date
-    /// `by` (`YYYY-MM-DD`, UTC). May be called more than once.
+    /// `by` (`"YYYY-MM-DD"`, UTC, or a [`SystemTime`](std::time::SystemTime):
+    /// see [`RotationDate`]). May be called more than once.
     ///
     /// At build, and at every [trust poll](HttpsSinkConfig::trust_poll_interval),
     /// the sink checks whether the trust set holds the new CA (by its public
@@ -315,7 +316,7 @@ impl HttpsSinkConfig {
     /// assert!(matches!(bad.build(), Err(HttpsError::InvalidAnnouncement { .. })));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn announced_rotation(mut self, new_ca: impl Into<NewCa>, by: impl Into<String>) -> HttpsSinkConfig {
+    pub fn announced_rotation(mut self, new_ca: impl Into<NewCa>, by: impl Into<RotationDate>) -> HttpsSinkConfig {
         self.announcements.push(Announcement { new_ca: new_ca.into(), by: by.into() });
         self
     }

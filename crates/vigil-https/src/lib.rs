@@ -178,6 +178,6 @@ pub use error::{CertificateProblem, ErrorClass, HttpsError, PemProblem, PemRole,
 pub use proxy::Proxy;
 pub use readiness::{AnchorStatus, CertificateStatus, Readiness, RotationStatus, TrustStatus};
 pub use retry_after::RETRY_AFTER_CAP;
-pub use rotation::NewCa;
+pub use rotation::{NewCa, RotationDate};
 pub use sink::HttpsSink;
 pub use stats::{DeliveryCounts, HttpsStats, HttpsStatsSnapshot};

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cert::{CertificateInfo, KeyIds, now_unix, parse_date};
+use crate::cert::{CertificateInfo, KeyIds, now_unix, parse_date, rfc3339};
 use crate::error::{HttpsError, PemProblem, PemRole};
 use crate::pem::{TrustSet, read_certificates};
 use crate::readiness::RotationStatus;
@@ -35,11 +35,51 @@ impl From<&std::path::Path> for NewCa {
     }
 }
 
+/// The date of an announced rotation: `YYYY-MM-DD` text (UTC), or an instant
+/// whose UTC day counts.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use vigil_https::RotationDate;
+///
+/// let announced: RotationDate = "2017-10-05".into();
+/// let in_three_days: RotationDate = (SystemTime::now() + Duration::from_secs(3 * 86_400)).into();
+/// assert_ne!(announced, in_three_days);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RotationDate {
+    /// `YYYY-MM-DD`, checked at build.
+    Text(String),
+    /// The UTC day of this instant.
+    At(std::time::SystemTime),
+}
+
+impl From<&str> for RotationDate {
+    fn from(text: &str) -> RotationDate {
+        RotationDate::Text(text.to_string())
+    }
+}
+
+impl From<String> for RotationDate {
+    fn from(text: String) -> RotationDate {
+        RotationDate::Text(text)
+    }
+}
+
+impl From<std::time::SystemTime> for RotationDate {
+    fn from(at: std::time::SystemTime) -> RotationDate {
+        RotationDate::At(at)
+    }
+}
+
 /// An announced rotation as configured, before it is checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Announcement {
     pub(crate) new_ca: NewCa,
-    pub(crate) by: String,
+    pub(crate) by: RotationDate,
 }
 
 /// An announced rotation, checked once at build: what to look for.
@@ -85,8 +125,19 @@ impl Announced {
 /// hex, the PEM holds a CA certificate that has not expired.
 pub(crate) fn check(endpoint: &str, announcement: &Announcement) -> Result<Announced, HttpsError> {
     let invalid = |reason: String| HttpsError::InvalidAnnouncement { endpoint: endpoint.to_string(), reason };
-    let by_unix = parse_date(&announcement.by)
-        .ok_or_else(|| invalid(format!("the date {:?} is not a calendar date YYYY-MM-DD", announcement.by)))?;
+    let by_unix = match &announcement.by {
+        RotationDate::Text(text) => {
+            parse_date(text).ok_or_else(|| invalid(format!("the date {text:?} is not a calendar date YYYY-MM-DD")))?
+        }
+        RotationDate::At(at) => {
+            let unix = match at.duration_since(std::time::UNIX_EPOCH) {
+                Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+                Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN, |s| -s),
+            };
+            unix.saturating_sub(unix.rem_euclid(86_400))
+        }
+    };
+    let by = rfc3339(by_unix).chars().take(10).collect();
     let (subject, spki_sha256) = match &announcement.new_ca {
         NewCa::SpkiSha256(hex) => {
             let digits: String = hex.chars().filter(|c| *c != ':').collect();
@@ -112,7 +163,7 @@ pub(crate) fn check(endpoint: &str, announcement: &Announcement) -> Result<Annou
             (info.subject, info.spki_sha256)
         }
     };
-    Ok(Announced { subject, spki_sha256, by: announcement.by.trim().to_string(), by_unix })
+    Ok(Announced { subject, spki_sha256, by, by_unix })
 }
 
 /// Looks for each announced CA in the trust set.
@@ -213,6 +264,10 @@ mod tests {
     #[test]
     fn announcements_are_checked() {
         let check = |new_ca: NewCa, by: &str| check("https://x/", &Announcement { new_ca, by: by.into() });
+        let at = |unix: u64| RotationDate::At(std::time::UNIX_EPOCH + Duration::from_secs(unix));
+        let fp = "ab".repeat(32);
+        let dated = super::check("https://x/", &Announcement { new_ca: NewCa::SpkiSha256(fp), by: at(1_507_200_000) });
+        assert_eq!(dated.map(|a| (a.by, a.by_unix)), Ok(("2017-10-05".to_string(), 1_507_161_600)));
         let fp = "ab".repeat(32);
         let ok = check(NewCa::SpkiSha256(fp.clone()), "2017-10-05").unwrap();
         assert_eq!(ok.spki_sha256, vec!["AB"; 32].join(":"));
