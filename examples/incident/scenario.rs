@@ -133,11 +133,8 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
     }
     let target = match design {
         Design::Vigil => Target::Vigil(Box::new(VigilService::start(ServiceConfig {
-            endpoint: endpoint.clone(),
-            trust_files: trust_files.clone(),
-            work: args.work(),
-            handlers: 8,
             announced,
+            ..ServiceConfig::replay(endpoint.clone(), trust_files.clone(), args.work())
         })?)),
         Design::Naive => Target::Naive(naive::Manager::start(&endpoint, trust_files[0].clone(), args.work(), epoch)?),
     };

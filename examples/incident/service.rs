@@ -40,6 +40,27 @@ pub(crate) struct ServiceConfig {
     pub(crate) handlers: usize,
     /// An announced rotation: the new CA's PEM file and the date.
     pub(crate) announced: Option<(PathBuf, SystemTime)>,
+    /// How often the sink's trust watcher polls the trust files.
+    pub(crate) trust_poll: Duration,
+    /// The batcher's restart backoff.
+    pub(crate) restart_backoff: Backoff,
+}
+
+impl ServiceConfig {
+    /// The replay's settings: a 1 s trust poll, and the default restart
+    /// backoff (1 s doubling to 60 s), which the trust watcher ends the
+    /// moment the trust file is fixed (issue 14).
+    pub(crate) fn replay(endpoint: String, trust_files: Vec<PathBuf>, work: Duration) -> ServiceConfig {
+        ServiceConfig {
+            endpoint,
+            trust_files,
+            work,
+            handlers: 8,
+            announced: None,
+            trust_poll: Duration::from_secs(1),
+            restart_backoff: Backoff::exponential(Duration::from_secs(1), Duration::from_secs(60)),
+        }
+    }
 }
 
 /// The running service.
@@ -129,10 +150,10 @@ impl VigilService {
         let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").map_err(|e| format!("cannot listen: {e}"))?);
         let port = server.server_addr().to_ip().map(|a| a.port()).ok_or("tiny_http did not bind an IP address")?;
 
-        // A 1 s poll: the trust watcher notices the operator's fix within a
-        // second and ends the batcher's restart backoff (issue 14).
+        // The trust watcher notices the operator's fix within one poll and
+        // ends the batcher's restart backoff (issue 14).
         let mut https = HttpsSinkConfig::new(&config.endpoint)
-            .trust_poll_interval(Duration::from_secs(1))
+            .trust_poll_interval(config.trust_poll)
             .timeout_connect(Some(Duration::from_secs(2)))
             .timeout_global(Some(Duration::from_secs(5)));
         for file in &config.trust_files {
@@ -154,9 +175,7 @@ impl VigilService {
         .id("events")
         // Called on every (re)start: a restart re-reads the trust files.
         .sink(move || https.build())
-        // The default backoff, 1 s doubling to 60 s: however long it has
-        // grown, the trust watcher ends it when the trust file is fixed.
-        .restart_backoff(Backoff::exponential(Duration::from_secs(1), Duration::from_secs(60)))
+        .restart_backoff(config.restart_backoff)
         .build()?;
         watcher.wake_pipeline(&events);
 
