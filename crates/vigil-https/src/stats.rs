@@ -410,6 +410,21 @@ mod tests {
     }
 
     #[test]
+    fn a_new_intermediate_under_the_same_leaf_is_a_change_too() {
+        let stats = HttpsStats::new("https://x");
+        let far = crate::cert::now_unix() + 365 * DAY;
+        stats.observe_chain(vec![cert("AA", far), cert("I1", far)], None, Duration::ZERO);
+        stats.observe_chain(vec![cert("AA", far), cert("I1", far)], None, Duration::ZERO);
+        assert_eq!(stats.snapshot().certificate_changes, 0);
+        stats.observe_chain(vec![cert("AA", far), cert("I2", far)], None, Duration::ZERO);
+        assert_eq!(stats.snapshot().certificate_changes, 1);
+        assert_eq!(
+            describe_chain(&cert("AA", far), &[cert("I2", far)]),
+            "CN=server (sha256 AA) <- CN=server (sha256 I2)"
+        );
+    }
+
+    #[test]
     fn failures_are_counted_by_class() {
         let stats = HttpsStats::new("https://x");
         let status = |status| HttpsError::Status {
