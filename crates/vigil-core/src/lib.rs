@@ -84,6 +84,8 @@
 //!
 //! `serde_json` is only a dev-dependency: the examples print stats as JSON.
 
+// The modules form layers, each using only those below it; `layers.rs`
+// lists them and checks it.
 mod actor;
 mod addr;
 mod backoff;
@@ -91,6 +93,7 @@ mod error;
 mod exit;
 mod format;
 mod intensity;
+mod link;
 mod observe;
 mod panic;
 mod protocol;
@@ -102,6 +105,9 @@ mod system;
 mod waitfor;
 mod watchdog;
 
+#[cfg(test)]
+mod layers;
+
 pub use actor::{Actor, Context};
 pub use addr::{Addr, Reply};
 pub use backoff::Backoff;
@@ -110,12 +116,12 @@ pub use error::{
 };
 pub use exit::{ExitReason, Hook};
 pub use observe::{
-    AbandonedThread, ChildKind, ChildState, ChildStats, SUBSCRIPTION_CAPACITY, SupervisionEvent, SupervisorStats,
+    AbandonedThread, ChildKind, ChildState, ChildStats, DEFAULT_MAX_ABANDONED_THREADS, SUBSCRIPTION_CAPACITY,
+    SupervisionEvent, SupervisorStats,
 };
 pub use restart::{Restart, Strategy};
 pub use spec::{
-    ChildSpec, DEFAULT_MAILBOX, DEFAULT_MAX_ABANDONED_THREADS, DEFAULT_SHUTDOWN, DEFAULT_START_TIMEOUT, MAX_MAILBOX,
-    MAX_MAILBOX_BYTES, WorkerSpec,
+    ChildSpec, DEFAULT_MAILBOX, DEFAULT_SHUTDOWN, DEFAULT_START_TIMEOUT, MAX_MAILBOX, MAX_MAILBOX_BYTES, WorkerSpec,
 };
 pub use supervisor::{ChildCounts, MAX_INTENSITY, Supervisor, SupervisorBuilder, SupervisorRef};
 pub use system::{ShutdownHandle, ShutdownReport, System, exit_code};

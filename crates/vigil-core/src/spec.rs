@@ -8,9 +8,9 @@ use crate::actor::Actor;
 use crate::addr::{Addr, Mailbox};
 use crate::backoff::Backoff;
 use crate::error::{BoxError, ConfigError};
+use crate::observe::{ChildKind, SupervisorStats};
 use crate::restart::Restart;
 use crate::runner::{Factory, Incarnate, WorkerBody};
-use crate::supervisor::SupervisorBuilder;
 
 /// The default mailbox capacity of a worker.
 pub const DEFAULT_MAILBOX: usize = 1024;
@@ -34,9 +34,6 @@ fn mailbox_bytes<M>(capacity: usize) -> usize {
 pub const DEFAULT_SHUTDOWN: Duration = Duration::from_secs(5);
 /// The default time a child's start hook gets before the start fails.
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(5);
-/// The default limit on abandoned threads still running in one system; see
-/// [`SupervisorBuilder::max_abandoned_threads`](crate::SupervisorBuilder::max_abandoned_threads).
-pub const DEFAULT_MAX_ABANDONED_THREADS: usize = 64;
 
 /// What every child spec has, worker or supervisor.
 #[derive(Debug, Clone)]
@@ -64,7 +61,11 @@ pub(crate) trait Body: Send + Sync + 'static {
     fn message_type(&self) -> Option<&'static str> {
         None
     }
-    fn supervisor(&self) -> Option<&SupervisorBuilder> {
+    fn kind(&self) -> ChildKind {
+        ChildKind::Worker
+    }
+    /// A nested supervisor's snapshot of its subtree.
+    fn stats(&self) -> Option<SupervisorStats> {
         None
     }
 }
@@ -179,29 +180,10 @@ impl ChildSpec {
         WorkerSpec::new(id.into(), Arc::new(move || factory().map_err(Into::into)))
     }
 
-    /// A nested supervisor. Its [`handle`](SupervisorBuilder::handle) stays
-    /// valid across its restarts.
-    pub fn supervisor(id: impl Into<String>, builder: SupervisorBuilder) -> ChildSpec {
-        let id = id.into();
-        let builder = builder.with_id(id.clone());
-        ChildSpec {
-            common: Common {
-                id,
-                restart: Restart::Permanent,
-                backoff: None,
-                shutdown: Duration::MAX,
-                start_timeout: Duration::from_secs(60),
-                stack_size: None,
-                hang_timeout: None,
-            },
-            body: Arc::new(builder),
-        }
-    }
-
     common_setters!();
 
     pub(crate) fn is_supervisor(&self) -> bool {
-        self.body.supervisor().is_some()
+        self.body.kind() == ChildKind::Supervisor
     }
 
     pub(crate) fn validate(&self, parent: &str) -> Result<(), ConfigError> {
@@ -381,7 +363,11 @@ impl<A: Actor> Body for WorkerDef<A> {
             return Err(ConfigError::ZeroCapacity { child: path.to_owned() });
         }
         if self.capacity > MAX_MAILBOX {
-            return Err(ConfigError::CapacityTooLarge { child: path.to_owned(), capacity: self.capacity });
+            return Err(ConfigError::CapacityTooLarge {
+                child: path.to_owned(),
+                capacity: self.capacity,
+                max: MAX_MAILBOX,
+            });
         }
         let bytes = mailbox_bytes::<A::Msg>(self.capacity);
         if bytes > MAX_MAILBOX_BYTES {

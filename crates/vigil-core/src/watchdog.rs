@@ -23,7 +23,6 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 
 use crate::exit::{ExitReason, Hook};
-use crate::protocol::SupMsg;
 
 /// Set in a [`Pulse`] counter once its runner has been declared hung.
 const FENCED: u64 = 1 << 63;
@@ -48,8 +47,6 @@ pub(crate) struct Pulse {
     /// The pending call whose request is being handled, if any.
     in_flight: Mutex<Option<Arc<dyn Cancel>>>,
     message_type: Option<&'static str>,
-    parent: Sender<SupMsg>,
-    key: u64,
     timeout: Duration,
 }
 
@@ -64,20 +61,13 @@ impl std::fmt::Debug for Pulse {
 pub(crate) struct InHook(());
 
 impl Pulse {
-    pub(crate) fn new(
-        parent: Sender<SupMsg>,
-        key: u64,
-        timeout: Duration,
-        message_type: Option<&'static str>,
-    ) -> Pulse {
+    pub(crate) fn new(timeout: Duration, message_type: Option<&'static str>) -> Pulse {
         Pulse {
             counter: AtomicU64::new(0),
             hook: AtomicU8::new(0),
             generation: AtomicU64::new(0),
             in_flight: Mutex::new(None),
             message_type,
-            parent,
-            key,
             timeout,
         }
     }
@@ -154,6 +144,15 @@ fn code_hook(code: u8) -> Hook {
     }
 }
 
+/// Tells a supervisor that the incarnation `generation` of its child hung.
+pub(crate) type ReportHang = Box<dyn Fn(u64, ExitReason) + Send>;
+
+/// A pulse to watch, and whom to tell.
+struct Watch {
+    pulse: Arc<Pulse>,
+    report: ReportHang,
+}
+
 /// One pulse under watch.
 struct Entry {
     pulse: Arc<Pulse>,
@@ -185,13 +184,14 @@ impl Entry {
 /// The handle on a system's watchdog thread, spawned on first use.
 #[derive(Default)]
 pub(crate) struct Watchdog {
-    tx: Mutex<Option<Sender<Arc<Pulse>>>>,
+    tx: Mutex<Option<Sender<Watch>>>,
     stopped: std::sync::atomic::AtomicBool,
 }
 
 impl Watchdog {
-    /// Puts a pulse under watch, spawning the thread if needed.
-    pub(crate) fn watch(&self, pulse: Arc<Pulse>) -> std::io::Result<()> {
+    /// Puts a pulse under watch, spawning the thread if needed; `report`
+    /// runs on the watchdog's thread when it declares a hang.
+    pub(crate) fn watch(&self, pulse: Arc<Pulse>, report: ReportHang) -> std::io::Result<()> {
         let mut tx = self.tx.lock();
         if self.stopped.load(Ordering::Relaxed) {
             return Ok(());
@@ -202,7 +202,7 @@ impl Watchdog {
             *tx = Some(sender);
         }
         if let Some(tx) = tx.as_ref() {
-            let _ = tx.send(pulse);
+            let _ = tx.send(Watch { pulse, report });
         }
         Ok(())
     }
@@ -220,25 +220,25 @@ fn period(timeout: Duration) -> Duration {
     (timeout / 10).clamp(MIN_PERIOD, MAX_PERIOD)
 }
 
-fn run(rx: &Receiver<Arc<Pulse>>) {
-    let mut entries: Vec<Entry> = Vec::new();
+fn run(rx: &Receiver<Watch>) {
+    let mut entries: Vec<(Entry, ReportHang)> = Vec::new();
     loop {
-        let next = match entries.iter().map(|e| e.pulse.timeout).min() {
+        let next = match entries.iter().map(|(e, _)| e.pulse.timeout).min() {
             Some(smallest) => rx.recv_timeout(period(smallest)),
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         let now = Instant::now();
         match next {
-            Ok(pulse) => {
+            Ok(Watch { pulse, report }) => {
                 let seen = pulse.counter.load(Ordering::Acquire);
-                entries.push(Entry { pulse, seen, since: now });
+                entries.push((Entry { pulse, seen, since: now }, report));
                 continue;
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
         }
         // A pulse only the watchdog holds belongs to a runner that ended.
-        entries.retain_mut(|entry| {
+        entries.retain_mut(|(entry, report)| {
             if Arc::strong_count(&entry.pulse) == 1 {
                 return false;
             }
@@ -247,8 +247,7 @@ fn run(rx: &Receiver<Arc<Pulse>>) {
             if let Some(call) = pulse.in_flight.lock().take() {
                 call.cancel();
             }
-            let generation = pulse.generation.load(Ordering::Relaxed);
-            let _ = pulse.parent.send(SupMsg::Hung { key: pulse.key, generation, reason });
+            report(pulse.generation.load(Ordering::Relaxed), reason);
             false
         });
     }
@@ -259,8 +258,7 @@ mod tests {
     use super::*;
 
     fn pulse(timeout: Duration) -> Arc<Pulse> {
-        let (tx, _rx) = crossbeam_channel::unbounded();
-        Arc::new(Pulse::new(tx, 1, timeout, Some("Msg")))
+        Arc::new(Pulse::new(timeout, Some("Msg")))
     }
 
     #[test]

@@ -8,17 +8,19 @@ use std::time::{Duration, Instant};
 use super::run::Sup;
 use crate::exit::ExitReason;
 use crate::format::human;
+use crate::link::{Link, Report};
 use crate::observe::{ChildState, SupervisionEvent};
 use crate::protocol::SupMsg;
 use crate::restart::{Restart, Strategy};
-use crate::runner::{FastRestart, Link, Runner};
+use crate::runner::{FastRestart, Runner};
 use crate::watchdog::Pulse;
 
 impl Sup {
     /// Starts a child and waits for its start hook, within its start timeout.
     pub(super) fn start_child(&mut self, key: u64) -> Result<(), ExitReason> {
         let Some(i) = self.index(key) else { return Ok(()) };
-        let mut link = Link::new(self.self_tx.clone(), key, Arc::clone(&self.children[i].path), Arc::clone(&self.bus));
+        let mut link =
+            Link::new(Arc::clone(&self.as_parent), key, Arc::clone(&self.children[i].path), Arc::clone(&self.bus));
         let child = &mut self.children[i];
         child.generation += 1;
         child.state = ChildState::Starting;
@@ -42,9 +44,15 @@ impl Sup {
             // No runner yet, or its thread is gone: spawn one, under the
             // watchdog if the child has a hang timeout.
             let watched = child.spec.common.hang_timeout.map(|timeout| {
-                let pulse = Arc::new(Pulse::new(self.self_tx.clone(), key, timeout, child.spec.body.message_type()));
+                let pulse = Arc::new(Pulse::new(timeout, child.spec.body.message_type()));
                 link.pulse = Some(Arc::clone(&pulse));
-                self.bus.watchdog.watch(pulse)
+                let parent = Arc::clone(&self.as_parent);
+                self.bus.watchdog.watch(
+                    pulse,
+                    Box::new(move |generation, reason| {
+                        parent.report(Report::Hung { key, generation, reason });
+                    }),
+                )
             });
             let spawned = match watched {
                 Some(Err(error)) => Err(error),
@@ -71,7 +79,7 @@ impl Sup {
         }
         let timeout = self.children[i].spec.common.start_timeout;
         match self.wait_for(key, generation, timeout, false) {
-            Some(SupMsg::Started { .. }) => {
+            Some(SupMsg::Child(Report::Started { .. })) => {
                 let child = &mut self.children[i];
                 child.state = ChildState::Running;
                 child.since = Some(Instant::now());
@@ -81,7 +89,7 @@ impl Sup {
                 self.sync(i);
                 Ok(())
             }
-            Some(SupMsg::Exited { reason, .. }) => {
+            Some(SupMsg::Child(Report::Exited { reason, .. })) => {
                 let child = &mut self.children[i];
                 child.state = ChildState::Restarting;
                 child.last_exit = Some(reason.clone());
@@ -115,7 +123,7 @@ impl Sup {
         child.spec.body.wake(child.generation);
         let (key, generation, timeout) = (child.key, child.generation, child.spec.common.shutdown);
         match self.wait_for(key, generation, timeout, true) {
-            Some(SupMsg::Exited { reason, .. }) => {
+            Some(SupMsg::Child(Report::Exited { reason, .. })) => {
                 let child = &mut self.children[i];
                 log::debug!(target: "vigil", "stopped {}: {reason}", child.path);
                 let path = child.path.to_string();
@@ -155,20 +163,20 @@ impl Sup {
     /// runner is abandoned here.
     pub(super) fn wait_for(&mut self, key: u64, generation: u64, timeout: Duration, exit_only: bool) -> Option<SupMsg> {
         let msg = self.wait_for_report(key, generation, timeout, exit_only)?;
-        let SupMsg::Hung { key, generation, reason } = msg else { return Some(msg) };
+        let SupMsg::Child(Report::Hung { key, generation, reason }) = msg else { return Some(msg) };
         if let Some(i) = self.index(key) {
             let running = self.abandon_hung(i, &reason);
             log::warn!(target: "vigil", "{} {reason} ({running} abandoned threads still running)", self.children[i].path);
         }
-        Some(SupMsg::Exited { key, generation, reason })
+        Some(SupMsg::Child(Report::Exited { key, generation, reason }))
     }
 
     fn wait_for_report(&mut self, key: u64, generation: u64, timeout: Duration, exit_only: bool) -> Option<SupMsg> {
         let matches = |msg: &SupMsg| match msg {
-            SupMsg::Started { key: k, generation: g } => !exit_only && *k == key && *g == generation,
-            SupMsg::Exited { key: k, generation: g, .. } | SupMsg::Hung { key: k, generation: g, .. } => {
-                *k == key && *g == generation
-            }
+            SupMsg::Child(Report::Started { key: k, generation: g }) => !exit_only && *k == key && *g == generation,
+            SupMsg::Child(
+                Report::Exited { key: k, generation: g, .. } | Report::Hung { key: k, generation: g, .. },
+            ) => *k == key && *g == generation,
             _ => false,
         };
         if let Some(pos) = self.deferred.iter().position(matches) {
