@@ -129,6 +129,7 @@ mod flush;
 mod handle;
 mod ledger;
 mod local;
+mod otlp;
 mod pipeline;
 mod sink;
 
@@ -137,6 +138,7 @@ pub use config::{Config, ConfigError, MAX_BUFFER_BYTES, MAX_CAPACITY, OverflowPo
 pub use flush::{FlushError, FlushReport};
 pub use handle::EventsHandle;
 pub use ledger::{DropCounts, DropReason, LastError, LedgerSnapshot};
+pub use otlp::{LogFields, OtlpLogs, SEQ_ATTRIBUTE, Severity};
 pub use pipeline::{BuildError, EventPipeline, PipelineBuilder};
 pub use sink::{Batch, Delivery, Encoding, Sink};
 /// The boxed error a failed [`Delivery`] carries: the same alias as everywhere in Vigil.
