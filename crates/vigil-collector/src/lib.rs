@@ -131,6 +131,7 @@ mod error;
 mod fault;
 mod http;
 mod ingest;
+mod otlp;
 mod proxy;
 mod server;
 mod stats;

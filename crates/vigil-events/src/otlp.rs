@@ -26,7 +26,7 @@
 //! | `severityNumber`, `severityText` | [`Severity::INFO`] and `"INFO"`, unless the [mapping](OtlpLogs::map) says otherwise |
 //! | `eventName` | only when the mapping names one |
 //! | `body` | the event as an `AnyValue` (see below) |
-//! | `attributes` | `vigil.seq` (the event's sequence number), then the mapping's attributes |
+//! | `attributes` | `vigil.seq` (the event's sequence number, an `intValue`; a `stringValue` of its digits past `i64::MAX`), then the mapping's attributes |
 //!
 //! The event becomes an `AnyValue` through its `serde_json::Value`: an object
 //! is a `kvlistValue`, an array an `arrayValue`, a string a `stringValue`, a
@@ -316,7 +316,8 @@ impl OtlpLogs {
         }
         out.extend_from_slice(b",\"body\":");
         any_value(out, &event);
-        let _ = write!(out, ",\"attributes\":[{{\"key\":\"{SEQ_ATTRIBUTE}\",\"value\":{{\"intValue\":\"{seq}\"}}}}");
+        out.extend_from_slice(b",\"attributes\":[");
+        key_value(out, SEQ_ATTRIBUTE, &Value::from(seq));
         let mut seen: Vec<&str> = vec![SEQ_ATTRIBUTE];
         for (key, value) in &fields.attributes {
             if seen.contains(&key.as_str()) {
@@ -566,7 +567,7 @@ mod tests {
                     {"key": "text", "value": {"stringValue": "grüße, 世界 🚀 \"quoted\"\n"}}
                   ]}},
                   "attributes": [
-                    {"key": "vigil.seq", "value": {"intValue": "18446744073709551615"}},
+                    {"key": "vigil.seq", "value": {"stringValue": "18446744073709551615"}},
                     {"key": "tenant", "value": {"stringValue": "acme"}}
                   ]
                 },
@@ -617,14 +618,17 @@ mod tests {
     }
 
     #[test]
-    fn seq_attribute_is_a_string_even_past_i64() {
-        // The seq is a proto int64 carried as a string; u64 seqs above
-        // i64::MAX still read back exactly as decimal digits.
-        let mut out = Vec::new();
-        fixed().encode_record(&mut out, u64::MAX, 1, &json!(1)).unwrap();
-        let v: Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["attributes"][0]["value"]["intValue"], u64::MAX.to_string());
-        assert_eq!(v["body"], json!({"intValue": "1"}));
+    fn seq_attribute_is_an_int64_while_it_fits() {
+        let attr = |seq: u64| {
+            let mut out = Vec::new();
+            fixed().encode_record(&mut out, seq, 1, &json!(1)).unwrap();
+            let v: Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(v["body"], json!({"intValue": "1"}));
+            v["attributes"][0]["value"].clone()
+        };
+        assert_eq!(attr(i64::MAX as u64), json!({"intValue": "9223372036854775807"}));
+        // Past i64 there is no intValue; the digits are kept exactly.
+        assert_eq!(attr(i64::MAX as u64 + 1), json!({"stringValue": "9223372036854775808"}));
     }
 
     #[test]
