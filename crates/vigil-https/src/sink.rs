@@ -496,7 +496,11 @@ impl Sink for HttpsSink {
             }
             Err(error) => {
                 let otlp = batch.encoding().is_otlp();
-                stats.failed_as(&error, if otlp { error.otlp_class() } else { error.class() });
+                if otlp {
+                    stats.failed_as(&error, error.otlp_class());
+                } else {
+                    stats.failed(&error);
+                }
                 // DEBUG with the full detail (`{:#}`: the presented
                 // certificate's issuer, notAfter, fingerprint). A fatal
                 // failure is reported once at WARN, by the supervisor's
