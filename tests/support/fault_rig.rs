@@ -777,6 +777,14 @@ impl Outcome {
         assert_eq!(t.refused_by_emit, 0, "emit refused events {}", ctx());
         let emitted = t.emitted_total();
         assert_eq!(emitted, t.requests, "one event per request");
+        // Every request went to the route of the encoding in use.
+        let c = &self.collector;
+        if ENCODING.get().is_otlp() {
+            assert_eq!((c.otlp_requests, c.otlp_records), (c.requests, c.events_received), "all OTLP {}", ctx());
+            assert!(c.otlp_records > 0, "OTLP records arrived {}", ctx());
+        } else {
+            assert_eq!((c.otlp_requests, c.otlp_records), (0, 0), "no OTLP {}", ctx());
+        }
 
         let l = &self.ledger;
         assert!(l.is_balanced(), "ledger invariant: {l}");
