@@ -129,6 +129,7 @@ fn run(duration: Duration) {
     std::fs::copy(collector.ca_pem_path(), &trust).expect("install the trust file");
     let service = VigilService::start(ServiceConfig {
         endpoint: collector.endpoint(),
+        otlp: false,
         trust_files: vec![trust.clone()],
         work: Duration::from_millis(1),
         handlers: 4,

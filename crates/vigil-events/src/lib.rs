@@ -11,7 +11,8 @@
 //! - A batcher actor (a [`vigil_core`] worker, under a small supervisor of its
 //!   own) drains the queue into [`Batch`]es bounded by event count, encoded
 //!   size and delay ([`Config`]), encoded as NDJSON or a JSON array of
-//!   `{"seq": N, "ts": <unix ms>, "event": ...}` records, and hands them one
+//!   `{"seq": N, "ts": <unix ms>, "event": ...}` records, or as one OTLP
+//!   `ExportLogsServiceRequest` ([`OtlpLogs`]), and hands them one
 //!   at a time to a [`Sink`]. The sink classifies each attempt as a
 //!   [`Delivery`]; the batcher retries, backs off, splits, drops or restarts
 //!   accordingly.
