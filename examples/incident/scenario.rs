@@ -116,7 +116,8 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
         (Some(collector), _) => {
             let trust = workdir.path().join("trust.pem");
             std::fs::copy(collector.ca_pem_path(), &trust)?;
-            (collector.endpoint(), vec![trust])
+            let endpoint = if args.otlp() { collector.otlp_endpoint() } else { collector.endpoint() };
+            (endpoint, vec![trust])
         }
         (None, Some(endpoint)) => (endpoint.clone(), args.cas.clone()),
         (None, None) => return Err("no collector: give --endpoint with --ca".into()),
@@ -140,6 +141,7 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
     }
     let mut config = ServiceConfig {
         announced,
+        otlp: args.otlp(),
         hang: args.hang,
         ..ServiceConfig::replay(endpoint.clone(), trust_files.clone(), args.work())
     };
@@ -150,7 +152,11 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
     }
     let target = match design {
         Design::Vigil => Target::Vigil(Box::new(VigilService::start(config)?)),
-        Design::Naive => Target::Naive(naive::Manager::start(&endpoint, trust_files[0].clone(), args.work(), epoch)?),
+        Design::Naive => {
+            // The naive design speaks NDJSON to /ingest, whatever Vigil uses.
+            let naive_endpoint = collector.as_ref().map_or_else(|| endpoint.clone(), Collector::endpoint);
+            Target::Naive(naive::Manager::start(&naive_endpoint, trust_files[0].clone(), args.work(), epoch)?)
+        }
     };
     let supervision = match &target {
         Target::Vigil(service) => Some(service.system.subscribe()),
