@@ -318,3 +318,25 @@ fn hung_line(path: &str, reason: &ExitReason) -> String {
         other => format!("{path}: {other}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exit::Hook;
+
+    #[test]
+    fn the_hang_line_names_the_child_the_hook_the_message_and_the_time() {
+        let reason = ExitReason::Hung {
+            hook: Hook::Handle,
+            message_type: Some("app::db::QueryMsg"),
+            elapsed: Duration::from_secs(30),
+        };
+        assert_eq!(
+            hung_line("root/db/worker-2", &reason),
+            "root/db/worker-2 hung in handle (message QueryMsg) for 30s"
+        );
+        let timeout =
+            ExitReason::Hung { hook: Hook::Timeout, message_type: None, elapsed: Duration::from_millis(2500) };
+        assert_eq!(hung_line("root/events/batcher", &timeout), "root/events/batcher hung in timeout for 2.5s");
+    }
+}
