@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::sink::{Batch, Encoding};
 
 /// Appends one record to `out`. On error `out` is left as it was.
+#[cfg(test)]
 pub(crate) fn encode_record<E: Serialize + ?Sized>(
     out: &mut Vec<u8>,
     seq: u64,
@@ -20,8 +21,30 @@ pub(crate) fn encode_record<E: Serialize + ?Sized>(
     event: &E,
 ) -> Result<(), serde_json::Error> {
     let start = out.len();
+    encode_head(out, seq, None);
+    encode_tail(out, ts_ms, event).inspect_err(|_| out.truncate(start))
+}
+
+/// Appends the head of a record: `{"seq":N,`, and with a spool id
+/// `{"seq":N,"id":"<spool id>-N",`. A spooled record's tail is written to
+/// disk; the head is added when it is read back, once its number is known.
+pub(crate) fn encode_head(out: &mut Vec<u8>, seq: u64, spool_id: Option<&str>) {
     // Writing into a Vec cannot fail.
-    let _ = write!(out, "{{\"seq\":{seq},\"ts\":{ts_ms},\"event\":");
+    let _ = match spool_id {
+        Some(id) => write!(out, "{{\"seq\":{seq},\"id\":\"{id}-{seq}\","),
+        None => write!(out, "{{\"seq\":{seq},"),
+    };
+}
+
+/// Appends the rest of a record: `"ts":<unix ms>,"event":<event>}`. On error
+/// `out` is left as it was.
+pub(crate) fn encode_tail<E: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    ts_ms: u64,
+    event: &E,
+) -> Result<(), serde_json::Error> {
+    let start = out.len();
+    let _ = write!(out, "\"ts\":{ts_ms},\"event\":");
     match serde_json::to_writer(&mut *out, event) {
         Ok(()) => {
             out.push(b'}');
@@ -167,6 +190,17 @@ mod tests {
         let r = record(17, &json!({"a": [1, 2]}));
         let v: Value = serde_json::from_slice(&r).unwrap();
         assert_eq!(v, json!({"seq": 17, "ts": 1_700_000_000_000u64, "event": {"a": [1, 2]}}));
+    }
+
+    #[test]
+    fn a_spooled_record_is_its_head_and_tail() {
+        let mut tail = Vec::new();
+        encode_tail(&mut tail, 5, &json!({"a": 1})).unwrap();
+        let mut out = Vec::new();
+        encode_head(&mut out, 9, Some("abc"));
+        out.extend_from_slice(&tail);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v, json!({"seq": 9, "id": "abc-9", "ts": 5, "event": {"a": 1}}));
     }
 
     #[test]

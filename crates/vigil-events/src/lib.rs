@@ -131,6 +131,7 @@ mod ledger;
 mod local;
 mod pipeline;
 mod sink;
+mod spool;
 
 pub use buffer::{Dropped, Emitter};
 pub use config::{Config, ConfigError, MAX_BUFFER_BYTES, MAX_CAPACITY, OverflowPolicy};
@@ -141,3 +142,5 @@ pub use pipeline::{BuildError, EventPipeline, PipelineBuilder};
 pub use sink::{Batch, Delivery, Encoding, Sink};
 /// The boxed error a failed [`Delivery`] carries: the same alias as everywhere in Vigil.
 pub use vigil_core::BoxError;
+/// The spool's settings and errors (see [`Config::spool`]), from vigil-spool.
+pub use vigil_spool::{SpoolConfig, SpoolError, SyncPolicy};

@@ -116,6 +116,30 @@ impl SpoolStatus {
         &self.inner.id
     }
 
+    /// Consumes `n` sequence numbers without writing anything, and returns
+    /// them: for records kept in memory while the disk is unavailable, so that
+    /// no number is given to two records in this run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use vigil_spool::SpoolConfig;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = std::env::temp_dir().join(format!("vigil-spool-reserve-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let (mut writer, _reader, status, _) = vigil_spool::open(SpoolConfig::new(&dir))?;
+    /// assert_eq!(status.reserve(2), 0..2);
+    /// assert_eq!(writer.write([&b"x"[..]], Instant::now())?, 2..3);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn reserve(&self, n: u64) -> Range<u64> {
+        let first = self.inner.next_seq.fetch_add(n, Ordering::Relaxed);
+        first..first + n
+    }
+
     /// The settings it was opened with.
     pub fn config(&self) -> &SpoolConfig {
         &self.inner.config
@@ -279,8 +303,14 @@ pub fn open(config: SpoolConfig) -> Result<(SpoolWriter, SpoolReader, SpoolStatu
         durable_end: AtomicU64::new(rec.next_seq),
         next_seq: AtomicU64::new(rec.next_seq),
     });
-    let writer =
-        SpoolWriter { inner: Arc::clone(&inner), active: None, last_sync: started, unsynced: false, buf: Vec::new() };
+    let writer = SpoolWriter {
+        inner: Arc::clone(&inner),
+        active: None,
+        last_sync: started,
+        unsynced: false,
+        buf: Vec::new(),
+        written_end: rec.next_seq,
+    };
     let reader = SpoolReader {
         inner: Arc::clone(&inner),
         next: cp.acked,
@@ -342,6 +372,8 @@ pub struct SpoolWriter {
     last_sync: Instant,
     unsynced: bool,
     buf: Vec<u8>,
+    /// The number after the last record written (not reserved).
+    written_end: u64,
 }
 
 impl SpoolWriter {
@@ -377,9 +409,9 @@ impl SpoolWriter {
         if used.saturating_add(total) > self.inner.config.max_bytes {
             return Err(SpoolError::Full { max_bytes: self.inner.config.max_bytes, used });
         }
-        let first = self.next_seq();
-        let seqs = first..first + payloads.len() as u64;
-        self.inner.next_seq.store(seqs.end, Ordering::Relaxed);
+        let n = payloads.len() as u64;
+        let first = self.inner.next_seq.fetch_add(n, Ordering::Relaxed);
+        let seqs = first..first + n;
         if payloads.is_empty() {
             return Ok(seqs);
         }
@@ -413,6 +445,7 @@ impl SpoolWriter {
         }
         self.inner.used.fetch_add(total, Ordering::Relaxed);
         self.unsynced = true;
+        self.written_end = seqs.end;
         match self.inner.config.sync {
             SyncPolicy::EveryWrite => self.sync(now)?,
             SyncPolicy::Os => self.inner.durable_end.store(seqs.end, Ordering::Release),
@@ -513,7 +546,7 @@ impl SpoolWriter {
             return Err(SpoolError::io("sync", path, &e));
         }
         self.unsynced = false;
-        self.inner.durable_end.store(self.next_seq(), Ordering::Release);
+        self.inner.durable_end.store(self.written_end, Ordering::Release);
         Ok(())
     }
 }
