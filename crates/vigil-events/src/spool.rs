@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde::Serialize;
 use vigil_core::{Actor, BoxError, Context, ExitReason};
-use vigil_spool::{Item, MAX_RECORD_BYTES, SpoolError, SpoolReader, SpoolStatus, SpoolWriter};
+use vigil_spool::{Item, MAX_RECORD_BYTES, RECORD_OVERHEAD, SpoolError, SpoolReader, SpoolStatus, SpoolWriter};
 
 use crate::clock::later;
 use crate::encode::encode_tail;
@@ -211,60 +211,64 @@ impl SpoolState {
             if self.bypass().is_some() && w.retry_at.is_some_and(|at| now < at) {
                 break;
             }
-            let mut tails: Vec<Vec<u8>> = Vec::new();
-            while tails.len() < CHUNK {
-                let Some(entry) = shared.buffer.pop() else { break };
-                ledger.spool().spooled.fetch_add(1, Ordering::Relaxed);
-                let mut tail = Vec::new();
-                let encoded = catch_unwind(AssertUnwindSafe(|| encode_tail(&mut tail, entry.ts_ms, &entry.event)));
-                let dropped = match encoded {
-                    Ok(Ok(())) if tail.len() <= MAX_RECORD_BYTES => None,
-                    Ok(Ok(())) => Some((
-                        DropReason::TooLarge,
-                        format!("event with seq {} is {} bytes encoded", entry.seq, tail.len()),
-                    )),
-                    Ok(Err(e)) => {
-                        Some((DropReason::Encode, format!("event with seq {} failed to serialize: {e}", entry.seq)))
-                    }
-                    Err(_) => {
-                        Some((DropReason::Encode, format!("serializing the event with seq {} panicked", entry.seq)))
-                    }
-                };
-                // The event itself is dropped here, in case its Drop panics.
-                if catch_unwind(AssertUnwindSafe(move || drop(entry))).is_err() {
-                    log::debug!(target: TARGET, "an event's Drop panicked in the spool writer");
-                }
-                match dropped {
-                    None => tails.push(tail),
-                    Some((reason, msg)) => {
-                        ledger.spool().spooled.fetch_sub(1, Ordering::Relaxed);
-                        ledger.set_last_error(reason.as_str(), msg);
-                        ledger.batcher_drop(reason, 1);
-                    }
-                }
-            }
+            let mut tails = take_tails(shared);
             if tails.is_empty() {
                 break;
             }
             let n = tails.len();
-            match w.writer.write(tails.iter().map(Vec::as_slice), now) {
-                Ok(seqs) => {
-                    w.unsynced.push_back((seqs.end, n as u64));
-                    wrote = true;
+            // What does not fit under max_bytes goes from memory, as `spool_full`.
+            let mut room = self.status.room();
+            let fit = tails
+                .iter()
+                .take_while(|t| {
+                    let need = (t.len() + RECORD_OVERHEAD) as u64;
+                    room = room.checked_sub(need).unwrap_or(u64::MAX);
+                    room != u64::MAX
+                })
+                .count();
+            let over = tails.split_off(fit);
+            let mut trouble = None;
+            if !tails.is_empty() {
+                match w.writer.write(tails.iter().map(Vec::as_slice), now) {
+                    Ok(seqs) => {
+                        w.unsynced.push_back((seqs.end, seqs.end - seqs.start));
+                        wrote = true;
+                    }
+                    Err(e) => {
+                        let why = Bypass::of(&e);
+                        self.handoff.lock().extend(tails.into_iter().map(|t| (why, t)));
+                        trouble = Some(e);
+                    }
+                }
+            }
+            if trouble.is_none() && !over.is_empty() {
+                trouble = Some(SpoolError::Full {
+                    max_bytes: self.status.config().max_bytes_limit(),
+                    used: self.status.used_bytes(),
+                });
+            }
+            if !over.is_empty() {
+                self.handoff.lock().extend(over.into_iter().map(|t| (Bypass::Full, t)));
+            }
+            match trouble {
+                None => {
                     if self.bypass.lock().take().is_some() {
                         log::info!(target: TARGET, "spool {}: writing to disk again", self.status.config().dir().display());
                     }
                     w.retry_at = None;
                     w.logged = None;
                 }
-                Err(e) => {
+                Some(e) => {
                     let why = Bypass::of(&e);
-                    self.handoff.lock().extend(tails.into_iter().map(|t| (why, t)));
                     *self.bypass.lock() = Some(why);
                     w.retry_at = Some(later(now, RETRY));
                     if w.logged != Some(why) {
                         w.logged = Some(why);
-                        log::warn!(target: TARGET, "{e}; events go from memory to the sink until the spool can be written again (counted as `spool_{}`)", match why { Bypass::Full => "full", Bypass::Unavailable => "unavailable" });
+                        let name = match why {
+                            Bypass::Full => "spool_full",
+                            Bypass::Unavailable => "spool_unavailable",
+                        };
+                        log::warn!(target: TARGET, "{e}; events go from memory to the sink until the spool can be written again (counted as `{name}`)");
                     }
                     ledger.set_last_error("spool", e.to_string());
                     self.wake_batcher();
@@ -279,8 +283,8 @@ impl SpoolState {
             log::warn!(target: TARGET, "{e}; written records stay readable but may not survive a power cut");
             ledger.set_last_error("spool", e.to_string());
         }
-        if all {
-            let _ = w.writer.sync(now);
+        if all && let Err(e) = w.writer.sync(now) {
+            log::warn!(target: TARGET, "{e}");
         }
         let durable = self.status.durable_seq().map_or(0, |d| d + 1);
         let mut made_durable = 0;
@@ -300,6 +304,41 @@ impl SpoolState {
             wake();
         }
     }
+}
+
+/// Pops up to [`CHUNK`] events and encodes their record tails. An event
+/// that cannot be encoded (or panics doing so) is dropped as `encode`; one
+/// over [`MAX_RECORD_BYTES`] as `too_large`. Every event taken counts as
+/// spooled until the batcher takes it.
+fn take_tails<E: Serialize>(shared: &Shared<E>) -> Vec<Vec<u8>> {
+    let ledger = &shared.ledger;
+    let mut tails: Vec<Vec<u8>> = Vec::new();
+    while tails.len() < CHUNK {
+        let Some(entry) = shared.buffer.pop() else { break };
+        ledger.spool().spooled.fetch_add(1, Ordering::Relaxed);
+        let mut tail = Vec::new();
+        let encoded = catch_unwind(AssertUnwindSafe(|| encode_tail(&mut tail, entry.ts_ms, &entry.event)));
+        let seq = entry.seq;
+        let dropped = match encoded {
+            Ok(Ok(())) if tail.len() <= MAX_RECORD_BYTES => None,
+            Ok(Ok(())) => Some((DropReason::TooLarge, format!("event with seq {seq} is {} bytes encoded", tail.len()))),
+            Ok(Err(e)) => Some((DropReason::Encode, format!("event with seq {seq} failed to serialize: {e}"))),
+            Err(_) => Some((DropReason::Encode, format!("serializing the event with seq {seq} panicked"))),
+        };
+        // Dropped here, in case the event's Drop panics.
+        if catch_unwind(AssertUnwindSafe(move || drop(entry))).is_err() {
+            log::debug!(target: TARGET, "an event's Drop panicked in the spool writer");
+        }
+        match dropped {
+            None => tails.push(tail),
+            Some((reason, msg)) => {
+                ledger.spool().spooled.fetch_sub(1, Ordering::Relaxed);
+                ledger.set_last_error(reason.as_str(), msg);
+                ledger.batcher_drop(reason, 1);
+            }
+        }
+    }
+    tails
 }
 
 /// The spool writer actor: one incarnation after another pumps the buffer

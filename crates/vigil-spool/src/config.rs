@@ -122,6 +122,11 @@ impl SpoolConfig {
         &self.dir
     }
 
+    /// The byte limit (see [`max_bytes`](Self::max_bytes)).
+    pub fn max_bytes_limit(&self) -> u64 {
+        self.max_bytes
+    }
+
     /// The sync policy.
     pub fn sync_policy(&self) -> SyncPolicy {
         self.sync

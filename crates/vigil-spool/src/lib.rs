@@ -63,7 +63,7 @@ mod spool;
 
 pub use config::{SpoolConfig, SyncPolicy};
 pub use error::SpoolError;
-pub use record::MAX_RECORD_BYTES;
+pub use record::{MAX_RECORD_BYTES, RECORD_OVERHEAD};
 pub use spool::{Item, Recovery, SpoolReader, SpoolStatus, SpoolWriter, open};
 
 use std::time::{Duration, Instant};

@@ -22,8 +22,9 @@ use std::ops::Range;
 /// The magic that opens every record.
 pub(crate) const MAGIC: [u8; 4] = *b"VGS1";
 
-/// The header's size in bytes.
-pub(crate) const HEADER: usize = 20;
+/// The bytes a record takes on disk besides its payload: its header.
+pub const RECORD_OVERHEAD: usize = 20;
+pub(crate) const HEADER: usize = RECORD_OVERHEAD;
 
 /// The largest payload a record may carry (64 MiB); a header claiming more is damage.
 pub const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;

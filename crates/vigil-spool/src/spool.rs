@@ -140,6 +140,11 @@ impl SpoolStatus {
         first..first + n
     }
 
+    /// Bytes that may still be written before the spool is at `max_bytes`.
+    pub fn room(&self) -> u64 {
+        self.inner.config.max_bytes.saturating_sub(self.used_bytes())
+    }
+
     /// The settings it was opened with.
     pub fn config(&self) -> &SpoolConfig {
         &self.inner.config
@@ -562,8 +567,9 @@ pub enum Item {
         payload: Vec<u8>,
     },
     /// Records written in this run that failed their checksum when read
-    /// back (damage found at [`open`] is counted in [`Recovery::corrupt`]
-    /// instead). The rest of their segment is skipped.
+    /// back, or whose segment file vanished (damage found at [`open`] is
+    /// counted in [`Recovery::corrupt`] instead). The rest of their segment
+    /// is skipped.
     Damaged {
         /// How many records were lost.
         count: u64,
@@ -598,7 +604,15 @@ impl SpoolReader {
                 let segs = self.inner.segs();
                 let current = self.at.as_ref().map(|(first, _, _)| *first);
                 let seg = match current {
-                    Some(first) => segs.iter().find(|s| s.first == first),
+                    // Acknowledged and deleted while read (its records were all read).
+                    Some(first) => match segs.iter().find(|s| s.first == first) {
+                        Some(seg) => Some(seg),
+                        None => {
+                            drop(segs);
+                            self.at = None;
+                            continue;
+                        }
+                    },
                     None => segs.iter().find(|s| s.end_seq > self.next || s.live),
                 };
                 let Some(seg) = seg else { return Ok(None) };
@@ -607,7 +621,22 @@ impl SpoolReader {
                 (seg.first, seg.path.clone(), seg.len, seg.end_seq, seg.live, gap)
             };
             if self.at.is_none() {
-                let file = File::open(&seg_path).map_err(|e| SpoolError::io("open", &seg_path, &e))?;
+                let file = match File::open(&seg_path) {
+                    Ok(file) => file,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && !live => {
+                        // Gone with its directory: its records are lost.
+                        let count = end_seq.saturating_sub(self.next);
+                        log::error!(target: TARGET, "spool {}: segment {} vanished with {count} records", self.inner.config.dir.display(), seg_path.display());
+                        self.next = self.next.max(end_seq);
+                        self.inner.segs().retain(|s| s.first != seg_first);
+                        self.inner.used.fetch_sub(len, Ordering::Relaxed);
+                        if count == 0 {
+                            continue;
+                        }
+                        return Ok(Some(Item::Damaged { count }));
+                    }
+                    Err(e) => return Err(SpoolError::io("open", &seg_path, &e)),
+                };
                 self.at = Some((seg_first, file, 0));
                 self.chunk.clear();
                 self.chunk_off = 0;
@@ -721,9 +750,10 @@ impl SpoolReader {
         self.inner.segs().retain(|s| {
             let done = !s.live && s.end_seq <= self.cp.acked;
             if done {
-                match fs::remove_file(&s.path) {
-                    Ok(()) => freed += s.len,
-                    Err(e) => log::warn!(target: TARGET, "cannot delete {}: {e}", s.path.display()),
+                // Forgotten either way: a file left behind is deleted at the next open.
+                freed += s.len;
+                if let Err(e) = fs::remove_file(&s.path) {
+                    log::warn!(target: TARGET, "cannot delete {}: {e}", s.path.display());
                 }
             }
             !done
