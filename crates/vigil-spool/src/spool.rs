@@ -315,6 +315,8 @@ pub fn open(config: SpoolConfig) -> Result<(SpoolWriter, SpoolReader, SpoolStatu
         unsynced: false,
         buf: Vec::new(),
         written_end: rec.next_seq,
+        sealed_unsynced: Vec::new(),
+        dir_dirty: false,
     };
     let reader = SpoolReader {
         inner: Arc::clone(&inner),
@@ -379,6 +381,10 @@ pub struct SpoolWriter {
     buf: Vec<u8>,
     /// The number after the last record written (not reserved).
     written_end: u64,
+    /// Sealed segments with data not yet synced: synced with the next sync.
+    sealed_unsynced: Vec<File>,
+    /// A segment was created since the last sync: the directory needs one too.
+    dir_dirty: bool,
 }
 
 impl SpoolWriter {
@@ -431,7 +437,7 @@ impl SpoolWriter {
         let active_len = self.active.as_ref().map(|(_, first)| self.seg_len(*first));
         match active_len {
             Some(len) if len == 0 || len + total <= self.inner.config.segment_bytes => {}
-            _ => self.rotate(seqs.start, now)?,
+            _ => self.rotate(seqs.start)?,
         }
         let Some((file, first)) = &mut self.active else { unreachable!("rotate opened a segment") };
         let first = *first;
@@ -463,36 +469,29 @@ impl SpoolWriter {
         self.inner.segs().iter().rev().find(|s| s.first == first).map_or(0, |s| s.len)
     }
 
-    /// Seals the active segment (synced first unless the policy is `Os`) and
-    /// opens a new one starting at `first`.
-    fn rotate(&mut self, first: u64, now: Instant) -> Result<(), SpoolError> {
-        if self.active.is_some() {
-            if self.inner.config.sync != SyncPolicy::Os {
-                self.sync(now)?;
-            }
-            self.seal();
-        }
+    /// Seals the active segment (its unsynced data is synced with the next
+    /// sync) and opens a new one starting at `first`.
+    fn rotate(&mut self, first: u64) -> Result<(), SpoolError> {
+        self.seal();
         let path = self.inner.seg_path(first);
         let file = OpenOptions::new()
             .create_new(true)
             .append(true)
             .open(&path)
             .map_err(|e| SpoolError::io("create", &path, &e))?;
-        if self.inner.config.sync != SyncPolicy::Os {
-            // The new name must survive a power cut too.
-            File::open(&self.inner.config.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| SpoolError::io("sync", &self.inner.config.dir, &e))?;
-        }
+        // The new name must survive a power cut too: the next sync syncs the directory.
+        self.dir_dirty = self.inner.config.sync != SyncPolicy::Os;
         self.inner.segs().push_back(Seg { first, path, len: 0, end_seq: first, gaps: Vec::new(), live: true });
         self.active = Some((file, first));
         Ok(())
     }
 
     fn seal(&mut self) {
-        if let Some((_, first)) = self.active.take()
-            && let Some(seg) = self.inner.segs().iter_mut().rev().find(|s| s.first == first)
-        {
+        let Some((file, first)) = self.active.take() else { return };
+        if self.unsynced && self.inner.config.sync != SyncPolicy::Os {
+            self.sealed_unsynced.push(file);
+        }
+        if let Some(seg) = self.inner.segs().iter_mut().rev().find(|s| s.first == first) {
             seg.live = false;
             // The name records where the segment ends, so recovery can count
             // records lost off its tail exactly. Best effort: without it,
@@ -542,6 +541,18 @@ impl SpoolWriter {
     /// power cut).
     pub fn sync(&mut self, now: Instant) -> Result<(), SpoolError> {
         self.last_sync = now;
+        for file in std::mem::take(&mut self.sealed_unsynced) {
+            if let Err(e) = file.sync_data() {
+                self.unsynced = false;
+                return Err(SpoolError::io("sync", &self.inner.config.dir, &e));
+            }
+        }
+        if std::mem::take(&mut self.dir_dirty)
+            && let Err(e) = File::open(&self.inner.config.dir).and_then(|d| d.sync_all())
+        {
+            self.unsynced = false;
+            return Err(SpoolError::io("sync", &self.inner.config.dir, &e));
+        }
         if let Some((file, first)) = &self.active
             && let Err(e) = file.sync_data()
         {
