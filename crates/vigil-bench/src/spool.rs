@@ -15,6 +15,9 @@
 //! to disk meanwhile) and without (the baseline). The buffer holds every
 //! event, so nothing is dropped either way.
 //!
+//! Its facts add the window from `emit` to durable at the default policy:
+//! events emitted one at a time, each timed until `durable_seq()` covers it.
+//!
 //! `spool_recovery`, ms: opening a spool that holds the events of a
 //! repetition (scan, checksums, checkpoint), against reading the same
 //! segment files raw with `fs::read`.
@@ -219,6 +222,33 @@ fn emit_run(per: u64, spool: Option<&Path>) -> Result<f64, BenchError> {
     Ok(span.as_nanos() as f64 / total as f64)
 }
 
+/// The time from `emit` until `durable_seq()` covers the event, for `n`
+/// events one at a time, at the default sync policy, sorted, in ms.
+fn emit_to_durable(n: u64) -> Result<Vec<f64>, BenchError> {
+    let dir = Scratch::new("window")?;
+    let config = EventsConfig::default().spool(SpoolConfig::new(&dir.0));
+    let (emitter, spec, handle) =
+        EventPipeline::builder(config).sink(|| Ok::<_, std::io::Error>(Null)).build().map_err(|e| io(EMIT, e))?;
+    let system = Supervisor::builder().child(spec).start().map_err(|e| io(EMIT, e))?;
+    let mut waits = Vec::new();
+    for i in 0..n {
+        let start = Instant::now();
+        emitter.emit(event(i)).map_err(|_| BenchError::check(EMIT, "emit refused"))?;
+        // A fresh spool numbers its events from 0 in emit order (one producer).
+        while handle.durable_seq().is_none_or(|d| d < i) {
+            if start.elapsed() > Duration::from_secs(10) {
+                return Err(BenchError::check(EMIT, "an event did not become durable within 10 s"));
+            }
+            thread::sleep(Duration::from_micros(100));
+        }
+        waits.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    handle.close();
+    system.shutdown().map_err(|e| io(EMIT, e))?;
+    waits.sort_by(f64::total_cmp);
+    Ok(waits)
+}
+
 pub(crate) fn emit_figure(config: &crate::Config) -> Result<Figure, BenchError> {
     let per = config.spool_events / PRODUCERS as u64;
     let mut variants: Vec<Variant<'_>> = vec![
@@ -232,6 +262,7 @@ pub(crate) fn emit_figure(config: &crate::Config) -> Result<Figure, BenchError> 
     let (Some(baseline), Some(value)) = (s.next(), s.next()) else {
         return Err(BenchError::check(EMIT, "missing variant"));
     };
+    let window = emit_to_durable((config.spool_events / 20_000).max(2))?;
     Ok(Figure {
         key: EMIT,
         what: "Emitter::emit, 4 producers, into a running pipeline with a spool (its writer spooling meanwhile)",
@@ -244,7 +275,13 @@ pub(crate) fn emit_figure(config: &crate::Config) -> Result<Figure, BenchError> 
             summary: baseline,
         }],
         target: vec![Bound::BaselineRatioAtMost(1.05)],
-        facts: vec![("producers", json!(PRODUCERS)), ("events_per_producer", json!(per))],
+        facts: vec![
+            ("producers", json!(PRODUCERS)),
+            ("events_per_producer", json!(per)),
+            ("emit_to_durable_ms_median", json!(window.get(window.len() / 2))),
+            ("emit_to_durable_ms_max", json!(window.last())),
+            ("emit_to_durable_events", json!(window.len())),
+        ],
     })
 }
 

@@ -194,33 +194,30 @@ fn a_damaged_checkpoint_replays_everything() {
 }
 
 #[test]
-fn a_read_only_directory_is_a_typed_error_and_the_spool_recovers_when_it_returns() {
-    if rustix_is_root() {
-        // Root ignores permission bits; the tmpfs test in the events crate covers the full disk.
-        eprintln!("skipped: permission bits do not stop root");
-        return;
-    }
-    let dir = TempDir::new("readonly");
-    let (mut w, _r, _, _) = open(SpoolConfig::new(&dir.0).segment_bytes(64)).unwrap();
+fn a_vanished_directory_is_a_typed_error_and_the_writer_recovers_when_it_returns() {
+    let dir = TempDir::new("vanish");
+    let (mut w, mut r, status, _) = open(SpoolConfig::new(&dir.0).segment_bytes(64)).unwrap();
     let now = Instant::now();
     w.write([&b"first"[..]], now).unwrap();
-    set_mode(&dir.0, 0o555);
+    // The directory is replaced by a plain file (root ignores permission bits, so this is the
+    // failure a test can cause whoever runs it): the next segment cannot be created.
+    let moved = dir.0.with_extension("moved");
+    std::fs::rename(&dir.0, &moved).unwrap();
+    std::fs::write(&dir.0, b"not a directory").unwrap();
     let big = vec![b'x'; 100];
     let err = w.write([big.as_slice()], now).unwrap_err();
     assert!(matches!(err, SpoolError::Io { op: "create", .. }), "{err}");
-    set_mode(&dir.0, 0o755);
-    assert!(w.write([big.as_slice()], now).is_ok());
-}
-
-fn set_mode(dir: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn rustix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false)
+    assert!(err.to_string().contains("spool: create"), "{err}");
+    let lost = w.next_seq() - 1;
+    // It comes back: the next write starts a new segment; the failed write's number is not reused.
+    std::fs::remove_file(&dir.0).unwrap();
+    std::fs::rename(&moved, &dir.0).unwrap();
+    let seqs = w.write([big.as_slice()], now).unwrap();
+    assert_eq!(seqs.start, lost + 1);
+    w.sync(now).unwrap();
+    assert_eq!(status.durable_seq(), Some(seqs.start));
+    let (records, _) = read_all(&mut r);
+    assert_eq!(records.iter().map(|r| r.0).collect::<Vec<_>>(), vec![0, seqs.start]);
 }
 
 mod corruption {
