@@ -156,7 +156,11 @@ impl SpoolState {
                         return Some(Taken::Disk { seq, tail: payload });
                     }
                     Ok(Some(Item::Damaged { count })) => {
-                        ledger.spool().spooled.fetch_sub(count, Ordering::Relaxed);
+                        // Saturating: a miscount must not wrap the gauge.
+                        let _ = ledger
+                            .spool()
+                            .spooled
+                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(count)));
                         ledger.batcher_drop(DropReason::Corrupt, count);
                     }
                     Ok(None) => break,

@@ -635,8 +635,9 @@ impl SpoolReader {
                 let file = match File::open(&seg_path) {
                     Ok(file) => file,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound && !live => {
-                        // Gone with its directory: its records are lost.
-                        let count = end_seq.saturating_sub(self.next);
+                        // Gone with its directory: its records are lost. (Numbers
+                        // before its first were never written to disk.)
+                        let count = end_seq.saturating_sub(self.next.max(seg_first));
                         log::error!(target: TARGET, "spool {}: segment {} vanished with {count} records", self.inner.config.dir.display(), seg_path.display());
                         self.next = self.next.max(end_seq);
                         self.inner.segs().retain(|s| s.first != seg_first);
@@ -679,7 +680,7 @@ impl SpoolReader {
                     return Ok(Some(Item::Record { seq, payload }));
                 }
                 None => {
-                    let count = end_seq.saturating_sub(self.next).max(1);
+                    let count = end_seq.saturating_sub(self.next.max(seg_first)).max(1);
                     log::error!(target: TARGET, "spool {}: {count} records in segment {seg_first} failed their checksum when read back", self.inner.config.dir.display());
                     self.at = None;
                     self.next = self.next.max(end_seq);

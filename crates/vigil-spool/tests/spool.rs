@@ -220,6 +220,23 @@ fn a_vanished_directory_is_a_typed_error_and_the_writer_recovers_when_it_returns
     assert_eq!(records.iter().map(|r| r.0).collect::<Vec<_>>(), vec![0, seqs.start]);
 }
 
+#[test]
+fn a_segment_deleted_under_the_reader_counts_only_its_own_records() {
+    let dir = TempDir::new("deleted");
+    let (mut w, mut r, status, _) = open(SpoolConfig::new(&dir.0).segment_bytes(64)).unwrap();
+    let now = Instant::now();
+    let big = vec![b'x'; 100];
+    assert_eq!(w.write([&b"a"[..]], now).unwrap(), 0..1);
+    assert_eq!(status.reserve(5), 1..6, "numbers used in memory: never on disk");
+    assert_eq!(w.write([big.as_slice()], now).unwrap(), 6..7);
+    assert_eq!(w.write([big.as_slice()], now).unwrap(), 7..8);
+    assert_eq!(r.read_next().unwrap(), Some(Item::Record { seq: 0, payload: b"a".to_vec() }));
+    let sealed = segments(&dir.0).into_iter().find(|p| p.to_string_lossy().ends_with("00006-00000000000000000007.seg"));
+    std::fs::remove_file(sealed.expect("segment 6 is sealed under its end")).unwrap();
+    assert_eq!(r.read_next().unwrap(), Some(Item::Damaged { count: 1 }), "not the 5 reserved numbers");
+    assert_eq!(r.read_next().unwrap(), Some(Item::Record { seq: 7, payload: big }));
+}
+
 mod corruption {
     use super::*;
     use proptest::prelude::*;
