@@ -52,6 +52,9 @@ pub struct Config {
     pub delivery_events: u64,
     /// Events per batch in `delivery_throughput`.
     pub batch_events: usize,
+    /// Events per repetition of `spool_throughput`, `emit_cost_spool` (over
+    /// 4 producers) and `spool_recovery`.
+    pub spool_events: u64,
     /// The `vigil-bench` executable, run as a fresh process for each
     /// `idle_actor_rss` repetition so earlier figures cannot skew the RSS.
     /// `None` measures in this process instead.
@@ -78,6 +81,7 @@ impl Config {
             blocked_emits_per_producer: 100_000,
             delivery_events: 500_000,
             batch_events: 1_000,
+            spool_events: 1_000_000,
             probe_exe: None,
         }
     }
@@ -97,6 +101,7 @@ impl Config {
             emits_per_producer: 100_000,
             blocked_emits_per_producer: 20_000,
             delivery_events: 100_000,
+            spool_events: 200_000,
             ..Config::full()
         }
     }
@@ -121,6 +126,7 @@ impl Config {
             blocked_emits_per_producer: 500,
             delivery_events: 3_000,
             batch_events: 1_000,
+            spool_events: 2_000,
             probe_exe: None,
         }
     }

@@ -39,6 +39,7 @@ mod peer;
 mod report;
 mod restart;
 mod rss;
+mod spool;
 mod stats;
 mod tell;
 mod tree;
@@ -52,7 +53,7 @@ pub use rss::{ProbeKind, probe_rss};
 pub use stats::Summary;
 
 /// Every figure key, in the order [`run`] measures them.
-pub const KEYS: [&str; 11] = [
+pub const KEYS: [&str; 14] = [
     "tell_throughput",
     "call_rtt",
     "restart_latency",
@@ -64,6 +65,9 @@ pub const KEYS: [&str; 11] = [
     "delivery_throughput",
     "tree_scale",
     "idle_actor_rss",
+    "spool_throughput",
+    "emit_cost_spool",
+    "spool_recovery",
 ];
 
 /// Measures every figure. `progress` hears the name of each figure as it
@@ -107,6 +111,9 @@ pub fn run_figures(config: &Config, keys: &[&str], progress: &mut dyn FnMut(&str
             "emit_blocked_p999" => emit::blocked_figure(config)?,
             "delivery_throughput" => delivery::figure(config)?,
             "tree_scale" => tree::figure(config, &rt)?,
+            "spool_throughput" => spool::throughput_figure(config)?,
+            "emit_cost_spool" => spool::emit_figure(config)?,
+            "spool_recovery" => spool::recovery_figure(config)?,
             _ => rss::figure(config)?,
         };
         figures.push(figure);

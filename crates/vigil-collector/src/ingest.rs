@@ -16,6 +16,9 @@ use crate::stats::CollectorStats;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Record {
     pub(crate) seq: u64,
+    /// The stable event id a spooled pipeline gives each record
+    /// (`<spool id>-<seq>`), if the record has a string `id`.
+    pub(crate) id: Option<String>,
     /// The record as one line of JSON, without the newline.
     pub(crate) json: Vec<u8>,
 }
@@ -166,8 +169,9 @@ fn decode_array(body: &[u8]) -> Result<Vec<Record>, BodyError> {
 fn record(index: usize, value: &serde_json::Value) -> Result<Record, BodyError> {
     let object = value.as_object().ok_or(BodyError::NotAnObject { record: index })?;
     let seq = object.get("seq").and_then(serde_json::Value::as_u64).ok_or(BodyError::BadSeq { record: index })?;
+    let id = object.get("id").and_then(serde_json::Value::as_str).map(str::to_owned);
     let json = serde_json::to_vec(value).map_err(|e| BodyError::Json { record: index, reason: e.to_string() })?;
-    Ok(Record { seq, json })
+    Ok(Record { seq, id, json })
 }
 
 /// What the ledger did with a batch.
@@ -192,6 +196,10 @@ pub(crate) struct Ledger {
 struct LedgerInner {
     keys: HashSet<String>,
     seqs: BTreeSet<u64>,
+    /// Event ids seen (records with an `id`).
+    ids: HashSet<String>,
+    /// Records without an `id`, by seq.
+    plain_seqs: BTreeSet<u64>,
     stats: CollectorStats,
     log: Option<(PathBuf, File)>,
 }
@@ -231,7 +239,14 @@ impl Ledger {
         let mut new = 0;
         let mut lines = Vec::new();
         for record in records {
-            if inner.seqs.insert(record.seq) {
+            inner.seqs.insert(record.seq);
+            // A record with an event id is de-duplicated by it (a spooled
+            // pipeline's replay after a restart), else by its seq.
+            let fresh = match &record.id {
+                Some(id) => inner.ids.insert(id.clone()),
+                None => inner.plain_seqs.insert(record.seq),
+            };
+            if fresh {
                 new += 1;
                 if inner.log.is_some() {
                     lines.extend_from_slice(&record.json);
@@ -247,7 +262,7 @@ impl Ledger {
         let stats = &mut inner.stats;
         stats.batches_accepted += 1;
         stats.events_received += records.len() as u64;
-        stats.unique_events = inner.seqs.len() as u64;
+        stats.unique_events = (inner.ids.len() + inner.plain_seqs.len()) as u64;
         stats.duplicate_events += (records.len() - new) as u64;
         count(stats);
         self.changed.notify_all();
@@ -357,6 +372,22 @@ mod tests {
     }
 
     #[test]
+    fn records_with_an_event_id_are_deduplicated_by_it() {
+        let ledger = Ledger::new(None);
+        // A spooled pipeline's replay after a restart: the same ids in a
+        // batch formed differently, under another key.
+        let first = decode(None, None, b"{\"seq\":1,\"id\":\"s-1\"}\n{\"seq\":2,\"id\":\"s-2\"}", 1024).unwrap();
+        let replay = decode(None, None, b"{\"seq\":2,\"id\":\"s-2\"}\n{\"seq\":3,\"id\":\"s-3\"}", 1024).unwrap();
+        assert_eq!(ledger.record(Some("a"), &first), Outcome::Accepted { events: 2, new: 2 });
+        assert_eq!(ledger.record(Some("b"), &replay), Outcome::Accepted { events: 2, new: 1 });
+        // Another spool's record with the same seq is a different event.
+        let other = decode(None, None, b"{\"seq\":1,\"id\":\"t-1\"}", 1024).unwrap();
+        assert_eq!(ledger.record(Some("c"), &other), Outcome::Accepted { events: 1, new: 1 });
+        let stats = ledger.stats();
+        assert_eq!((stats.unique_events, stats.duplicate_events), (4, 1));
+    }
+
+    #[test]
     fn ledger_dedupes_keys_and_counts_seqs() {
         let ledger = Ledger::new(None);
         let batch = decode(None, None, b"{\"seq\":1}\n{\"seq\":2}", 1024).unwrap();
@@ -380,7 +411,7 @@ mod tests {
             let ledger = ledger.clone();
             std::thread::spawn(move || {
                 for seq in 0..10 {
-                    ledger.record(None, &[Record { seq, json: b"{}".to_vec() }]);
+                    ledger.record(None, &[Record { seq, id: None, json: b"{}".to_vec() }]);
                 }
             })
         };

@@ -33,6 +33,10 @@ use crate::ingest::Record;
 /// The attribute that carries Vigil's sequence number.
 pub(crate) const SEQ_ATTRIBUTE: &str = "vigil.seq";
 
+/// The attribute holding a spooled event's stable id (vigil-events'
+/// `ID_ATTRIBUTE`).
+pub(crate) const ID_ATTRIBUTE: &str = "vigil.event_id";
+
 /// Why an OTLP body was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SchemaError(pub(crate) String);
@@ -285,6 +289,13 @@ fn seq_of(attributes: &[KeyValue], at: &str) -> Result<u64, SchemaError> {
     }
 }
 
+/// The stable event id a spooled pipeline puts in the `vigil.event_id`
+/// attribute, if the record has one.
+fn id_of(attributes: &[KeyValue]) -> Option<String> {
+    let kv = attributes.iter().find(|kv| kv.key == ID_ATTRIBUTE)?;
+    kv.value.as_ref()?.string_value.clone()
+}
+
 /// Parses an `ExportLogsServiceRequest` in the OTLP JSON encoding into one
 /// record per log record, refusing anything the schema does not allow (see
 /// the [module documentation](self)).
@@ -315,10 +326,13 @@ pub(crate) fn parse_logs_request(body: &[u8]) -> Result<Vec<Record>, SchemaError
                     None => Value::Null,
                 };
                 let nanos = if log.time_unix_nano != 0 { log.time_unix_nano } else { log.observed_time_unix_nano };
-                let json =
-                    serde_json::to_vec(&serde_json::json!({ "seq": seq, "ts": nanos / 1_000_000, "event": event }))
-                        .map_err(|e| SchemaError(format!("{at}: {e}")))?;
-                records.push(Record { seq, json });
+                let id = id_of(&log.attributes);
+                let mut record = serde_json::json!({ "seq": seq, "ts": nanos / 1_000_000, "event": event });
+                if let Some(id) = &id {
+                    record["id"] = Value::from(id.as_str());
+                }
+                let json = serde_json::to_vec(&record).map_err(|e| SchemaError(format!("{at}: {e}")))?;
+                records.push(Record { seq, id, json });
             }
         }
     }

@@ -17,11 +17,12 @@ pub struct CollectorStats {
     pub duplicate_batches: u64,
     /// Records in accepted (non-duplicate) batches.
     pub events_received: u64,
-    /// Distinct sequence numbers received; the size of
-    /// [`Collector::seqs`](crate::Collector::seqs).
+    /// Distinct events received: by the record's `id` when it has one (a
+    /// spooled pipeline's stable event id), else by its `seq`.
     pub unique_events: u64,
-    /// Records in accepted batches whose `seq` had been seen before (for
-    /// example a batch re-sent under a new key).
+    /// Records in accepted batches seen before, by `id` or else `seq` (for
+    /// example a batch re-sent under a new key, or replayed from a spool
+    /// after a restart).
     pub duplicate_events: u64,
     /// Ingest requests refused because the body did not parse or was too
     /// large (400, 413, 415).

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use std::sync::OnceLock;
 
+use vigil_spool::{SpoolConfig, SpoolError};
+
 use crate::encode::Framing;
 use crate::otlp::{Envelope, OtlpLogs};
 use crate::sink::Encoding;
@@ -60,6 +62,7 @@ pub struct Config {
     pub(crate) delivery_timeout: Option<Duration>,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) summary_interval: Duration,
+    pub(crate) spool: Option<SpoolConfig>,
 }
 
 impl Default for Config {
@@ -80,6 +83,7 @@ impl Default for Config {
             delivery_timeout: Some(Duration::from_secs(30)),
             shutdown_timeout: Duration::from_secs(5),
             summary_interval: Duration::from_secs(30),
+            spool: None,
         }
     }
 }
@@ -272,6 +276,33 @@ impl Config {
         self
     }
 
+    /// Spools events to disk so they survive a crash, a `kill -9` and a
+    /// deploy: a spool writer actor (next to the batcher, in the pipeline's
+    /// supervisor) moves events from the buffer into checksummed segment
+    /// files, and the batcher delivers from there. `emit` is unchanged: it
+    /// never touches the disk. At build the spool directory is locked and
+    /// recovered: events a previous run left undelivered are delivered
+    /// first, sequence numbers continue, each record carries a stable `id`
+    /// (`<spool id>-<seq>`) to de-duplicate a replay by, and the ledger
+    /// counts over the spool's whole life. When the disk fails or the
+    /// spool is at `max_bytes`, events go from memory to the sink (counted
+    /// as `spool_unavailable` or `spool_full`) and spooling resumes when it
+    /// can. See the crate docs, "Durability".
+    ///
+    /// Defaults to no spool.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use vigil_events::{Config, SpoolConfig};
+    /// let config = Config::default().spool(SpoolConfig::new("/var/spool/my-service/events").max_bytes(1 << 30));
+    /// assert!(config.validate().is_ok());
+    /// ```
+    pub fn spool(mut self, spool: SpoolConfig) -> Self {
+        self.spool = Some(spool);
+        self
+    }
+
     /// Checks that the values can work together.
     ///
     /// # Errors
@@ -281,6 +312,7 @@ impl Config {
     ///   `retry_backoff_max`.
     /// - [`ConfigError::BatchAboveCapacity`] when a batch could never fill
     ///   because `max_batch_events` exceeds `capacity`.
+    /// - [`ConfigError::Spool`] when the spool's settings cannot work.
     ///
     /// # Examples
     ///
@@ -328,6 +360,9 @@ impl Config {
                 max_batch_events: self.max_batch_events,
                 capacity: self.capacity,
             });
+        }
+        if let Some(spool) = &self.spool {
+            spool.validate().map_err(ConfigError::Spool)?;
         }
         Ok(())
     }
@@ -400,6 +435,8 @@ pub enum ConfigError {
         /// The configured `capacity`.
         capacity: usize,
     },
+    /// The spool's settings cannot work ([`SpoolError::Config`] names the field).
+    Spool(SpoolError),
 }
 
 impl fmt::Display for ConfigError {
@@ -421,6 +458,7 @@ impl fmt::Display for ConfigError {
                 f,
                 "event pipeline config: `max_batch_events` ({max_batch_events}) exceeds `capacity` ({capacity})"
             ),
+            ConfigError::Spool(e) => write!(f, "event pipeline config: {e}"),
         }
     }
 }

@@ -43,20 +43,75 @@ impl Framing<'_> {
     }
 }
 
-/// Appends one record to `out`. On error `out` is left as it was.
+/// Appends one record to `out`, with the spool's stable id when the event
+/// went through a spool. On error `out` is left as it was.
 pub(crate) fn encode_record<E: Serialize + ?Sized>(
     framing: Framing<'_>,
     out: &mut Vec<u8>,
     seq: u64,
+    spool_id: Option<&str>,
     ts_ms: u64,
     event: &E,
 ) -> Result<(), serde_json::Error> {
-    if let Framing::Otlp(otlp, _) = framing {
-        return otlp.encode_record(out, seq, ts_ms, event);
-    }
     let start = out.len();
+    let result = match framing {
+        Framing::Otlp(otlp, _) => otlp.encode_record(out, seq, spool_id, ts_ms, event),
+        Framing::Ndjson | Framing::JsonArray => {
+            encode_head(out, seq, spool_id);
+            encode_tail(out, ts_ms, event)
+        }
+    };
+    result.inspect_err(|_| out.truncate(start))
+}
+
+/// Appends a record whose tail (`"ts":<unix ms>,"event":<event>}`, as the
+/// spool keeps it on disk) is already encoded. An OTLP record is built from
+/// the tail's fields. On error (a tail that is not that JSON) `out` is left as
+/// it was.
+pub(crate) fn encode_spooled(
+    framing: Framing<'_>,
+    out: &mut Vec<u8>,
+    seq: u64,
+    spool_id: Option<&str>,
+    tail: &[u8],
+) -> Result<(), serde_json::Error> {
+    if let Framing::Otlp(..) = framing {
+        #[derive(serde::Deserialize)]
+        struct Spooled {
+            ts: u64,
+            event: serde_json::Value,
+        }
+        let mut object = Vec::with_capacity(tail.len() + 1);
+        object.push(b'{');
+        object.extend_from_slice(tail);
+        let record: Spooled = serde_json::from_slice(&object)?;
+        return encode_record(framing, out, seq, spool_id, record.ts, &record.event);
+    }
+    encode_head(out, seq, spool_id);
+    out.extend_from_slice(tail);
+    Ok(())
+}
+
+/// Appends the head of a record: `{"seq":N,`, and with a spool id
+/// `{"seq":N,"id":"<spool id>-N",`. A spooled record's tail is written to
+/// disk; the head is added when it is read back, once its number is known.
+pub(crate) fn encode_head(out: &mut Vec<u8>, seq: u64, spool_id: Option<&str>) {
     // Writing into a Vec cannot fail.
-    let _ = write!(out, "{{\"seq\":{seq},\"ts\":{ts_ms},\"event\":");
+    let _ = match spool_id {
+        Some(id) => write!(out, "{{\"seq\":{seq},\"id\":\"{id}-{seq}\","),
+        None => write!(out, "{{\"seq\":{seq},"),
+    };
+}
+
+/// Appends the rest of a record: `"ts":<unix ms>,"event":<event>}`. On error
+/// `out` is left as it was.
+pub(crate) fn encode_tail<E: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    ts_ms: u64,
+    event: &E,
+) -> Result<(), serde_json::Error> {
+    let start = out.len();
+    let _ = write!(out, "\"ts\":{ts_ms},\"event\":");
     match serde_json::to_writer(&mut *out, event) {
         Ok(()) => {
             out.push(b'}');
@@ -196,7 +251,7 @@ mod tests {
 
     fn record_in(framing: Framing<'_>, seq: u64, event: &Value) -> Vec<u8> {
         let mut out = Vec::new();
-        encode_record(framing, &mut out, seq, 1_700_000_000_000, event).unwrap();
+        encode_record(framing, &mut out, seq, None, 1_700_000_000_000, event).unwrap();
         out
     }
 
@@ -248,12 +303,23 @@ mod tests {
     }
 
     #[test]
+    fn a_spooled_record_is_its_head_and_tail() {
+        let mut tail = Vec::new();
+        encode_tail(&mut tail, 5, &json!({"a": 1})).unwrap();
+        let mut out = Vec::new();
+        encode_head(&mut out, 9, Some("abc"));
+        out.extend_from_slice(&tail);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v, json!({"seq": 9, "id": "abc-9", "ts": 5, "event": {"a": 1}}));
+    }
+
+    #[test]
     fn failed_serialization_leaves_buffer_untouched() {
         // A map with non-string keys cannot be JSON.
         let mut bad = BTreeMap::new();
         bad.insert(vec![1u8], 1);
         let mut out = b"previous".to_vec();
-        assert!(encode_record(Framing::Ndjson, &mut out, 1, 2, &bad).is_err());
+        assert!(encode_record(Framing::Ndjson, &mut out, 1, None, 2, &bad).is_err());
         assert_eq!(out, b"previous");
     }
 

@@ -34,9 +34,10 @@ use serde::Serialize;
 use crate::buffer::Buffer;
 use crate::clock::{Clock, later};
 use crate::config::Config;
-use crate::encode::{Staging, encode_record, framed_len, split};
+use crate::encode::{Staging, encode_record, encode_spooled, framed_len, split};
 use crate::flush::FlushReport;
 use crate::ledger::{DropReason, Ledger, LedgerSnapshot};
+use crate::spool::{SpoolState, Taken};
 use vigil_core::BoxError;
 
 use crate::sink::{Batch, Delivery, Sink};
@@ -72,13 +73,21 @@ struct InFlight {
     retry_after_until: Option<Instant>,
     /// Whether the current drain (flush or shutdown) has tried it already.
     tried_in_drain: bool,
+    /// Read from the spool: resolving it acknowledges every record numbered
+    /// below this.
+    ack: Option<u64>,
 }
 
 #[derive(Debug)]
 struct State {
     staging: Staging,
     /// An encoded record that did not fit the previous batch.
-    carry: Option<(u64, Vec<u8>)>,
+    /// An encoded record that did not fit the previous batch, and whether it
+    /// was read from the spool.
+    carry: Option<(u64, Vec<u8>, bool)>,
+    /// With a spool: whether the records staged were read from disk (a batch
+    /// holds records of one source only).
+    staging_disk: Option<bool>,
     scratch: Vec<u8>,
     /// The sequence number of the event being serialized.
     encoding: Option<u64>,
@@ -151,6 +160,8 @@ pub(crate) struct Shared<E> {
     pub(crate) buffer: Buffer<E>,
     pub(crate) ledger: Ledger,
     pub(crate) config: Config,
+    /// With [`Config::spool`]: the opened spool.
+    pub(crate) spool: Option<SpoolState>,
     prefix: &'static str,
     state: Mutex<State>,
     final_report: Mutex<Option<FlushReport>>,
@@ -164,15 +175,23 @@ pub(crate) struct Shared<E> {
 
 impl<E> Shared<E> {
     /// Builds the shared state. `config` must have been validated.
+    #[cfg(test)]
     pub(crate) fn new(config: Config) -> Shared<E> {
+        Shared::with_spool(config, None)
+    }
+
+    /// Builds the shared state, with the spool opened at build if any.
+    pub(crate) fn with_spool(config: Config, spool: Option<SpoolState>) -> Shared<E> {
         Shared {
             buffer: Buffer::new(&config),
             ledger: Ledger::new(),
+            spool,
             config,
             prefix: process_prefix(),
             state: Mutex::new(State {
                 staging: Staging::default(),
                 carry: None,
+                staging_disk: None,
                 scratch: Vec::new(),
                 encoding: None,
                 batches: VecDeque::new(),
@@ -225,6 +244,29 @@ impl<E> Shared<E> {
         self.ledger.set_in_flight(st.in_flight());
     }
 
+    /// Events waiting for the batcher: queued, and with a spool, spooled.
+    fn backlog(&self) -> u64 {
+        match &self.spool {
+            None => self.buffer.len() as u64,
+            Some(spool) => {
+                let queued = if spool.takes_queued() { self.buffer.len() as u64 } else { 0 };
+                queued + self.ledger.spool().spooled.load(Ordering::Relaxed)
+            }
+        }
+    }
+
+    /// Whether a batch's worth is waiting.
+    fn holds_full_batch(&self) -> bool {
+        self.buffer.holds_full_batch() || self.backlog() >= self.config.max_batch_events as u64
+    }
+
+    /// A batch read from the spool was resolved: acknowledge its records.
+    fn resolved(&self, f: &InFlight, now: Instant) {
+        if let (Some(spool), Some(upto)) = (&self.spool, f.ack) {
+            spool.ack(Some(upto), &self.snapshot(), now, false);
+        }
+    }
+
     fn backoff(&self, st: &mut State) -> Duration {
         let exp = st.failures.saturating_sub(1).min(31);
         let base = self.config.retry_backoff_min.saturating_mul(1 << exp).min(self.config.retry_backoff_max);
@@ -235,10 +277,12 @@ impl<E> Shared<E> {
     }
 
     /// Drops the front batch, counting its events under `reason`.
-    fn drop_front(&self, st: &mut State, reason: DropReason) {
+    fn drop_front(&self, st: &mut State, reason: DropReason, now: Instant) {
         if let Some(f) = st.batches.pop_front() {
             self.ledger.batcher_drop(reason, f.batch.len() as u64);
             log::debug!(target: TARGET, "batch {} ({} events) dropped: {reason}", f.batch.idempotency_key(), f.batch.len());
+            self.publish(st);
+            self.resolved(&f, now);
         }
         self.publish(st);
     }
@@ -249,7 +293,7 @@ impl<E> Shared<E> {
             let Some(f) = st.batches.front() else { return Front::None };
             let expires = later(f.created, self.config.max_batch_age);
             if now >= expires {
-                self.drop_front(st, DropReason::Expired);
+                self.drop_front(st, DropReason::Expired, now);
                 continue;
             }
             let at = if draining && !f.tried_in_drain { f.retry_after_until.unwrap_or(now) } else { f.next_attempt };
@@ -301,10 +345,14 @@ impl<E> Shared<E> {
         let key = batch.idempotency_key();
         match result {
             Delivery::Delivered => {
-                st.batches.pop_front();
+                let f = st.batches.pop_front();
                 st.failures = 0;
                 self.ledger.delivered(batch.len() as u64);
                 log::trace!(target: TARGET, "batch {key} delivered ({} events)", batch.len());
+                if let Some(f) = f {
+                    self.publish(st);
+                    self.resolved(&f, now);
+                }
             }
             Delivery::Retryable { error, retry_after } => {
                 log::debug!(target: TARGET, "batch {key}: retryable failure: {error}");
@@ -318,7 +366,9 @@ impl<E> Shared<E> {
                     let halves = split(self.prefix, self.config.framing(), &f.batch, &f.spans);
                     log::debug!(target: TARGET, "batch {key} too large ({} bytes): split in halves", batch.body().len());
                     for (b, spans) in halves.into_iter().rev() {
+                        let ack = f.ack.and(b.seqs().last().map(|&l| l + 1));
                         st.batches.push_front(InFlight {
+                            ack,
                             batch: Arc::new(b),
                             spans,
                             created: f.created,
@@ -330,13 +380,13 @@ impl<E> Shared<E> {
                     }
                     self.ledger.split();
                 } else {
-                    self.drop_front(st, DropReason::TooLarge);
+                    self.drop_front(st, DropReason::TooLarge, now);
                 }
             }
             Delivery::Rejected { error } => {
                 log::debug!(target: TARGET, "batch {key} rejected: {error}");
                 self.ledger.set_last_error("rejected", error.to_string());
-                self.drop_front(st, DropReason::Rejected);
+                self.drop_front(st, DropReason::Rejected, now);
             }
             Delivery::PartiallyRejected { rejected, error } => {
                 let rejected = rejected.min(batch.len() as u64);
@@ -370,7 +420,7 @@ impl<E> Shared<E> {
         f.retry_after_until = retry_after.map(|d| later(now, d));
         f.next_attempt = later(now, delay);
         if f.next_attempt >= later(f.created, max_age) {
-            self.drop_front(st, DropReason::Expired);
+            self.drop_front(st, DropReason::Expired, now);
         }
     }
 
@@ -428,51 +478,52 @@ impl<E> Shared<E> {
 }
 
 impl<E: Serialize> Shared<E> {
-    /// Moves events from the buffer into a new batch at the back of the
-    /// in-flight queue, popping at most `budget` events.
-    fn assemble(&self, st: &mut State, budget: &mut u64, now: Instant) {
+    /// Moves events into a new batch at the back of the in-flight queue,
+    /// taking at most `budget` events: from the buffer or, with a spool, from
+    /// disk, then from the spool writer's hand-off, then (while the disk is
+    /// bypassed) from the buffer. Returns how many it took.
+    fn assemble(&self, st: &mut State, budget: &mut u64, now: Instant) -> u64 {
         let cfg = &self.config;
         // Emitters may wake the batcher again once a batch's worth is queued
         // anew. Not re-armed while a retry is pending, so a full buffer does
-        // not turn into a stream of wake-ups.
-        self.buffer.rearm();
-        if let Some((seq, record)) = st.carry.take() {
-            st.staging.push(seq, &record);
+        // not turn into a stream of wake-ups. (With a spool they wake its writer.)
+        if self.spool.is_none() {
+            self.buffer.rearm();
         }
+        if let Some((seq, record, disk)) = st.carry.take() {
+            st.staging.push(seq, &record);
+            st.staging_disk = Some(disk);
+        }
+        let mut taken = 0;
         while st.staging.len() < cfg.max_batch_events && *budget > 0 {
-            let Some(entry) = self.buffer.pop() else { break };
-            *budget -= 1;
-            st.encoding = Some(entry.seq);
-            self.publish(st);
             let mut scratch = std::mem::take(&mut st.scratch);
             scratch.clear();
-            let result = encode_record(cfg.framing(), &mut scratch, entry.seq, entry.ts_ms, &entry.event);
-            st.encoding = None;
-            match result {
-                Err(e) => {
-                    let msg = format!("event with seq {} failed to serialize: {e}", entry.seq);
-                    log::debug!(target: TARGET, "{msg}");
-                    self.ledger.set_last_error("encode", msg);
-                    self.ledger.batcher_drop(DropReason::Encode, 1);
-                }
-                Ok(()) => {
-                    self.buffer.observe_record(scratch.len());
-                    if framed_len(cfg.framing(), 1, scratch.len()) > cfg.max_batch_bytes {
-                        log::debug!(target: TARGET, "event with seq {} is {} bytes encoded, over max_batch_bytes", entry.seq, scratch.len());
-                        self.ledger.batcher_drop(DropReason::TooLarge, 1);
-                    } else if !st.staging.fits(cfg.framing(), scratch.len(), cfg.max_batch_bytes) {
-                        st.carry = Some((entry.seq, scratch.clone()));
-                        st.scratch = scratch;
-                        break;
-                    } else {
-                        st.staging.push(entry.seq, &scratch);
-                    }
+            let Some(next) = self.next_record(st, &mut scratch) else {
+                st.scratch = scratch;
+                break;
+            };
+            *budget -= 1;
+            taken += 1;
+            if let Some((seq, disk)) = next {
+                self.buffer.observe_record(scratch.len());
+                if framed_len(cfg.framing(), 1, scratch.len()) > cfg.max_batch_bytes {
+                    log::debug!(target: TARGET, "event with seq {seq} is {} bytes encoded, over max_batch_bytes", scratch.len());
+                    self.ledger.batcher_drop(DropReason::TooLarge, 1);
+                } else if !st.staging.fits(cfg.framing(), scratch.len(), cfg.max_batch_bytes) {
+                    st.carry = Some((seq, scratch.clone(), disk));
+                    st.scratch = scratch;
+                    break;
+                } else {
+                    st.staging.push(seq, &scratch);
+                    st.staging_disk = Some(disk);
                 }
             }
             st.scratch = scratch;
         }
         if !st.staging.is_empty() {
             let (batch, spans) = st.staging.take(self.prefix, cfg.framing());
+            let ack = if st.staging_disk == Some(true) { batch.seqs().last().map(|&l| l + 1) } else { None };
+            st.staging_disk = None;
             st.batches.push_back(InFlight {
                 batch: Arc::new(batch),
                 spans,
@@ -481,12 +532,78 @@ impl<E: Serialize> Shared<E> {
                 next_attempt: now,
                 retry_after_until: None,
                 tried_in_drain: false,
+                ack,
             });
         }
-        if self.buffer.len() == 0 && st.staged() == 0 {
+        if self.backlog() == 0 && st.staged() == 0 {
             st.last_empty = Some(now);
         }
         self.publish(st);
+        taken
+    }
+
+    /// Takes the next record and encodes it into `out`: `Some(Some((seq,
+    /// from_disk)))`, `Some(None)` when the event taken failed to encode and
+    /// was dropped, `None` when there is nothing to take now.
+    fn next_record(&self, st: &mut State, out: &mut Vec<u8>) -> Option<Option<(u64, bool)>> {
+        let framing = self.config.framing();
+        let mut bypass = None;
+        if let Some(spool) = &self.spool {
+            let id = Some(spool.id.as_str());
+            let (seq, tail, from_disk) = match spool.take(&self.ledger, st.staging_disk) {
+                Some(Taken::Disk { seq, tail }) => (seq, tail, true),
+                Some(Taken::Memory { why, tail }) => {
+                    why.count(&self.ledger, 1);
+                    (spool.status.reserve(1).start, tail, false)
+                }
+                None => {
+                    // The buffer is the spool writer's unless the disk is bypassed.
+                    match spool.bypass() {
+                        Some(why) if st.staging_disk != Some(true) => bypass = Some(why),
+                        _ => return None,
+                    }
+                    (0, Vec::new(), false)
+                }
+            };
+            if bypass.is_none() {
+                return match encode_spooled(framing, out, seq, id, &tail) {
+                    Ok(()) => Some(Some((seq, from_disk))),
+                    Err(e) => {
+                        self.drop_unencodable(out, seq, &e, DropReason::Corrupt);
+                        Some(None)
+                    }
+                };
+            }
+        }
+        let entry = self.buffer.pop()?;
+        st.encoding = Some(entry.seq);
+        self.publish(st);
+        let (seq, id) = match (&self.spool, bypass) {
+            (Some(spool), Some(why)) => {
+                why.count(&self.ledger, 1);
+                (spool.status.reserve(1).start, Some(spool.id.as_str()))
+            }
+            _ => (entry.seq, None),
+        };
+        let result = encode_record(framing, out, seq, id, entry.ts_ms, &entry.event);
+        st.encoding = None;
+        match result {
+            Ok(()) => Some(Some((seq, false))),
+            Err(e) => {
+                self.drop_unencodable(out, seq, &e, DropReason::Encode);
+                Some(None)
+            }
+        }
+    }
+
+    /// Drops a record that could not be encoded, with `reason`, and says why
+    /// in the ledger's last error.
+    fn drop_unencodable(&self, out: &mut Vec<u8>, seq: u64, error: &serde_json::Error, reason: DropReason) {
+        out.clear();
+        let msg = format!("event with seq {seq} failed to serialize: {error}");
+        log::debug!(target: TARGET, "{msg}");
+        self.ledger.set_last_error("encode", msg);
+        self.ledger.batcher_drop(reason, 1);
     }
 
     /// Does whatever is due: retries a batch whose backoff is over, ships a
@@ -509,7 +626,7 @@ impl<E: Serialize> Shared<E> {
         token: u64,
     ) -> Result<Instant, BoxError> {
         let max_delay = self.config.max_delay;
-        let mut budget = (self.buffer.len() as u64).saturating_add(self.config.max_batch_events as u64);
+        let mut budget = self.backlog().saturating_add(self.config.max_batch_events as u64);
         loop {
             let now = clock.now();
             if stop() || !self.owns(token) {
@@ -526,21 +643,25 @@ impl<E: Serialize> Shared<E> {
                 }
                 Front::None => {}
             }
-            if self.buffer.len() == 0 && st.staged() == 0 {
+            if self.backlog() == 0 && st.staged() == 0 {
                 st.last_empty = Some(now);
                 return Ok(later(now, max_delay));
             }
             // Never having seen the buffer empty, the batcher cannot tell how
             // long events have waited: they are due.
             let due_at = st.last_empty.map(|t| later(t, max_delay));
-            let due = self.buffer.holds_full_batch() || due_at.is_none_or(|at| now >= at);
+            let due = self.holds_full_batch() || due_at.is_none_or(|at| now >= at);
             if let (false, Some(at)) = (due, due_at) {
                 return Ok(at);
             }
             if budget == 0 {
                 return Ok(now);
             }
-            self.assemble(&mut st, &mut budget, now);
+            if self.assemble(&mut st, &mut budget, now) == 0 && st.batches.is_empty() {
+                // Queued but not readable yet: the spool writer has it, and
+                // wakes the batcher when it is written.
+                return Ok(later(now, crate::spool::POLL));
+            }
         }
     }
 
@@ -556,7 +677,7 @@ impl<E: Serialize> Shared<E> {
     /// otherwise.
     fn drain(&self, sink: &mut dyn Sink, clock: &dyn Clock, until: Until<'_>, token: u64) -> DrainEnd {
         let (deadline, stop) = until;
-        let mut target = self.buffer.len() as u64;
+        let mut target = self.backlog();
         self.state.lock().batches.iter_mut().for_each(|b| b.tried_in_drain = false);
         loop {
             if stop() || !self.owns(token) {
@@ -587,8 +708,8 @@ impl<E: Serialize> Shared<E> {
                 }
                 Front::None => {}
             }
-            if st.staged() == 0 && (target == 0 || self.buffer.len() == 0) {
-                if self.buffer.len() == 0 {
+            if st.staged() == 0 && (target == 0 || self.backlog() == 0) {
+                if self.backlog() == 0 {
                     st.last_empty = Some(now);
                 }
                 return DrainEnd::Complete;
@@ -596,7 +717,11 @@ impl<E: Serialize> Shared<E> {
             if now >= deadline {
                 return DrainEnd::Deadline;
             }
-            self.assemble(&mut st, &mut target, now);
+            if self.assemble(&mut st, &mut target, now) == 0 && st.batches.is_empty() {
+                // The spool writer has it and has not written it yet.
+                drop(st);
+                clock.sleep(STOP_POLL);
+            }
         }
     }
 
@@ -679,15 +804,31 @@ impl<E: Serialize> Shared<E> {
         outcome: &str,
     ) -> FlushReport {
         if self.buffer.is_closed() {
-            let mut left = st.in_flight() - u64::from(st.encoding.is_some());
+            // Records read from the spool stay there, unacknowledged: the
+            // next run on the same spool delivers them. They stay pending.
+            let mut on_disk = st.batches.iter().filter(|b| b.ack.is_some()).map(|b| b.batch.len() as u64).sum::<u64>();
+            on_disk += u64::from(matches!(st.carry, Some((_, _, true))));
+            if st.staging_disk == Some(true) {
+                on_disk += st.staging.len() as u64;
+            }
+            let mut left = st.in_flight() - u64::from(st.encoding.is_some()) - on_disk;
             st.staging = Staging::default();
+            st.staging_disk = None;
             st.carry = None;
             st.batches.clear();
             while self.buffer.pop().is_some() {
                 left += 1;
             }
+            if let Some(spool) = &self.spool {
+                self.ledger.spool().spooled.fetch_add(on_disk, Ordering::Relaxed);
+                left += spool.drain_handoff(&self.ledger);
+            }
             self.ledger.batcher_drop(DropReason::Shutdown, left);
             self.publish(st);
+        }
+        if let Some(spool) = &self.spool {
+            // The counters as they stand, whatever the last acknowledgement wrote.
+            spool.ack(None, &self.snapshot(), clock.now(), true);
         }
         let report = self.report(before, start, clock);
         if report.pending > 0 || report.ledger.dropped.total() > 0 {

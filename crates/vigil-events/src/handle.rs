@@ -25,6 +25,8 @@ pub(crate) trait PipelineState: Send + Sync + 'static {
     fn close(&self);
     fn is_closed(&self) -> bool;
     fn final_report(&self) -> Option<FlushReport>;
+    fn durable_seq(&self) -> Option<u64>;
+    fn spool_id(&self) -> Option<&str>;
 }
 
 impl<E: Send + 'static> PipelineState for Shared<E> {
@@ -42,6 +44,14 @@ impl<E: Send + 'static> PipelineState for Shared<E> {
 
     fn final_report(&self) -> Option<FlushReport> {
         Shared::final_report(self)
+    }
+
+    fn durable_seq(&self) -> Option<u64> {
+        self.spool.as_ref().and_then(|s| s.status.durable_seq())
+    }
+
+    fn spool_id(&self) -> Option<&str> {
+        self.spool.as_ref().map(|s| s.id.as_str())
     }
 }
 
@@ -366,5 +376,47 @@ impl EventsHandle {
     /// ```
     pub fn final_report(&self) -> Option<FlushReport> {
         self.state.final_report()
+    }
+
+    /// With a spool ([`Config::spool`](crate::Config::spool)): the highest
+    /// sequence number durable on disk under the spool's sync policy. Every
+    /// event with a sequence number at or below it survives a crash of the
+    /// process (and, unless the policy is [`SyncPolicy::Os`](crate::SyncPolicy::Os),
+    /// of the machine) and is delivered by a later run if this one cannot.
+    /// `None` without a spool, or before anything was made durable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use vigil_core::Supervisor;
+    /// use vigil_events::{Batch, Config, Delivery, EventPipeline, Sink, SpoolConfig, SyncPolicy};
+    /// # struct Null;
+    /// # impl Sink for Null {
+    /// #     fn deliver(&mut self, _: &Batch, _: Option<Duration>) -> Delivery { Delivery::Delivered }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = std::env::temp_dir().join(format!("vigil-doc-durable-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let config = Config::default().spool(SpoolConfig::new(&dir).sync(SyncPolicy::EveryWrite));
+    /// let (emitter, events, handle) = EventPipeline::builder(config).sink(|| Ok::<_, std::io::Error>(Null)).build()?;
+    /// assert_eq!(handle.durable_seq(), None);
+    /// let system = Supervisor::builder().child(events).start()?;
+    /// emitter.emit(1u32)?;
+    /// handle.flush(Duration::from_secs(10))?;
+    /// assert_eq!(handle.durable_seq(), Some(0), "the first event of a new spool is number 0");
+    /// system.shutdown()?;
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn durable_seq(&self) -> Option<u64> {
+        self.state.durable_seq()
+    }
+
+    /// With a spool: its stable id, the prefix of every record's `id`
+    /// (`<spool id>-<seq>`). `None` without a spool.
+    pub fn spool_id(&self) -> Option<&str> {
+        self.state.spool_id()
     }
 }

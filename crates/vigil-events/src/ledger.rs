@@ -40,11 +40,15 @@ pub enum DropReason {
     Shutdown,
     /// Serializing the event failed (or panicked).
     Encode,
+    /// Its record in the spool was damaged: a checksum mismatch, or bytes
+    /// torn off or garbled, found when the spool was recovered at start or
+    /// read back. See [`Config::spool`](crate::Config::spool).
+    Corrupt,
 }
 
 impl DropReason {
     /// Every reason, in the order the ledger lists them.
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::QueueFull,
         DropReason::OldestEvicted,
         DropReason::Rejected,
@@ -52,6 +56,7 @@ impl DropReason {
         DropReason::Expired,
         DropReason::Shutdown,
         DropReason::Encode,
+        DropReason::Corrupt,
     ];
 
     /// The reason's name as it appears in the ledger and in logs.
@@ -71,6 +76,7 @@ impl DropReason {
             DropReason::Expired => "expired",
             DropReason::Shutdown => "shutdown",
             DropReason::Encode => "encode",
+            DropReason::Corrupt => "corrupt",
         }
     }
 
@@ -102,6 +108,9 @@ pub struct DropCounts {
     pub shutdown: u64,
     /// See [`DropReason::Encode`].
     pub encode: u64,
+    /// See [`DropReason::Corrupt`].
+    #[serde(default)]
+    pub corrupt: u64,
 }
 
 impl DropCounts {
@@ -124,10 +133,11 @@ impl DropCounts {
             DropReason::Expired => self.expired,
             DropReason::Shutdown => self.shutdown,
             DropReason::Encode => self.encode,
+            DropReason::Corrupt => self.corrupt,
         }
     }
 
-    fn get_mut(&mut self, reason: DropReason) -> &mut u64 {
+    pub(crate) fn get_mut(&mut self, reason: DropReason) -> &mut u64 {
         match reason {
             DropReason::QueueFull => &mut self.queue_full,
             DropReason::OldestEvicted => &mut self.oldest_evicted,
@@ -136,6 +146,7 @@ impl DropCounts {
             DropReason::Expired => &mut self.expired,
             DropReason::Shutdown => &mut self.shutdown,
             DropReason::Encode => &mut self.encode,
+            DropReason::Corrupt => &mut self.corrupt,
         }
     }
 
@@ -193,10 +204,15 @@ pub struct LedgerSnapshot {
     pub delivered: u64,
     /// Dropped events by reason.
     pub dropped: DropCounts,
-    /// Events neither delivered nor dropped: `queued + in_flight`.
+    /// Events neither delivered nor dropped: `queued + spooled + in_flight`.
     pub pending: u64,
     /// Events waiting in the buffer.
     pub queued: u64,
+    /// With a spool: events taken from the buffer by the spool writer (or
+    /// found on disk at start) that the batcher has not taken yet: on disk,
+    /// being written, or kept in memory while the disk is unavailable.
+    #[serde(default)]
+    pub spooled: u64,
     /// Events the batcher has taken from the buffer and not yet resolved: the
     /// batch being assembled, the batch being delivered or waiting for a retry
     /// (and the other half of a split batch), and an event being encoded.
@@ -211,6 +227,23 @@ pub struct LedgerSnapshot {
     pub splits: u64,
     /// Batcher restarts (incarnations after the first).
     pub restarts: u64,
+    /// With a spool: events found on disk at start, not yet delivered
+    /// before the restart; they are delivered first.
+    #[serde(default)]
+    pub recovered: u64,
+    /// With a spool: events made durable on disk since start, under the
+    /// spool's sync policy.
+    #[serde(default)]
+    pub durable: u64,
+    /// With a spool: events that went from memory to the sink without
+    /// touching the disk because the spool was at its `max_bytes`.
+    #[serde(default)]
+    pub spool_full: u64,
+    /// With a spool: events that went from memory to the sink without
+    /// touching the disk because it failed (full disk, EIO, read-only or
+    /// vanished directory).
+    #[serde(default)]
+    pub spool_unavailable: u64,
     /// The most recent failure, if any.
     pub last_error: Option<LastError>,
 }
@@ -234,6 +267,13 @@ impl fmt::Display for LedgerSnapshot {
             self.in_flight,
             self.dropped.total()
         )?;
+        if self.spooled + self.recovered + self.durable + self.spool_full + self.spool_unavailable > 0 {
+            write!(
+                f,
+                " spooled={} recovered={} durable={} spool_full={} spool_unavailable={}",
+                self.spooled, self.recovered, self.durable, self.spool_full, self.spool_unavailable
+            )?;
+        }
         for reason in DropReason::ALL {
             let n = self.dropped.get(reason);
             if n > 0 {
@@ -264,15 +304,39 @@ pub(crate) struct Ledger {
     stripes: Box<[Stripe]>,
     // Written only by the batcher.
     delivered: AtomicU64,
-    batcher_drops: [AtomicU64; 7],
+    batcher_drops: [AtomicU64; DropReason::ALL.len()],
     batches: AtomicU64,
     attempts: AtomicU64,
     retries: AtomicU64,
     splits: AtomicU64,
     restarts: AtomicU64,
     in_flight: AtomicU64,
-    warned: [AtomicBool; 7],
+    warned: [AtomicBool; DropReason::ALL.len()],
     last_error: Mutex<Option<LastError>>,
+    /// With a spool: what earlier runs on the same spool resolved, and what
+    /// they left on disk, set once at build.
+    base: Mutex<LedgerBase>,
+    spool: SpoolCounters,
+}
+
+/// What earlier runs of a spooled pipeline account for (see
+/// [`Ledger::set_base`]).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct LedgerBase {
+    pub(crate) accepted: u64,
+    pub(crate) delivered: u64,
+    pub(crate) dropped: DropCounts,
+}
+
+/// The spool's gauges and counters.
+#[derive(Debug, Default)]
+pub(crate) struct SpoolCounters {
+    /// See [`LedgerSnapshot::spooled`]. Raised by the spool writer, lowered by the batcher.
+    pub(crate) spooled: AtomicU64,
+    pub(crate) recovered: AtomicU64,
+    pub(crate) durable: AtomicU64,
+    pub(crate) full: AtomicU64,
+    pub(crate) unavailable: AtomicU64,
 }
 
 pub(crate) fn unix_ms() -> u64 {
@@ -293,7 +357,24 @@ impl Ledger {
             in_flight: AtomicU64::new(0),
             warned: Default::default(),
             last_error: Mutex::new(None),
+            base: Mutex::new(LedgerBase::default()),
+            spool: SpoolCounters::default(),
         }
+    }
+
+    /// Sets what earlier runs on the same spool account for: their resolved
+    /// events, the events they left on disk (`recovered`, pending now) and
+    /// the damaged ones (`corrupt`, dropped now). Called once, at build.
+    pub(crate) fn set_base(&self, mut base: LedgerBase, recovered: u64, corrupt: u64) {
+        base.dropped.corrupt += corrupt;
+        base.accepted = base.delivered + base.dropped.total() + recovered;
+        *self.base.lock() = base;
+        self.spool.recovered.store(recovered, Ordering::Relaxed);
+        self.spool.spooled.store(recovered, Ordering::Relaxed);
+    }
+
+    pub(crate) fn spool(&self) -> &SpoolCounters {
+        &self.spool
     }
 
     // ---- emitter side (hot path) ----
@@ -322,6 +403,7 @@ impl Ledger {
                 DropReason::Expired => "a batch kept failing past max_batch_age",
                 DropReason::Shutdown => "events were undelivered at shutdown or emitted after it",
                 DropReason::Encode => "an event failed to serialize",
+                DropReason::Corrupt => "spooled records were damaged on disk",
             };
             log::warn!(target: TARGET, "first event dropped for reason `{reason}`: {why}; later drops of this reason are counted in the ledger");
         }
@@ -392,12 +474,22 @@ impl Ledger {
             *dropped.get_mut(reason) += self.batcher_drops[reason.index()].load(Ordering::Relaxed);
         }
         let in_flight = self.in_flight.load(Ordering::Relaxed);
+        let base = self.base.lock().clone();
+        for reason in DropReason::ALL {
+            *dropped.get_mut(reason) += base.dropped.get(reason);
+        }
+        let spooled = self.spool.spooled.load(Ordering::Relaxed);
         LedgerSnapshot {
-            accepted,
-            delivered: self.delivered.load(Ordering::Relaxed),
+            accepted: accepted + base.accepted,
+            delivered: self.delivered.load(Ordering::Relaxed) + base.delivered,
             dropped,
-            pending: queued + in_flight,
+            pending: queued + spooled + in_flight,
             queued,
+            spooled,
+            recovered: self.spool.recovered.load(Ordering::Relaxed),
+            durable: self.spool.durable.load(Ordering::Relaxed),
+            spool_full: self.spool.full.load(Ordering::Relaxed),
+            spool_unavailable: self.spool.unavailable.load(Ordering::Relaxed),
             in_flight,
             batches: self.batches.load(Ordering::Relaxed),
             attempts: self.attempts.load(Ordering::Relaxed),

@@ -113,6 +113,22 @@
 //! A batch whose next attempt would come later than `max_batch_age` after it
 //! was assembled is dropped as `expired`.
 //!
+//! # Durability
+//!
+//! With [`Config::spool`] the pipeline keeps events on disk until they are
+//! resolved, so a crash, a `kill -9` or a deploy loses nothing durable. A
+//! spool writer actor (next to the batcher, in the pipeline's supervisor)
+//! moves events from the buffer into checksummed segment files (the
+//! `vigil-spool` crate) and syncs them under a [`SyncPolicy`]; `emit` is
+//! unchanged and never touches the disk. [`EventsHandle::durable_seq`] tells
+//! how far durability has reached. The next run on the same directory
+//! delivers what was left first; sequence numbers continue, each record
+//! carries `"id": "<spool id>-<seq>"` to de-duplicate a replay by, and the
+//! ledger counts over the spool's whole life (`recovered`, `durable`,
+//! `spooled`; damaged records are dropped as `corrupt`). When the disk fails
+//! or the spool is full, events go from memory (`spool_unavailable`,
+//! `spool_full`) until it can be written again.
+//!
 //! # Logging
 //!
 //! Target `vigil::events`: a warning on the first drop of each reason, a
@@ -133,14 +149,17 @@ mod local;
 mod otlp;
 mod pipeline;
 mod sink;
+mod spool;
 
 pub use buffer::{Dropped, Emitter};
 pub use config::{Config, ConfigError, MAX_BUFFER_BYTES, MAX_CAPACITY, OverflowPolicy};
 pub use flush::{FlushError, FlushReport};
 pub use handle::EventsHandle;
 pub use ledger::{DropCounts, DropReason, LastError, LedgerSnapshot};
-pub use otlp::{LogFields, OtlpLogs, SEQ_ATTRIBUTE, Severity};
+pub use otlp::{ID_ATTRIBUTE, LogFields, OtlpLogs, SEQ_ATTRIBUTE, Severity};
 pub use pipeline::{BuildError, EventPipeline, PipelineBuilder};
 pub use sink::{Batch, Delivery, Encoding, Sink};
 /// The boxed error a failed [`Delivery`] carries: the same alias as everywhere in Vigil.
 pub use vigil_core::BoxError;
+/// The spool's settings and errors (see [`Config::spool`]), from vigil-spool.
+pub use vigil_spool::{SpoolConfig, SpoolError, SyncPolicy};

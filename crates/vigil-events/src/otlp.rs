@@ -47,6 +47,10 @@ use serde_json::Value;
 /// The attribute that carries an event's sequence number on every log record.
 pub const SEQ_ATTRIBUTE: &str = "vigil.seq";
 
+/// The attribute that carries a spooled event's stable id,
+/// `<spool id>-<seq>`, the same across processes (see `Config::spool`).
+pub const ID_ATTRIBUTE: &str = "vigil.event_id";
+
 /// A log record's severity: an OTLP `SeverityNumber` from 1 (`TRACE`) to 24
 /// (`FATAL4`).
 ///
@@ -282,7 +286,7 @@ impl OtlpLogs {
             if i > 0 {
                 body.push(b',');
             }
-            self.encode_record(&mut body, seq, ts_ms, event)?;
+            self.encode_record(&mut body, seq, None, ts_ms, event)?;
         }
         body.extend_from_slice(SUFFIX);
         Ok(body)
@@ -293,6 +297,7 @@ impl OtlpLogs {
         &self,
         out: &mut Vec<u8>,
         seq: u64,
+        spool_id: Option<&str>,
         ts_ms: u64,
         event: &E,
     ) -> Result<(), serde_json::Error> {
@@ -319,6 +324,11 @@ impl OtlpLogs {
         out.extend_from_slice(b",\"attributes\":[");
         key_value(out, SEQ_ATTRIBUTE, &Value::from(seq));
         let mut seen: Vec<&str> = vec![SEQ_ATTRIBUTE];
+        if let Some(id) = spool_id {
+            out.push(b',');
+            key_value(out, ID_ATTRIBUTE, &Value::from(format!("{id}-{seq}")));
+            seen.push(ID_ATTRIBUTE);
+        }
         for (key, value) in &fields.attributes {
             if seen.contains(&key.as_str()) {
                 continue;
@@ -621,7 +631,7 @@ mod tests {
     fn seq_attribute_is_an_int64_while_it_fits() {
         let attr = |seq: u64| {
             let mut out = Vec::new();
-            fixed().encode_record(&mut out, seq, 1, &json!(1)).unwrap();
+            fixed().encode_record(&mut out, seq, None, 1, &json!(1)).unwrap();
             let v: Value = serde_json::from_slice(&out).unwrap();
             assert_eq!(v["body"], json!({"intValue": "1"}));
             v["attributes"][0]["value"].clone()
@@ -647,7 +657,7 @@ mod tests {
         let mut bad = std::collections::BTreeMap::new();
         bad.insert(vec![1u8], 1);
         let mut out = b"previous".to_vec();
-        assert!(fixed().encode_record(&mut out, 1, 2, &bad).is_err());
+        assert!(fixed().encode_record(&mut out, 1, None, 2, &bad).is_err());
         assert_eq!(out, b"previous");
     }
 

@@ -14,7 +14,10 @@ use crate::clock::SystemClock;
 use crate::config::{Config, ConfigError};
 use crate::engine::Shared;
 use crate::handle::EventsHandle;
+use crate::ledger::{DropReason, LedgerBase};
 use crate::sink::Sink;
+use crate::spool::{SpoolState, SpoolWriterActor, WRITER};
+use vigil_spool::SpoolError;
 
 /// The batcher's mailbox: nudges (at most one outstanding per drain) and
 /// flush requests.
@@ -218,7 +221,24 @@ impl<E: Serialize + Send + 'static> PipelineBuilder<E> {
         Buffer::<E>::check_size(&self.config).map_err(BuildError::Config)?;
         let factory = self.sink.ok_or(BuildError::MissingSink)?;
         let shutdown = self.config.shutdown_timeout;
-        let shared: Arc<Shared<E>> = Arc::new(Shared::new(self.config));
+        let (spool, recovery) = match &self.config.spool {
+            None => (None, None),
+            Some(config) => {
+                let (writer, reader, status, recovery) =
+                    vigil_spool::open(config.clone()).map_err(BuildError::Spool)?;
+                log::info!(target: "vigil::events", "spool {}: recovered {} pending events, {} damaged, in {:?}", config.dir().display(), recovery.pending, recovery.corrupt, recovery.elapsed);
+                (Some(SpoolState::new(recovery.id.clone(), writer, reader, status)), Some(recovery))
+            }
+        };
+        let shared: Arc<Shared<E>> = Arc::new(Shared::with_spool(self.config, spool));
+        if let Some(recovery) = &recovery {
+            let counter = |name: &str| recovery.counters.get(name).copied().unwrap_or(0);
+            let mut base = LedgerBase { delivered: counter("delivered"), ..LedgerBase::default() };
+            for reason in DropReason::ALL {
+                *base.dropped.get_mut(reason) = counter(&format!("dropped.{reason}"));
+            }
+            shared.ledger.set_base(base, recovery.pending, recovery.corrupt);
+        }
 
         let parked = FlushSlot::default();
         let (for_factory, for_batcher) = (Arc::clone(&shared), Arc::clone(&parked));
@@ -233,10 +253,30 @@ impl<E: Serialize + Send + 'static> PipelineBuilder<E> {
         };
         let addr = worker.addr();
         let nudge = addr.clone();
-        shared.buffer.set_waker(Box::new(move || {
-            // Full or closed: the batcher is busy or gone; its timer covers it.
-            let _ = nudge.try_tell(BatcherMsg::Nudge);
-        }));
+        let writer = shared.spool.as_ref().map(|_| {
+            let for_writer = Arc::clone(&shared);
+            ChildSpec::worker(WRITER, move || SpoolWriterActor { shared: Arc::clone(&for_writer) })
+                .restart(Restart::Permanent)
+                .backoff(Backoff::exponential(Duration::from_millis(100), Duration::from_secs(10)))
+                .shutdown(shutdown.saturating_add(SHUTDOWN_GRACE))
+                .mailbox(1)
+        });
+        match (&shared.spool, &writer) {
+            (Some(spool), Some(writer)) => {
+                let wake_writer = writer.addr();
+                // Emitters wake the spool writer; the writer wakes the batcher.
+                shared.buffer.set_waker(Box::new(move || {
+                    let _ = wake_writer.try_tell(());
+                }));
+                spool.set_batcher_waker(Box::new(move || {
+                    let _ = nudge.try_tell(BatcherMsg::Nudge);
+                }));
+            }
+            _ => shared.buffer.set_waker(Box::new(move || {
+                // Full or closed: the batcher is busy or gone; its timer covers it.
+                let _ = nudge.try_tell(BatcherMsg::Nudge);
+            })),
+        }
         let for_finalizer = Arc::clone(&shared);
         // Started before the batcher, so stopped after it.
         let finalizer = ChildSpec::worker(FINALIZER, move || Finalizer {
@@ -251,6 +291,12 @@ impl<E: Serialize + Send + 'static> PipelineBuilder<E> {
             .intensity(vigil_core::MAX_INTENSITY, Duration::from_secs(1))
             .child(finalizer)
             .child(worker);
+        // Started after the batcher, so stopped before it: its last act
+        // spools what is queued, which the batcher's final flush then sees.
+        let supervisor = match writer {
+            Some(writer) => supervisor.child(writer),
+            None => supervisor,
+        };
         let own = supervisor.handle();
         let spec = ChildSpec::supervisor(self.id, supervisor)
             .shutdown(shutdown.saturating_add(SHUTDOWN_GRACE.saturating_mul(2)));
@@ -294,6 +340,10 @@ pub enum BuildError {
     Config(ConfigError),
     /// No sink factory was given.
     MissingSink,
+    /// The spool could not be opened: [`SpoolError::Locked`] when another
+    /// process uses the directory, [`SpoolError::Io`] when it cannot be
+    /// created, read or locked.
+    Spool(SpoolError),
 }
 
 impl fmt::Display for BuildError {
@@ -301,6 +351,7 @@ impl fmt::Display for BuildError {
         match self {
             BuildError::Config(e) => e.fmt(f),
             BuildError::MissingSink => f.write_str("event pipeline: no sink factory given (call `.sink(..)`)"),
+            BuildError::Spool(e) => write!(f, "event pipeline: {e}"),
         }
     }
 }
@@ -310,6 +361,7 @@ impl std::error::Error for BuildError {
         match self {
             BuildError::Config(e) => Some(e),
             BuildError::MissingSink => None,
+            BuildError::Spool(e) => Some(e),
         }
     }
 }
