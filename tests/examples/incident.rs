@@ -1,7 +1,7 @@
 //! The incident replay as a newcomer meets it: the pass criteria on a short
 //! run (`--duration 6 --rps 400 --json`), the table and the live display on a
 //! terminal 80 columns wide, `--help`, and the errors for bad inputs.
-mod support;
+use crate::support;
 
 use std::process::{Command, Output, Stdio};
 
@@ -153,11 +153,9 @@ fn help_lists_every_flag_and_exits_0() {
 
 #[test]
 fn each_bad_input_is_refused_before_the_run_with_a_clear_error() {
-    let dir = std::env::temp_dir().join(format!("vigil-incident-inputs-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let not_pem = dir.join("not.pem");
-    std::fs::write(&not_pem, "hello").unwrap();
-    let missing = dir.join("missing.pem");
+    let dir = vigil_testkit::TempDir::new("incident-inputs");
+    let not_pem = dir.write("not.pem", "hello");
+    let missing = dir.path("missing.pem");
     let (missing, not_pem) = (missing.to_str().unwrap(), not_pem.to_str().unwrap());
     let cases: &[(&[&str], &str)] = &[
         (&["--rps", "zero"], "invalid value 'zero' for '--rps <N>'"),
@@ -179,7 +177,6 @@ fn each_bad_input_is_refused_before_the_run_with_a_clear_error() {
         // Refused up front: nothing ran, no table.
         assert!(output.stdout.is_empty(), "{args:?}: {}", String::from_utf8_lossy(&output.stdout));
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -1,5 +1,7 @@
-//! Every example runs and prints what it promises. (The incident replay has
-//! its own test module, `incident.rs`.)
+//! Every example runs and prints what it promises; the incident replay, the
+//! main job, has a module of its own (`incident.rs`). One test binary for
+//! everything that runs the workspace's examples.
+mod incident;
 mod support;
 
 #[test]

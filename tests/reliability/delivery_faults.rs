@@ -16,8 +16,7 @@
 //! `cargo test --test delivery_faults -- --nocapture --test-threads 1 | grep ^ROW`
 //! to regenerate the table.
 
-#[path = "support/fault_rig.rs"]
-mod fault_rig;
+use crate::rig::faults as fault_rig;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

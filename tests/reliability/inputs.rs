@@ -4,7 +4,7 @@
 //! message, through the `vigil` facade and across crates: a bad child added
 //! to a running tree, a bad pipeline inside a tree, real PEM files, a real
 //! collector sending the header.
-mod rig;
+use crate::rig;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +19,7 @@ use vigil::{
     Actor, Backoff, BoxError, ChildSpec, ConfigError, Context, ControlError, StartError, Supervisor, SupervisorBuilder,
 };
 use vigil_collector::{Collector, Fault};
+use vigil_testkit::{TempDir, TestCa};
 
 /// A worker whose factory counts its calls, to prove nothing was started.
 struct Idle;
@@ -225,30 +226,6 @@ impl Sink for NullSink {
 // ---------------------------------------------------------------------------
 // PEM files.
 
-/// A scratch directory removed at the end.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-        let dir = std::env::temp_dir().join(format!("vigil-inputs-{name}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn file(&self, name: &str, contents: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, contents).unwrap();
-        path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A CA, a client certificate it signed and the client's key, as PEM.
 struct Identity {
     ca: String,
@@ -258,19 +235,13 @@ struct Identity {
 }
 
 fn identity() -> Identity {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["client.vigil.test".to_owned()]).unwrap().signed_by(&key, &issuer).unwrap();
+    let ca = TestCa::new("inputs CA");
+    let (leaf, key) = ca.client("client.vigil.test");
     Identity {
-        ca: ca.pem(),
+        ca: ca.cert.pem(),
         leaf: leaf.pem(),
         key: key.serialize_pem(),
-        other_key: KeyPair::generate().unwrap().serialize_pem(),
+        other_key: rcgen::KeyPair::generate().unwrap().serialize_pem(),
     }
 }
 
@@ -292,20 +263,20 @@ fn pem_error(config: &HttpsSinkConfig) -> (PathBuf, PemRole, PemProblem, String)
 
 #[test]
 fn trust_files_that_are_empty_malformed_or_hold_the_wrong_item() {
-    let dir = Scratch::new("trust");
+    let dir = TempDir::new("trust");
     let id = identity();
 
-    let empty = dir.file("empty.pem", "");
+    let empty = dir.write("empty.pem", "");
     let (path, role, problem, text) = pem_error(&sink_config(&empty));
     assert_eq!((path, role, problem), (empty.clone(), PemRole::Trust, PemProblem::Empty));
     assert_eq!(text, format!("trust file {} contains no usable item", empty.display()));
 
-    let prose = dir.file("prose.pem", "this is the CA, trust me\n");
+    let prose = dir.write("prose.pem", "this is the CA, trust me\n");
     let (_, _, problem, _) = pem_error(&sink_config(&prose));
     assert_eq!(problem, PemProblem::Empty, "text without PEM sections holds no certificate");
 
     let bad_base64 =
-        dir.file("bad.pem", "-----BEGIN CERTIFICATE-----\n!!!! not base64 !!!!\n-----END CERTIFICATE-----\n");
+        dir.write("bad.pem", "-----BEGIN CERTIFICATE-----\n!!!! not base64 !!!!\n-----END CERTIFICATE-----\n");
     let (_, role, problem, text) = pem_error(&sink_config(&bad_base64));
     assert_eq!(role, PemRole::Trust);
     let PemProblem::Malformed { reason } = &problem else { panic!("{problem:?}") };
@@ -313,23 +284,23 @@ fn trust_files_that_are_empty_malformed_or_hold_the_wrong_item() {
     assert!(reason.contains("base64"), "{reason}");
 
     let cut = &id.ca[..id.ca.len() / 2];
-    let truncated = dir.file("truncated.pem", cut);
+    let truncated = dir.write("truncated.pem", cut);
     let (_, _, problem, text) = pem_error(&sink_config(&truncated));
     let PemProblem::Malformed { reason } = &problem else { panic!("{problem:?}") };
     assert_eq!(text, format!("trust file {} is not valid PEM: {reason}", truncated.display()));
 
-    let key = dir.file("key.pem", &id.key);
+    let key = dir.write("key.pem", &id.key);
     let (_, role, problem, text) = pem_error(&sink_config(&key));
     assert_eq!((role, &problem), (PemRole::Trust, &PemProblem::WrongItem { found: "private key" }));
     assert_eq!(text, format!("trust file {} contains a private key, which does not belong there", key.display()));
 
     // A CA followed by a key: still refused, no partial trust set.
-    let mixed = dir.file("mixed.pem", &format!("{}{}", id.ca, id.key));
+    let mixed = dir.write("mixed.pem", &format!("{}{}", id.ca, id.key));
     let (_, _, problem, _) = pem_error(&sink_config(&mixed));
     assert_eq!(problem, PemProblem::WrongItem { found: "private key" });
 
     // Valid base64 that is not a certificate.
-    let garbage = dir.file(
+    let garbage = dir.write(
         "garbage.pem",
         "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQsIEkgYW0gbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
     );
@@ -340,26 +311,26 @@ fn trust_files_that_are_empty_malformed_or_hold_the_wrong_item() {
         format!("trust file {} certificate #0 is not a valid X.509 certificate: {reason}", garbage.display())
     );
 
-    let missing = dir.0.join("missing.pem");
+    let missing = dir.path("missing.pem");
     let (_, _, problem, text) = pem_error(&sink_config(&missing));
     assert!(matches!(&problem, PemProblem::Unreadable { kind: std::io::ErrorKind::NotFound, .. }), "{problem:?}");
     assert!(text.starts_with(&format!("trust file {} cannot be read: ", missing.display())), "{text}");
 
     // The control: the CA alone builds.
-    sink_config(&dir.file("ca.pem", &id.ca)).build().expect("a valid trust file");
+    sink_config(&dir.write("ca.pem", &id.ca)).build().expect("a valid trust file");
 }
 
 #[test]
 fn client_identity_files_that_are_empty_malformed_or_hold_the_wrong_item() {
-    let dir = Scratch::new("identity");
+    let dir = TempDir::new("identity");
     let id = identity();
-    let trust = dir.file("ca.pem", &id.ca);
-    let chain = dir.file("chain.pem", &id.leaf);
-    let key = dir.file("key.pem", &id.key);
+    let trust = dir.write("ca.pem", &id.ca);
+    let chain = dir.write("chain.pem", &id.leaf);
+    let key = dir.write("key.pem", &id.key);
     let with = |chain: &Path, key: &Path| sink_config(&trust).client_identity(chain, key);
     with(&chain, &key).build().expect("the valid identity builds");
 
-    let empty = dir.file("empty.pem", "");
+    let empty = dir.write("empty.pem", "");
     let (path, role, problem, text) = pem_error(&with(&empty, &key));
     assert_eq!((path, role, &problem), (empty.clone(), PemRole::ClientChain, &PemProblem::Empty));
     assert_eq!(text, format!("client certificate chain {} contains no usable item", empty.display()));
@@ -374,18 +345,18 @@ fn client_identity_files_that_are_empty_malformed_or_hold_the_wrong_item() {
     assert_eq!((role, &problem), (PemRole::ClientKey, &PemProblem::Empty));
     assert_eq!(text, format!("client key {} contains no usable item", chain.display()));
 
-    let bad = dir.file("bad-key.pem", "-----BEGIN PRIVATE KEY-----\n%%%%\n-----END PRIVATE KEY-----\n");
+    let bad = dir.write("bad-key.pem", "-----BEGIN PRIVATE KEY-----\n%%%%\n-----END PRIVATE KEY-----\n");
     let (_, role, problem, text) = pem_error(&with(&chain, &bad));
     assert_eq!(role, PemRole::ClientKey);
     let PemProblem::Malformed { reason } = &problem else { panic!("{problem:?}") };
     assert_eq!(text, format!("client key {} is not valid PEM: {reason}", bad.display()));
 
-    let two = dir.file("two-keys.pem", &format!("{}{}", id.key, id.other_key));
+    let two = dir.write("two-keys.pem", &format!("{}{}", id.key, id.other_key));
     let (_, _, problem, text) = pem_error(&with(&chain, &two));
     assert_eq!(problem, PemProblem::SeveralKeys { count: 2 });
     assert_eq!(text, format!("client key {} contains 2 private keys; exactly one is needed", two.display()));
 
-    let not_a_key = dir.file(
+    let not_a_key = dir.write(
         "not-a-key.pem",
         "-----BEGIN PRIVATE KEY-----\naGVsbG8gd29ybGQsIEkgYW0gbm90IGEga2V5\n-----END PRIVATE KEY-----\n",
     );
@@ -394,7 +365,7 @@ fn client_identity_files_that_are_empty_malformed_or_hold_the_wrong_item() {
     assert_eq!(text, format!("client key {} holds a key that cannot be used: {reason}", not_a_key.display()));
 
     // The other key of a pair that does not match: named with both files.
-    let other = dir.file("other-key.pem", &id.other_key);
+    let other = dir.write("other-key.pem", &id.other_key);
     let error = with(&chain, &other).build().unwrap_err();
     assert_eq!(error, HttpsError::KeyMismatch { chain: chain.clone(), key: other.clone() });
     assert_eq!(
@@ -405,9 +376,9 @@ fn client_identity_files_that_are_empty_malformed_or_hold_the_wrong_item() {
 
 #[test]
 fn a_bad_trust_file_fails_the_sink_factory_not_the_service() {
-    let dir = Scratch::new("factory");
+    let dir = TempDir::new("factory");
     let collector = Collector::builder().start().unwrap();
-    let trust = dir.file("trust.pem", "");
+    let trust = dir.write("trust.pem", "");
     let config = HttpsSinkConfig::new(collector.endpoint()).trust_file(&trust);
     let expected = config.build().unwrap_err().to_string();
     let (emitter, spec, handle) = EventPipeline::builder::<Ev>(fast_config())
@@ -618,8 +589,8 @@ impl Serialize for Fragile {
 
 #[test]
 fn events_that_fail_to_serialize_are_dropped_with_reason_encode_and_the_rest_delivered() {
-    let dir = Scratch::new("encode");
-    let log = dir.0.join("received.ndjson");
+    let dir = TempDir::new("encode");
+    let log = dir.path("received.ndjson");
     let collector = Collector::builder().ndjson_log(&log).start().unwrap();
     let config = HttpsSinkConfig::new(collector.endpoint()).trust_file(collector.ca_pem_path());
     let (emitter, spec, handle) =

@@ -30,9 +30,7 @@ use proptest::prelude::*;
 use serde::Serialize;
 use vigil::events::{Batch, BoxError, Config, Delivery, EventPipeline, LedgerSnapshot, OverflowPolicy, Sink};
 use vigil::{Backoff, Supervisor};
-
-/// Only hit when a test fails.
-const DEADLINE: Duration = Duration::from_secs(30);
+use vigil_testkit::DEADLINE;
 
 #[derive(Debug, Serialize)]
 struct Ev {

@@ -2,7 +2,7 @@
 //! schedule of faults, with resource bounds checked every second.
 //!
 //! ```text
-//! SOAK_SECS=600 cargo test --release --test soak -- --ignored soak --nocapture
+//! SOAK_SECS=600 cargo test --release --test reliability -- --ignored --exact soak::soak --nocapture
 //! SOAK_SEED=12345 ...     replays a schedule (the seed is printed at the start)
 //! ```
 //!
@@ -32,9 +32,8 @@
 //! events emitted, and prints the figures.
 //!
 //! `soak_short` runs the same code for 15 seconds in every `cargo test`.
-mod rig;
-#[path = "../examples/incident/service.rs"]
-mod service;
+use crate::rig;
+use crate::service;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -50,6 +49,7 @@ use vigil::{
     Actor, Addr, Backoff, BoxError, ChildSpec, Context, SupervisionEvent, Supervisor, SupervisorRef, WorkerSpec,
 };
 use vigil_collector::{CertMode, Collector, Fault};
+use vigil_testkit::TempDir;
 
 use service::{ServiceConfig, VigilService};
 
@@ -67,15 +67,44 @@ const RECOVERY_DEADLINE: Duration = Duration::from_secs(90);
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 #[test]
-#[ignore = "the 10-minute chaos soak: SOAK_SECS=600 cargo test --release --test soak -- --ignored soak --nocapture"]
+#[ignore = "the 10-minute chaos soak: SOAK_SECS=600 cargo test --release --test reliability -- --ignored --exact soak::soak --nocapture"]
 fn soak() {
-    let secs = std::env::var("SOAK_SECS").ok().map_or(600, |s| s.parse().expect("SOAK_SECS is a number of seconds"));
-    run(Duration::from_secs(secs));
+    alone("soak::soak", || {
+        let secs =
+            std::env::var("SOAK_SECS").ok().map_or(600, |s| s.parse().expect("SOAK_SECS is a number of seconds"));
+        run(Duration::from_secs(secs));
+    });
 }
 
 #[test]
 fn soak_short() {
-    run(Duration::from_secs(15));
+    alone("soak::soak_short", || run(Duration::from_secs(15)));
+}
+
+/// Set in the child process that runs one soak with nothing else beside it.
+const ALONE: &str = "VIGIL_SOAK_ALONE";
+
+/// Runs `soak` alone in a process: the soak bounds the whole process's
+/// threads, file descriptors and RSS, which the other tests of this binary
+/// would move. In the test harness's process it re-runs this binary with only
+/// `test` (`--exact`) and [`ALONE`] set, passes the child's output on, and
+/// fails if the child failed or did not run exactly that test; in the child it
+/// runs `soak`.
+fn alone(test: &str, soak: impl FnOnce()) {
+    if std::env::var_os(ALONE).is_some() {
+        return soak();
+    }
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let out = std::process::Command::new(exe)
+        .args([test, "--exact", "--include-ignored", "--nocapture", "--test-threads", "1"])
+        .env(ALONE, "1")
+        .output()
+        .expect("run the soak in a child process");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    print!("{stdout}");
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the soak's process failed: {}", out.status);
+    assert!(stdout.contains("test result: ok. 1 passed"), "the child did not run {test} alone");
 }
 
 /// A small xorshift generator: the whole schedule follows from its seed.
@@ -122,10 +151,9 @@ fn run(duration: Duration) {
     let mut rng = Rng(seed);
     println!("soak: {duration:?}, seed {seed} (SOAK_SEED={seed} replays the schedule)");
 
-    let workdir = TempDir::new();
-    let collector =
-        Arc::new(Collector::builder().dir(workdir.0.join("collector")).start().expect("start the collector"));
-    let trust = workdir.0.join("trust.pem");
+    let workdir = TempDir::new("soak");
+    let collector = Arc::new(Collector::builder().dir(workdir.path("collector")).start().expect("start the collector"));
+    let trust = workdir.path("trust.pem");
     std::fs::copy(collector.ca_pem_path(), &trust).expect("install the trust file");
     let service = VigilService::start(ServiceConfig {
         endpoint: collector.endpoint(),
@@ -806,22 +834,4 @@ fn now_utc() -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default()
-}
-
-/// A scratch directory removed at the end.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        let path = std::env::temp_dir().join(format!("vigil-soak-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&path).expect("create the soak directory");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

@@ -8,7 +8,7 @@
 //! failed, counts the restarts, accounts for every event, measures the time
 //! to recover, and prints its row for `docs/reliability.md` (run with
 //! `--nocapture` to see them).
-mod rig;
+use crate::rig;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,4 +1,4 @@
-//! The rig behind `tests/delivery_faults.rs`: one realistic delivery path,
+//! The scenario behind `delivery_faults.rs`: one realistic delivery path,
 //! a way to break it, and the measurements of one fault-matrix row.
 //!
 //! ```text
@@ -31,7 +31,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -43,9 +43,6 @@ use vigil::https::{HttpsError, HttpsSink, HttpsSinkConfig, HttpsStats, HttpsStat
 use vigil::{Backoff, SupervisionEvent, Supervisor, System};
 use vigil_collector::{Collector, CollectorBuilder, CollectorStats};
 
-/// How long a test waits for something that should happen quickly. Only
-/// reached on failure.
-pub(crate) const DEADLINE: Duration = Duration::from_secs(20);
 /// A request slower than this counts as failed. `emit` takes microseconds; a
 /// request that waited on the sink would take at least [`TIMEOUT_GLOBAL`].
 pub(crate) const REQUEST_DEADLINE: Duration = Duration::from_millis(250);
@@ -68,92 +65,7 @@ pub(crate) const BATCHER: &str = "root/events/batcher";
 /// not a wait for anything).
 const PACE: Duration = Duration::from_millis(2);
 
-/// Polls `pred` every 2 ms until it holds or [`DEADLINE`] passes; returns
-/// whether it held.
-pub(crate) fn eventually(mut pred: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if pred() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// Installs `env_logger` once (quiet unless `RUST_LOG` is set).
-pub(crate) fn init_logging() {
-    let _ = env_logger::builder().is_test(true).try_init();
-}
-
-// ---------------------------------------------------------------------------
-// Files and certificates
-
-/// A directory removed on drop.
-#[derive(Debug)]
-pub(crate) struct TempDir(PathBuf);
-
-impl TempDir {
-    pub(crate) fn new(name: &str) -> TempDir {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("vigil-faults-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    pub(crate) fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    /// Writes a file atomically (write a sibling, rename over it), so a
-    /// polling sink never sees it half written.
-    pub(crate) fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
-        let path = self.path(name);
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, contents.as_ref()).expect("write temp file");
-        std::fs::rename(&tmp, &path).expect("rename into place");
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A CA made with rcgen that signs client certificates, for mutual TLS.
-pub(crate) struct TestCa {
-    pub(crate) cert: rcgen::Certificate,
-    key: rcgen::KeyPair,
-    params: rcgen::CertificateParams,
-}
-
-impl TestCa {
-    pub(crate) fn new(name: &str) -> TestCa {
-        let key = rcgen::KeyPair::generate().expect("key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
-        let cert = params.self_signed(&key).expect("self-signed CA");
-        TestCa { cert, key, params }
-    }
-
-    /// A client certificate (clientAuth) and its key, signed by this CA.
-    pub(crate) fn client(&self, name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
-        let key = rcgen::KeyPair::generate().expect("key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
-        (params.signed_by(&key, &issuer).expect("client cert"), key)
-    }
-}
+pub(crate) use vigil_testkit::{DEADLINE, TempDir, TestCa, eventually, init_logging};
 
 // ---------------------------------------------------------------------------
 // Request threads

@@ -1,8 +1,11 @@
 //! The rig shared by the reliability tests: a real collector behind a real
 //! HTTPS event pipeline, request threads that keep working throughout, an API
-//! actor for them to call, condition polling with deadlines, and readings of
-//! the process's resources from /proc.
+//! actor for them to call, and readings of the process's resources from
+//! /proc. [`faults`] builds the delivery-fault scenario on the same parts.
+//! Polling, deadlines, temp dirs and test CAs come from `vigil-testkit`.
 #![allow(dead_code, unreachable_pub)]
+
+pub mod faults;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,27 +20,7 @@ use vigil::https::{HttpsSinkConfig, HttpsStats};
 use vigil::{Actor, Addr, Backoff, BoxError, ChildSpec, Context, Reply, SupervisionEvent, WorkerSpec};
 use vigil_collector::Collector;
 
-/// Generous: only reached when a test fails (the machine may be a loaded 2-core one).
-pub const DEADLINE: Duration = Duration::from_secs(30);
-
-/// Polls `pred` every 2 ms until it holds or `deadline` passes; returns whether it held.
-pub fn poll(deadline: Duration, mut pred: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + deadline;
-    loop {
-        if pred() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// Polls `pred` until it holds; panics naming `what` after [`DEADLINE`].
-pub fn wait_until(what: &str, pred: impl FnMut() -> bool) {
-    assert!(poll(DEADLINE, pred), "timed out after {DEADLINE:?} waiting until {what}");
-}
+pub use vigil_testkit::{DEADLINE, poll, wait_until};
 
 /// The event request threads emit.
 #[derive(Debug, Clone, Serialize)]

@@ -1,7 +1,7 @@
 //! The `vigil-collector` binary: startup output, the stdin control protocol
 //! and the HTTP control endpoint, driven like a person would.
 
-mod common;
+use crate::support as common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -66,8 +66,9 @@ impl Drop for Running {
 
 #[test]
 fn the_binary_is_controlled_from_stdin_and_http() {
-    let dir = std::env::temp_dir().join(format!("vigil-collector-bin-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = vigil_testkit::TempDir::new("collector-bin");
+    // Not made yet: the binary makes it.
+    let dir = tmp.path("collector");
     let mut bin = Running::start(&["--listen", "127.0.0.1:0", "--dir", dir.to_str().unwrap()]);
     let endpoint = bin.expect("endpoint: ");
     let ca = PathBuf::from(bin.expect("ca: "));

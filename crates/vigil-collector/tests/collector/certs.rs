@@ -1,11 +1,11 @@
 //! Certificate modes, CA rotation and client authentication, seen by real
 //! rustls clients.
 
-mod common;
+use crate::support as common;
 
 use std::time::{Duration, SystemTime};
 
-use common::{DEADLINE, agent, client_config, handshake, post_ndjson, start};
+use common::{DEADLINE, TempDir, TestCa, agent, client_config, handshake, post_ndjson, start};
 use rustls::{CertificateError, Error as TlsError};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
@@ -70,7 +70,7 @@ fn rotation_closes_pooled_connections_so_the_next_request_sees_the_new_ca() {
 
 #[test]
 fn without_close_on_cert_change_an_open_connection_keeps_its_certificate() {
-    common::init_log();
+    vigil_testkit::init_logging();
     let collector = Collector::builder().close_on_cert_change(false).start().unwrap();
     let old_only = agent(&[&collector.ca_pem_path()]);
     let mut first = post_ndjson(&old_only, &collector, "a", [1]).unwrap();
@@ -172,7 +172,7 @@ fn expires_in_serves_a_valid_certificate_that_ends_soon() {
 }
 
 fn init_and_check_expires_in(d: Duration) {
-    common::init_log();
+    vigil_testkit::init_logging();
     let collector = Collector::builder().cert_mode(CertMode::ExpiresIn(d)).start().unwrap();
     let ca = collector.ca_pem_path();
     let tls = handshake(collector.addr(), client_config(&[&ca]), "127.0.0.1").unwrap();
@@ -186,23 +186,12 @@ fn init_and_check_expires_in(d: Duration) {
 
 #[test]
 fn client_auth_requires_a_certificate_from_the_given_ca() {
-    common::init_log();
-    // A client CA and a client certificate, made here with rcgen.
-    let dir = std::env::temp_dir().join(format!("vigil-collector-mtls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "test client CA");
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let mut client_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    client_params.distinguished_name.push(rcgen::DnType::CommonName, "shipper");
-    client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-    let client_key = rcgen::KeyPair::generate().unwrap();
-    let client_cert = client_params.signed_by(&client_key, &issuer).unwrap();
-    let client_ca_path = dir.join("client-ca.pem");
-    std::fs::write(&client_ca_path, ca_cert.pem()).unwrap();
+    vigil_testkit::init_logging();
+    // A client CA and a client certificate, made with rcgen.
+    let dir = TempDir::new("collector-mtls");
+    let ca = TestCa::new("test client CA");
+    let (client_cert, client_key) = ca.client("shipper");
+    let client_ca_path = dir.write("client-ca.pem", ca.cert.pem());
 
     let collector = Collector::builder().client_auth(&client_ca_path).start().unwrap();
     let server_ca = collector.ca_pem_path();
@@ -234,20 +223,16 @@ fn client_auth_requires_a_certificate_from_the_given_ca() {
     let new_ca = collector.rotate_ca().unwrap();
     let err = post_ndjson(&agent(&[&new_ca]), &collector, "anon-2", [2]).unwrap_err();
     assert!(!matches!(err, ureq::Error::StatusCode(_)), "{err:?}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn a_bad_client_auth_bundle_is_a_start_error() {
-    common::init_log();
-    let dir = std::env::temp_dir().join(format!("vigil-collector-bad-bundle-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let bundle = dir.join("empty.pem");
-    std::fs::write(&bundle, "no certificates here\n").unwrap();
+    vigil_testkit::init_logging();
+    let dir = TempDir::new("collector-bad-bundle");
+    let bundle = dir.write("empty.pem", "no certificates here\n");
     let err = Collector::builder().client_auth(&bundle).start().unwrap_err();
     assert!(matches!(err, vigil_collector::CollectorError::Certificate { .. }), "{err:?}");
     assert!(err.to_string().contains("empty.pem"), "{err}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

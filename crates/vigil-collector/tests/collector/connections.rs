@@ -1,7 +1,7 @@
 //! HTTP/1.1 over TLS: keep-alive, `Connection: close`, framing, limits and
 //! malformed requests, seen from raw and ureq clients.
 
-mod common;
+use crate::support as common;
 
 use std::io::{Read as _, Write as _};
 use std::time::Duration;
@@ -129,7 +129,7 @@ fn chunked_bodies_and_expect_continue_are_understood() {
 
 #[test]
 fn expect_continue_with_a_body_over_the_limit_is_refused_before_it_is_sent() {
-    common::init_log();
+    vigil_testkit::init_logging();
     let collector = Collector::builder().max_body(10).start().unwrap();
     let mut tls = raw(&collector);
     tls.write_all(b"POST /ingest HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1000\r\n\r\n").unwrap();
@@ -162,7 +162,7 @@ fn other_endpoints_and_methods() {
 
 #[test]
 fn connections_over_the_limit_are_closed_at_once() {
-    common::init_log();
+    vigil_testkit::init_logging();
     let collector = Collector::builder().max_connections(1).start().unwrap();
     let held = raw(&collector);
     assert!(collector.wait_for(DEADLINE, |s| s.active_connections == 1));
@@ -177,7 +177,7 @@ fn connections_over_the_limit_are_closed_at_once() {
 
 #[test]
 fn idle_connections_are_closed_after_the_idle_timeout() {
-    common::init_log();
+    vigil_testkit::init_logging();
     let collector = Collector::builder().idle_timeout(Some(Duration::from_millis(200))).start().unwrap();
     let mut tls = raw(&collector);
     let text = String::from_utf8(exchange(&mut tls, post("k", [1], "").as_bytes(), b"}")).unwrap();

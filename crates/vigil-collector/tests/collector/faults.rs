@@ -1,6 +1,6 @@
 //! Each fault, observed by a real rustls client on the wire.
 
-mod common;
+use crate::support as common;
 
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::sync::mpsc;

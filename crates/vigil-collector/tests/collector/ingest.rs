@@ -1,6 +1,6 @@
 //! Receiving batches: counting, de-duplication, encodings.
 
-mod common;
+use crate::support as common;
 
 use std::io::Write as _;
 
@@ -130,7 +130,7 @@ fn bodies_that_do_not_parse_are_refused_and_nothing_is_recorded() {
 
 #[test]
 fn bodies_over_the_limit_get_413() {
-    common::init_log();
+    vigil_testkit::init_logging();
     let collector = vigil_collector::Collector::builder().max_body(64).start().unwrap();
     let agent = agent(&[&collector.ca_pem_path()]);
     let response = post_ndjson(&agent, &collector, "big", 1..=20).unwrap();
@@ -143,12 +143,11 @@ fn bodies_over_the_limit_get_413() {
 
 #[test]
 fn the_ndjson_log_holds_each_event_once() {
-    common::init_log();
-    let dir = std::env::temp_dir().join(format!("vigil-collector-log-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let log = dir.join("events.ndjson");
-    let _ = std::fs::remove_file(&log);
-    let collector = vigil_collector::Collector::builder().dir(&dir).ndjson_log(&log).start().unwrap();
+    vigil_testkit::init_logging();
+    let tmp = vigil_testkit::TempDir::new("collector-log");
+    let dir = tmp.root();
+    let log = tmp.path("events.ndjson");
+    let collector = vigil_collector::Collector::builder().dir(dir).ndjson_log(&log).start().unwrap();
     assert_eq!(collector.ca_pem_path(), dir.join("ca-0.pem"));
     let agent = agent(&[&collector.ca_pem_path()]);
     assert_eq!(post_ndjson(&agent, &collector, "a", [1, 2]).unwrap().status(), 200);
@@ -162,7 +161,7 @@ fn the_ndjson_log_holds_each_event_once() {
     assert_eq!(seqs, [1, 2, 3]);
     // A directory we chose is left in place.
     assert!(dir.join("ca-0.pem").exists());
-    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]

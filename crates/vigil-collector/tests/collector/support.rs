@@ -13,20 +13,14 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 use vigil_collector::Collector;
 
-/// How long a test waits for something that should happen quickly. Only
-/// reached on failure.
-pub const DEADLINE: Duration = Duration::from_secs(20);
+pub use vigil_testkit::{DEADLINE, TempDir, TestCa};
 
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-pub fn init_log() {
-    let _ = env_logger::builder().is_test(true).try_init();
-}
-
 pub fn start() -> Collector {
-    init_log();
+    vigil_testkit::init_logging();
     Collector::builder().start().expect("collector starts")
 }
 

@@ -1,5 +1,5 @@
 //! Invalid configuration gets a typed error that names the problem; nothing starts.
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
 //! The dynamic children API: start, terminate, restart, delete, list, count.
-mod support;
+use crate::support;
 
 use support::*;
 use vigil_core::*;

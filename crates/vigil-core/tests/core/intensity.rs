@@ -1,6 +1,6 @@
 //! The restart-intensity boundary, escalation up to the root, and the main
 //! thread carrying on through it all.
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

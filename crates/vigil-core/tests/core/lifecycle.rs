@@ -1,5 +1,5 @@
 //! Hooks, panics and messages across restarts.
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Issue 10: the holes in the promise that an adversarial user found in
 //! vigil-core. Each test is named after what it protects, and each one failed
 //! (or hung, or aborted the process) before its fix.
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,5 +1,5 @@
 //! Ordered shutdown, abandonment of children that ignore it, and start timeouts.
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
 //! Every strategy and every restart type, with real threads and real panics.
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,4 +1,5 @@
-//! A scriptable test actor and helpers that wait on conditions with deadlines.
+//! A scriptable test actor, and receiving from a channel with a deadline.
+//! Polling and the deadline itself come from `vigil-testkit`.
 #![allow(dead_code, unreachable_pub)]
 
 use std::sync::Arc;
@@ -8,8 +9,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use vigil_core::*;
 
-/// Generous: only reached when a test fails.
-pub const DEADLINE: Duration = Duration::from_secs(20);
+// `signals.rs` and `observe.rs` include this module too, without polling.
+#[allow(unused_imports)]
+pub use vigil_testkit::{DEADLINE, wait_until};
 
 /// What the probe actor reports about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,15 +122,6 @@ pub fn expect<T: std::fmt::Debug>(rx: &Receiver<T>, what: &str, mut pred: impl F
 /// Collects everything currently queued without waiting.
 pub fn drain<T>(rx: &Receiver<T>) -> Vec<T> {
     rx.try_iter().collect()
-}
-
-/// Polls `cond` until it holds or the deadline passes.
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 pub fn started(path: &str, incarnation: u64) -> impl FnMut(&SupervisionEvent) -> bool + '_ {

@@ -1,7 +1,7 @@
 //! Delivery results end to end: retryable with retry-after, too large,
 //! rejected, expired; batch bounds and encodings.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

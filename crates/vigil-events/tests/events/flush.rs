@@ -1,6 +1,6 @@
 //! Flush with a deadline, and the final flush at shutdown.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! A full buffer under both overflow policies, with the batcher stuck in a
 //! delivery: exact counts.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 

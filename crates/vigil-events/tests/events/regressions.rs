@@ -1,7 +1,7 @@
 //! Issue 10 (events): each test names what it protects and failed on the code
 //! before the fix (commit cf373c4).
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
@@ -51,7 +51,7 @@ fn sizes_at_their_maximum_do_not_overflow() {
     let control = Control::new();
     let mut run = start(config, &control);
     run.emit_all(0..50);
-    let report = run.handle.flush(PATIENCE).expect("flushed");
+    let report = run.handle.flush(DEADLINE).expect("flushed");
     assert_eq!((report.ledger.delivered, report.ledger.restarts), (50, 0));
     run.shutdown();
     assert_balanced(&run.handle.ledger());
@@ -71,7 +71,7 @@ fn a_retry_after_of_duration_max_expires_the_batch_without_restarting_the_batche
     assert_eq!((ledger.dropped.expired, ledger.restarts), (10, 0), "{ledger:?}");
     assert_eq!(ledger.last_error.map(|e| e.kind), Some("retryable".to_owned()));
     run.emit_all(10..20);
-    run.handle.flush(PATIENCE).expect("the next batch goes");
+    run.handle.flush(DEADLINE).expect("the next batch goes");
     run.shutdown();
     assert_eq!(run.handle.ledger().delivered, 10);
 }
@@ -100,7 +100,7 @@ fn a_sink_factory_slower_than_the_start_timeout_does_not_fail_the_start() {
     assert!(matches!(err, FlushError::Timeout(_)), "{err:?}");
     assert_eq!(err.report().pending, 10);
     drop(unblock);
-    let report = handle.flush(PATIENCE).expect("delivered once the sink is built");
+    let report = handle.flush(DEADLINE).expect("delivered once the sink is built");
     assert_eq!((report.ledger.delivered, report.ledger.restarts), (10, 0));
     let shutdown = system.shutdown().expect("clean shutdown");
     assert!(shutdown.is_clean(), "{shutdown:?}");

@@ -1,7 +1,7 @@
 //! A restart loses nothing: sink panics, fatal deliveries, a failing sink
 //! factory and a panicking serializer.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

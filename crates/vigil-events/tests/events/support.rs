@@ -1,5 +1,5 @@
 //! A real `Sink` for scenario tests: it records what it receives and can be
-//! told to fail, hang or panic. Plus polling helpers (no bare sleeps).
+//! told to fail, hang or panic. Polling helpers come from `vigil-testkit`.
 
 #![allow(dead_code)]
 
@@ -14,8 +14,7 @@ use serde_json::Value;
 use vigil_core::{Backoff, Supervisor, System};
 use vigil_events::{Batch, Config, Delivery, Emitter, Encoding, EventPipeline, EventsHandle, LedgerSnapshot, Sink};
 
-/// The deadline for conditions that should become true quickly; only hit on failure.
-pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
+pub(crate) use vigil_testkit::{DEADLINE, wait_until};
 
 /// The test event.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -89,7 +88,7 @@ impl Control {
     }
 
     /// The next `n` factory calls block until the gate opens (at most
-    /// [`PATIENCE`]): a slow sink factory.
+    /// [`DEADLINE`]): a slow sink factory.
     pub(crate) fn hold_builds(&self, n: usize) {
         self.held_builds.store(n, Ordering::SeqCst);
     }
@@ -153,7 +152,7 @@ impl Control {
             let held = control.held_builds.load(Ordering::SeqCst);
             if held > 0 {
                 control.held_builds.store(held - 1, Ordering::SeqCst);
-                control.wait_for_gate(Instant::now() + PATIENCE);
+                control.wait_for_gate(Instant::now() + DEADLINE);
             }
             let failing = control.failing_builds.load(Ordering::SeqCst);
             if failing > 0 {
@@ -233,7 +232,7 @@ impl Sink for TestSink {
                 Delivery::Delivered
             }
             Step::Wait => {
-                if c.wait_for_gate(Instant::now() + budget.unwrap_or(PATIENCE)) {
+                if c.wait_for_gate(Instant::now() + budget.unwrap_or(DEADLINE)) {
                     Delivery::Delivered
                 } else {
                     Delivery::Retryable { error: err("timed out"), retry_after: None }
@@ -244,15 +243,6 @@ impl Sink for TestSink {
         c.attempts.lock().push(attempt);
         c.inside.fetch_sub(1, Ordering::SeqCst);
         delivery
-    }
-}
-
-/// Polls `cond` until it is true; panics with `what` after [`PATIENCE`].
-pub(crate) fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
@@ -276,7 +266,7 @@ pub(crate) struct Running {
 }
 
 pub(crate) fn start(config: Config, control: &Arc<Control>) -> Running {
-    let _ = env_logger::builder().is_test(true).try_init();
+    vigil_testkit::init_logging();
     let (emitter, spec, handle) = EventPipeline::builder(config)
         .sink(control.factory())
         .restart_backoff(Backoff::exponential(Duration::from_millis(5), Duration::from_millis(50)))
@@ -298,7 +288,7 @@ impl Running {
     /// from now. Without it, events emitted before its first look count as
     /// overdue, and whether they go out on their own depends on scheduling.
     pub(crate) fn settle_timer(&self) {
-        let report = self.handle.flush(PATIENCE).expect("an empty flush");
+        let report = self.handle.flush(DEADLINE).expect("an empty flush");
         assert_eq!(report.pending, 0);
     }
 
