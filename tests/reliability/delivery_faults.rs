@@ -1,7 +1,7 @@
 //! The fault matrix of `docs/reliability.md`: certificate faults, network
 //! faults and HTTP answers on the delivery path, one test per fault.
 //!
-//! Each test runs a real scenario (see `support/fault_rig.rs`): request
+//! Each test runs a real scenario (see `rig/faults.rs`): request
 //! threads emit throughout into a supervised `EventPipeline` whose
 //! `HttpsSink` delivers to a `vigil_collector::Collector` over TLS on
 //! loopback. The test injects the fault with the collector's runtime
@@ -13,7 +13,7 @@
 //! stated reason, and restart counts that agree.
 //!
 //! Each test prints its row of the matrix (`ROW | ... |`); run
-//! `cargo test --test delivery_faults -- --nocapture --test-threads 1 | grep ^ROW`
+//! `cargo test --test reliability delivery_faults:: -- --nocapture --test-threads 1 | grep ^ROW`
 //! to regenerate the table.
 
 use crate::rig::faults as fault_rig;

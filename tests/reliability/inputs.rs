@@ -295,7 +295,7 @@ fn trust_files_that_are_empty_malformed_or_hold_the_wrong_item() {
     assert_eq!(text, format!("trust file {} contains a private key, which does not belong there", key.display()));
 
     // A CA followed by a key: still refused, no partial trust set.
-    let mixed = dir.write("mixed.pem", &format!("{}{}", id.ca, id.key));
+    let mixed = dir.write("mixed.pem", format!("{}{}", id.ca, id.key));
     let (_, _, problem, _) = pem_error(&sink_config(&mixed));
     assert_eq!(problem, PemProblem::WrongItem { found: "private key" });
 
@@ -351,7 +351,7 @@ fn client_identity_files_that_are_empty_malformed_or_hold_the_wrong_item() {
     let PemProblem::Malformed { reason } = &problem else { panic!("{problem:?}") };
     assert_eq!(text, format!("client key {} is not valid PEM: {reason}", bad.display()));
 
-    let two = dir.write("two-keys.pem", &format!("{}{}", id.key, id.other_key));
+    let two = dir.write("two-keys.pem", format!("{}{}", id.key, id.other_key));
     let (_, _, problem, text) = pem_error(&with(&chain, &two));
     assert_eq!(problem, PemProblem::SeveralKeys { count: 2 });
     assert_eq!(text, format!("client key {} contains 2 private keys; exactly one is needed", two.display()));
