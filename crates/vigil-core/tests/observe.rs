@@ -2,7 +2,7 @@
 //!
 //! A test binary of its own: it asserts on `vigil` log lines that any tree in
 //! the same process could write.
-#[path = "core/support.rs"]
+#[path = "core/support/mod.rs"]
 mod support;
 
 use std::time::Duration;

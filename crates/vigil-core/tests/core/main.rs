@@ -6,6 +6,8 @@
 //! any test in the process could write) and `tests/signals.rs` (it raises
 //! SIGTERM, which is process-wide).
 
+// `support/mod.rs`, not `support.rs`: `lifecycle` asserts that a panic's
+// location names that file.
 mod support;
 
 mod config;
