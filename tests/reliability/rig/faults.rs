@@ -7,10 +7,10 @@
 //!     root (System) ─ events (supervisor) ─ batcher ──▶ Recorded(HttpsSink) ──TLS──▶ [Proxy] ──▶ Collector
 //! ```
 //!
-//! - [`Load`]: plain threads standing in for a service's request threads.
-//!   Each serves requests in a loop: a little work, one `emit`, and the
-//!   request counts as failed if anything panics or it takes longer than
-//!   [`REQUEST_DEADLINE`].
+//! - [`start_load`]: the rig's [`Requests`], plain threads standing in for a
+//!   service's request threads. Each serves requests in a loop: a little
+//!   work, one `emit`, and the request counts as failed if anything panics or
+//!   it takes longer than [`REQUEST_DEADLINE`].
 //! - The batcher is the real `vigil_events` batcher in a real `vigil_core`
 //!   tree. Its child factory builds a real `HttpsSink` (ureq + rustls, ring)
 //!   on every (re)start, wrapped in [`Recorded`], which only notes when each
@@ -42,6 +42,8 @@ use vigil::events::{Batch, Config, Delivery, Emitter, EventPipeline, EventsHandl
 use vigil::https::{HttpsError, HttpsSink, HttpsSinkConfig, HttpsStats, HttpsStatsSnapshot};
 use vigil::{Backoff, SupervisionEvent, Supervisor, System};
 use vigil_collector::{Collector, CollectorBuilder, CollectorStats};
+
+use super::{RequestSummary, Requests};
 
 /// A request slower than this counts as failed. `emit` takes microseconds; a
 /// request that waited on the sink would take at least [`TIMEOUT_GLOBAL`].
@@ -101,48 +103,24 @@ impl Tally {
     }
 }
 
-/// Request threads that emit one event per request until stopped.
-struct Load {
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<Tally>>,
-}
-
-impl Load {
-    fn start(emitter: &Emitter<RequestEvent>, threads: usize) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let threads = (0..threads)
-            .map(|thread| {
-                let (emitter, stop) = (emitter.clone(), Arc::clone(&stop));
-                thread::Builder::new()
-                    .name(format!("request-{thread}"))
-                    .spawn(move || serve_requests(thread, &emitter, &stop))
-                    .expect("spawn a request thread")
-            })
-            .collect();
-        Load { stop, threads }
-    }
-
-    fn stop(self) -> Tally {
-        self.stop.store(true, Ordering::Release);
-        let mut total = Tally::default();
-        for handle in self.threads {
-            let t = handle.join().expect("a request thread itself never panics");
-            total.requests += t.requests;
-            total.failed += t.failed;
-            total.refused_by_emit += t.refused_by_emit;
-            total.slowest = total.slowest.max(t.slowest);
-            total.emitted.extend(t.emitted);
+impl From<RequestSummary> for Tally {
+    fn from(s: RequestSummary) -> Tally {
+        Tally {
+            requests: s.requests,
+            failed: s.failed,
+            refused_by_emit: s.refused,
+            slowest: s.max_latency,
+            emitted: s.per_thread,
         }
-        total
     }
 }
 
-/// One request thread: a little work, one `emit`, timed; panics caught and
-/// counted as failed requests.
-fn serve_requests(thread: usize, emitter: &Emitter<RequestEvent>, stop: &AtomicBool) -> Tally {
-    let mut tally = Tally::default();
-    let mut n = 0u64;
-    while !stop.load(Ordering::Acquire) {
+/// The rig's [`Requests`]: a little work, one `emit`, timed; a panic or a
+/// request slower than [`REQUEST_DEADLINE`] is a failed request, an event
+/// `emit` refused is counted and the request itself succeeds.
+fn start_load(emitter: &Emitter<RequestEvent>, threads: usize) -> Requests {
+    let emitter = emitter.clone();
+    Requests::paced(threads, PACE, move |thread, n, stats| {
         let started = Instant::now();
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
             // The "work": price the payment.
@@ -150,25 +128,18 @@ fn serve_requests(thread: usize, emitter: &Emitter<RequestEvent>, stop: &AtomicB
             emitter.emit(RequestEvent { thread, n, route: "/charge", amount_cents: 1_000 + amount_cents })
         }));
         let took = started.elapsed();
-        n += 1;
-        tally.requests += 1;
-        tally.slowest = tally.slowest.max(took);
+        let slow = || Err(format!("a request took {took:?}, over {REQUEST_DEADLINE:?}"));
         match outcome {
-            Ok(Ok(())) if took <= REQUEST_DEADLINE => {}
-            Ok(Ok(())) => tally.failed += 1,
+            Ok(Ok(())) if took <= REQUEST_DEADLINE => Ok(()),
+            Ok(Ok(())) => slow(),
             Ok(Err(_refused)) => {
                 // The request itself succeeded; the ledger counts the event as dropped.
-                tally.refused_by_emit += 1;
-                if took > REQUEST_DEADLINE {
-                    tally.failed += 1;
-                }
+                stats.refused.fetch_add(1, Ordering::Relaxed);
+                if took > REQUEST_DEADLINE { slow() } else { Ok(()) }
             }
-            Err(_panic) => tally.failed += 1,
+            Err(_panic) => Err("a request panicked".to_owned()),
         }
-        thread::sleep(PACE);
-    }
-    tally.emitted = vec![n];
-    tally
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -392,7 +363,7 @@ pub(crate) struct Rig {
     pub(crate) attempts: Attempts,
     system: Option<System>,
     supervision: Receiver<SupervisionEvent>,
-    load: Option<Load>,
+    load: Option<Requests>,
     ndjson: PathBuf,
 }
 
@@ -442,7 +413,7 @@ impl Rig {
             .expect("the pipeline builds");
         let system = Supervisor::builder().child(events_spec).start().expect("the tree starts");
         let supervision = system.subscribe();
-        let load = Load::start(&emitter, options.threads);
+        let load = start_load(&emitter, options.threads);
         Rig {
             name: options.name,
             dir,
@@ -524,7 +495,7 @@ impl Rig {
     /// Stops the request threads, flushes, shuts everything down and
     /// gathers what happened.
     pub(crate) fn finish(mut self) -> Outcome {
-        let tally = self.load.take().expect("the load runs until finish").stop();
+        let tally = Tally::from(self.load.take().expect("the load runs until finish").stop());
         let flushed = self.events.flush(DEADLINE);
         assert!(flushed.is_ok(), "the final flush failed: {flushed:?}\n{}", self.describe());
         let ledger = self.events.ledger();

@@ -84,6 +84,9 @@ pub struct RequestSummary {
     pub refused: u64,
     pub max_latency: Duration,
     pub first_error: Option<String>,
+    /// The requests each thread served, by thread: thread `t` ran requests
+    /// `0..per_thread[t]`.
+    pub per_thread: Vec<u64>,
 }
 
 /// Plain request threads that do a unit of work every millisecond or so
@@ -91,12 +94,23 @@ pub struct RequestSummary {
 pub struct Requests {
     pub stats: Arc<RequestStats>,
     stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    /// Each thread returns how many requests it served.
+    threads: Vec<JoinHandle<u64>>,
 }
 
 impl Requests {
-    /// Starts `n` threads running `work(thread, request_number)`.
+    /// Starts `n` threads running `work(thread, request_number)`, one
+    /// request a millisecond.
     pub fn start<W>(n: usize, work: W) -> Requests
+    where
+        W: Fn(usize, u64, &RequestStats) -> Result<(), String> + Send + Sync + 'static,
+    {
+        Requests::paced(n, Duration::from_millis(1), work)
+    }
+
+    /// Like [`start`](Requests::start), pausing `pace` between two requests
+    /// of one thread (request arrival, not a wait for anything).
+    pub fn paced<W>(n: usize, pace: Duration, work: W) -> Requests
     where
         W: Fn(usize, u64, &RequestStats) -> Result<(), String> + Send + Sync + 'static,
     {
@@ -110,7 +124,7 @@ impl Requests {
                     .name(format!("request-{t}"))
                     .spawn(move || {
                         let mut i = 0u64;
-                        while !stop.load(Ordering::Relaxed) {
+                        while !stop.load(Ordering::Acquire) {
                             let started = Instant::now();
                             match work(t, i, &stats) {
                                 Ok(()) => stats.ok.fetch_add(1, Ordering::Relaxed),
@@ -122,9 +136,9 @@ impl Requests {
                             let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                             stats.max_latency_us.fetch_max(us, Ordering::Relaxed);
                             i += 1;
-                            // Pacing the load, not waiting for anything.
-                            std::thread::sleep(Duration::from_millis(1));
+                            std::thread::sleep(pace);
                         }
+                        i
                     })
                     .expect("spawn a request thread")
             })
@@ -157,10 +171,8 @@ impl Requests {
     }
 
     pub fn stop(self) -> RequestSummary {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
-            t.join().expect("a request thread panicked");
-        }
+        self.stop.store(true, Ordering::Release);
+        let per_thread = self.threads.into_iter().map(|t| t.join().expect("a request thread panicked")).collect();
         let s = &self.stats;
         let ok = s.ok.load(Ordering::Relaxed);
         let failed = s.failed.load(Ordering::Relaxed);
@@ -171,6 +183,7 @@ impl Requests {
             refused: s.refused.load(Ordering::Relaxed),
             max_latency: Duration::from_micros(s.max_latency_us.load(Ordering::Relaxed)),
             first_error: s.first_error.lock().clone(),
+            per_thread,
         }
     }
 }
