@@ -346,6 +346,7 @@ fn run(args: &Args, multi: &MultiProgress) -> Result<Report, Box<dyn Error>> {
         server_certificate: https.server_certificate.map(|c| format!("{} (issuer {})", c.subject, c.issuer)),
         last_sink_error: https.last_error,
         restarts,
+        readiness_before_outage: vigil.readiness.clone(),
         timeline: phases,
         duration_s: vigil.duration_s,
         naive: naive.map(|n| {

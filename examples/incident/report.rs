@@ -75,6 +75,9 @@ pub(crate) struct Report {
     /// The HTTPS sink's last error, if any (the cause when events were lost).
     pub(crate) last_sink_error: Option<String>,
     pub(crate) restarts: Vec<RestartSummary>,
+    /// The readiness report taken before the outage, when a rotation was announced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) readiness_before_outage: Option<vigil::https::Readiness>,
     pub(crate) timeline: Phases,
     pub(crate) duration_s: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -87,8 +90,12 @@ pub(crate) struct Report {
 /// When the scripted phases began, in seconds since the start.
 #[derive(Debug, Serialize, Default, Clone, Copy)]
 pub(crate) struct Phases {
+    /// When the rotation was announced (the replay opens with it).
+    pub(crate) announced_s: Option<f64>,
     pub(crate) rotation_s: Option<f64>,
     pub(crate) fix_s: Option<f64>,
+    /// Seconds from the fix to the first event delivered after it.
+    pub(crate) first_delivery_after_fix_s: Option<f64>,
     pub(crate) drained_s: Option<f64>,
     pub(crate) load_end_s: f64,
 }
@@ -241,8 +248,22 @@ impl Report {
         row("certificate rotations seen", self.cert_rotations.to_string(), None);
         if let (Some(rotation), Some(fix)) = (self.timeline.rotation_s, self.timeline.fix_s) {
             row("CA rotation / operator fix (s)", format!("{rotation:.1} / {fix:.1}"), None);
+            let first = self.timeline.first_delivery_after_fix_s.map_or("none".to_owned(), |d| format!("{d:.2} s"));
+            row("first delivery after the fix", first, None);
             let drained = self.timeline.drained_s.map_or("not drained".to_owned(), |d| format!("{d:.1} s"));
             row("Vigil's backlog drained at", drained, None);
+        }
+        if let Some(readiness) = &self.readiness_before_outage {
+            println!();
+            println!("  Announced at the start; before the outage the readiness report said");
+            println!("  (the whole report: --json, or the rotation-check example):");
+            let text = readiness.to_string();
+            // The verdict, its reasons and the rotations; not every certificate.
+            let brief =
+                text.lines().filter(|l| !l.starts_with("  ") || l.starts_with("  !") || l.starts_with("  rotation"));
+            for line in brief {
+                long(format!("  {line}"));
+            }
         }
         if let Some(cert) = &self.server_certificate {
             long(format!("  server certificate now: {cert}"));
@@ -293,6 +314,9 @@ pub(crate) struct Point {
 /// Markers on the timeline, in seconds.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Markers {
+    pub(crate) announced: Option<f64>,
+    /// When the readiness report said the host was not ready for the rotation.
+    pub(crate) not_ready: Option<f64>,
     pub(crate) rotation: Option<f64>,
     pub(crate) fix: Option<f64>,
     pub(crate) restarts: Vec<f64>,
@@ -313,6 +337,8 @@ const NAIVE: RGBColor = RGBColor(0, 150, 150);
 const NAIVE_FAILED: RGBColor = RGBColor(255, 140, 0);
 const ROTATION: RGBColor = RGBColor(90, 90, 90);
 const FIX: RGBColor = RGBColor(0, 150, 0);
+const ANNOUNCED: RGBColor = RGBColor(150, 60, 200);
+const NOT_READY: RGBColor = RGBColor(200, 0, 120);
 const RESTART: RGBColor = RGBColor(200, 0, 200);
 const CRASH: RGBColor = RGBColor(0, 0, 0);
 
@@ -356,6 +382,18 @@ pub(crate) fn plot(
     };
     let mark = |chart: &mut Chart<'_, '_>, top: f64, labels: bool| -> Result<(), Box<dyn std::error::Error>> {
         let vline = |x: f64, color: RGBColor| PathElement::new(vec![(x, 0.0), (x, top)], color.stroke_width(2));
+        if let Some(x) = markers.announced {
+            let series = chart.draw_series(std::iter::once(vline(x, ANNOUNCED)))?;
+            if labels {
+                series.label("rotation announced").legend(legend(ANNOUNCED, 2));
+            }
+        }
+        if let Some(x) = markers.not_ready {
+            let series = chart.draw_series(std::iter::once(Circle::new((x, top * 0.85), 6, NOT_READY.filled())))?;
+            if labels {
+                series.label("readiness: not ready").legend(|(x, y)| Circle::new((x + 8, y), 5, NOT_READY.filled()));
+            }
+        }
         if let Some(x) = markers.rotation {
             let series = chart.draw_series(std::iter::once(vline(x, ROTATION)))?;
             if labels {

@@ -6,11 +6,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use vigil::SupervisionEvent;
 use vigil::events::LedgerSnapshot;
-use vigil::https::HttpsStatsSnapshot;
+use vigil::https::{HttpsStatsSnapshot, Readiness};
 use vigil_collector::Collector;
 
 use crate::load::{Load, Recorder};
@@ -70,6 +70,7 @@ pub(crate) struct Outcome {
     pub(crate) restarts: u64,
     pub(crate) ledger: Option<LedgerSnapshot>,
     pub(crate) https: Option<HttpsStatsSnapshot>,
+    pub(crate) readiness: Option<Readiness>,
     pub(crate) collector_unique_events: Option<u64>,
     pub(crate) duration_s: f64,
 }
@@ -114,13 +115,26 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
         (None, None) => return Err("no collector: give --endpoint with --ca".into()),
     };
 
+    // The announcement: the collector's operator says which CA it will
+    // rotate to, a few days ahead; the operator of this host configures it.
+    // (Vigil only: the naive design has nowhere to put it.)
+    let announced = match (&collector, design) {
+        (Some(collector), Design::Vigil) => {
+            Some((collector.announce_next_ca()?, SystemTime::now() + Duration::from_secs(3 * 86_400)))
+        }
+        _ => None,
+    };
     let epoch = Instant::now();
+    let mut markers = Markers::default();
+    let mut phases = Phases::default();
+    if announced.is_some() {
+        markers.announced = Some(0.0);
+        phases.announced_s = Some(0.0);
+    }
     let target = match design {
         Design::Vigil => Target::Vigil(Box::new(VigilService::start(ServiceConfig {
-            endpoint: endpoint.clone(),
-            trust_files: trust_files.clone(),
-            work: args.work(),
-            handlers: 8,
+            announced,
+            ..ServiceConfig::replay(endpoint.clone(), trust_files.clone(), args.work())
         })?)),
         Design::Naive => Target::Naive(naive::Manager::start(&endpoint, trust_files[0].clone(), args.work(), epoch)?),
     };
@@ -134,8 +148,8 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
     // The script: healthy for 25%, outage until the fix, recovery after.
     let (rotate_at, fix_at) = args.script();
     let mut phase = if collector.is_some() { Phase::Healthy } else { Phase::External };
-    let mut phases = Phases::default();
-    let mut markers = Markers::default();
+    let mut readiness = None;
+    let mut first_delivery = None;
     let mut timeline: Vec<Point> = Vec::new();
     let mut restart_log = Vec::new();
     let mut restarts = 0;
@@ -160,6 +174,14 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
         let now = epoch.elapsed();
         if let Some(collector) = &collector {
             if phase == Phase::Healthy && now >= rotate_at {
+                // What the operator would have seen before the outage.
+                if let Target::Vigil(service) = &target {
+                    let report = service.https.readiness();
+                    if !report.ready {
+                        markers.not_ready = Some(now.as_secs_f64());
+                    }
+                    readiness = Some(report);
+                }
                 collector.rotate_ca()?;
                 phase = Phase::Outage;
                 phases.rotation_s = Some(secs(now));
@@ -171,6 +193,9 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
                 trust.write_all(b"\n")?;
                 trust.write_all(&new_ca)?;
                 trust.sync_all()?;
+                if let Target::Vigil(service) = &target {
+                    first_delivery = Some(time_first_delivery(service.events.clone(), args.duration));
+                }
                 phase = Phase::Recovery;
                 phases.fix_s = Some(secs(now));
                 markers.fix = Some(now.as_secs_f64());
@@ -240,6 +265,8 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
             Snapshot { t, ok, failed, emitted: ok, delivered, pending: 0 }
         }
     };
+    phases.first_delivery_after_fix_s =
+        first_delivery.and_then(|t| t.join().ok().flatten()).map(|d: Duration| d.as_secs_f64());
     let shown_end = if design == Design::Naive { markers.naive_crashes.len() as u64 } else { restarts };
     status.show(Phase::Draining, &end, shown_end);
     status.finish();
@@ -255,8 +282,29 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
         restarts,
         ledger,
         https,
+        readiness,
         collector_unique_events: collector.as_ref().map(|c| c.stats().unique_events),
         duration_s: secs(epoch.elapsed()),
+    })
+}
+
+/// Measures, on a thread of its own, how long after now the ledger counts
+/// its next delivery (at most `limit`): the recovery time after the fix.
+fn time_first_delivery(
+    events: vigil::events::EventsHandle,
+    limit: Duration,
+) -> std::thread::JoinHandle<Option<Duration>> {
+    let fixed = Instant::now();
+    let before = events.ledger().delivered;
+    std::thread::spawn(move || {
+        while fixed.elapsed() < limit {
+            if events.ledger().delivered > before {
+                return Some(fixed.elapsed());
+            }
+            // A measurement's resolution, not a wait for a condition with a deadline.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        None
     })
 }
 

@@ -13,7 +13,7 @@ use std::error::Error;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use vigil::events::{Config, Emitter, EventPipeline, EventsHandle};
@@ -38,6 +38,29 @@ pub(crate) struct ServiceConfig {
     /// Simulated processing time of one payment.
     pub(crate) work: Duration,
     pub(crate) handlers: usize,
+    /// An announced rotation: the new CA's PEM file and the date.
+    pub(crate) announced: Option<(PathBuf, SystemTime)>,
+    /// How often the sink's trust watcher polls the trust files.
+    pub(crate) trust_poll: Duration,
+    /// The batcher's restart backoff.
+    pub(crate) restart_backoff: Backoff,
+}
+
+impl ServiceConfig {
+    /// The replay's settings: a 1 s trust poll, and the default restart
+    /// backoff (1 s doubling to 60 s), which the trust watcher ends the
+    /// moment the trust file is fixed (issue 14).
+    pub(crate) fn replay(endpoint: String, trust_files: Vec<PathBuf>, work: Duration) -> ServiceConfig {
+        ServiceConfig {
+            endpoint,
+            trust_files,
+            work,
+            handlers: 8,
+            announced: None,
+            trust_poll: Duration::from_secs(1),
+            restart_backoff: Backoff::exponential(Duration::from_secs(1), Duration::from_secs(60)),
+        }
+    }
 }
 
 /// The running service.
@@ -127,14 +150,20 @@ impl VigilService {
         let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").map_err(|e| format!("cannot listen: {e}"))?);
         let port = server.server_addr().to_ip().map(|a| a.port()).ok_or("tiny_http did not bind an IP address")?;
 
+        // The trust watcher notices the operator's fix within one poll and
+        // ends the batcher's restart backoff (issue 14).
         let mut https = HttpsSinkConfig::new(&config.endpoint)
-            .trust_poll_interval(Duration::from_millis(500))
+            .trust_poll_interval(config.trust_poll)
             .timeout_connect(Some(Duration::from_secs(2)))
             .timeout_global(Some(Duration::from_secs(5)));
         for file in &config.trust_files {
             https = https.trust_file(file);
         }
+        if let Some((new_ca, by)) = &config.announced {
+            https = https.announced_rotation(new_ca.as_path(), *by);
+        }
         let stats = https.stats();
+        let watcher = https.clone();
         let (emitter, events_spec, events) = EventPipeline::builder(
             Config::default()
                 .capacity(500_000)
@@ -146,8 +175,9 @@ impl VigilService {
         .id("events")
         // Called on every (re)start: a restart re-reads the trust files.
         .sink(move || https.build())
-        .restart_backoff(Backoff::exponential(Duration::from_millis(200), Duration::from_secs(2)))
+        .restart_backoff(config.restart_backoff)
         .build()?;
+        watcher.wake_pipeline(&events);
 
         let served = Arc::new(AtomicU64::new(0));
         let mut http = Supervisor::builder().strategy(Strategy::OneForOne).intensity(10, Duration::from_secs(10));

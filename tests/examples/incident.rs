@@ -46,10 +46,26 @@ fn the_incident_replay_loses_no_request_and_no_event() {
     assert!(n("batcher_restarts") >= 1, "{report:#}");
     assert!(n("tls_failures") >= 1, "{report:#}");
     assert!(n("cert_rotations") >= 1, "{report:#}");
+    // Isolation: a request thread that blocked on the batcher would wait out
+    // the outage (seconds). Scheduler delays of a few tens of ms hit either
+    // phase at random on a loaded 2-core host: below 25 ms of difference the
+    // ratio proves nothing either way (as in .ci/check-incident).
+    let (healthy, outage) = (ms("latency_p99_healthy_ms"), ms("latency_p99_outage_ms"));
     assert!(
-        ms("latency_p99_outage_ms") <= 2.0 * ms("latency_p99_healthy_ms"),
-        "p99 during the outage within 2x of healthy: {report:#}"
+        outage <= (2.0 * healthy).max(healthy + 25.0),
+        "p99 during the outage within 2x of healthy (or 25 ms): {report:#}"
     );
+    // Issue 14: the replay opens with the announcement; the host is not ready
+    // before the outage; the timeline reports the fix and the first delivery
+    // after it (no timing asserted here: .ci/measure-recovery measures it).
+    let timeline = &report["timeline"];
+    assert_eq!(timeline["announced_s"].as_f64(), Some(0.0), "{report:#}");
+    assert!(timeline["fix_s"].as_f64().is_some(), "{report:#}");
+    assert!(timeline["first_delivery_after_fix_s"].as_f64().is_some(), "{report:#}");
+    let readiness = &report["readiness_before_outage"];
+    assert_eq!(readiness["ready"], false, "{report:#}");
+    assert_eq!(readiness["rotations"][0]["ready"], false, "{report:#}");
+    assert!(readiness["reasons"][0].as_str().is_some_and(|r| r.contains("does not trust it yet")), "{report:#}");
     // The contrast runs by default: the naive design's figures, in `naive`.
     let naive = &report["naive"];
     for key in ["requests_total", "requests_failed", "crashes", "events_emitted", "events_delivered", "events_lost"] {

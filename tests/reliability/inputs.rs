@@ -696,7 +696,10 @@ fn a_huge_mailbox_capacity_is_a_config_error_not_a_panic() {
     let outcome = no_panic(|| Supervisor::builder().child(counted("w", &builds).mailbox(usize::MAX)).start());
     match outcome {
         Ok(Err(StartError::Config(error))) => {
-            assert_eq!(error, ConfigError::CapacityTooLarge { child: "root/w".into(), capacity: usize::MAX });
+            assert_eq!(
+                error,
+                ConfigError::CapacityTooLarge { child: "root/w".into(), capacity: usize::MAX, max: vigil::MAX_MAILBOX }
+            );
             assert_eq!(
                 error.to_string(),
                 format!(

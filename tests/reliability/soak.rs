@@ -156,10 +156,12 @@ fn run(duration: Duration) {
     let trust = workdir.path("trust.pem");
     std::fs::copy(collector.ca_pem_path(), &trust).expect("install the trust file");
     let service = VigilService::start(ServiceConfig {
-        endpoint: collector.endpoint(),
-        trust_files: vec![trust.clone()],
-        work: Duration::from_millis(1),
         handlers: 4,
+        // The soak's own pace, as before issue 14: fatal faults healed on the
+        // collector's side (not by a trust file) wait out this backoff.
+        trust_poll: Duration::from_millis(500),
+        restart_backoff: vigil::Backoff::exponential(Duration::from_millis(200), Duration::from_secs(2)),
+        ..ServiceConfig::replay(collector.endpoint(), vec![trust.clone()], Duration::from_millis(1))
     })
     .expect("start the service");
     let supervision = service.system.subscribe();

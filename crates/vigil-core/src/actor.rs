@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::{Addr, BoxError, ExitReason};
+use crate::addr::Addr;
+use crate::error::BoxError;
+use crate::exit::ExitReason;
 
 /// A synchronous actor: state plus a typed message handler, run on its own OS
 /// thread. Blocking inside a hook is fine; it only holds up this actor.

@@ -321,11 +321,32 @@ impl<M> Addr<M> {
     }
 
     /// Whether the mailbox is empty.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let spec = ChildSpec::worker("w", || W);
+    /// let addr = spec.addr();
+    /// assert!(addr.is_empty());
+    /// addr.tell(()).unwrap();
+    /// assert!(!addr.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.tx.is_empty()
     }
 
     /// The mailbox's capacity.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// assert_eq!(ChildSpec::worker("w", || W).mailbox(8).addr().capacity(), 8);
+    /// assert_eq!(ChildSpec::worker("w", || W).addr().capacity(), DEFAULT_MAILBOX);
+    /// ```
     pub fn capacity(&self) -> usize {
         self.tx.capacity().unwrap_or(usize::MAX)
     }

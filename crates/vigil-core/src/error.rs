@@ -4,7 +4,8 @@ use std::error::Error;
 use std::fmt;
 use std::time::Duration;
 
-use crate::ExitReason;
+use crate::exit::ExitReason;
+use crate::restart::Strategy;
 
 /// A boxed error returned from an actor hook.
 pub type BoxError = Box<dyn Error + Send + Sync + 'static>;
@@ -146,6 +147,8 @@ pub enum ConfigError {
         child: String,
         /// The capacity asked for.
         capacity: usize,
+        /// The largest capacity allowed: [`MAX_MAILBOX`](crate::MAX_MAILBOX).
+        max: usize,
     },
     /// A mailbox whose slots, allocated up front, would take more than
     /// [`MAX_MAILBOX_BYTES`](crate::MAX_MAILBOX_BYTES): the capacity is within
@@ -184,7 +187,7 @@ pub enum ConfigError {
         /// The supervisor's path.
         supervisor: String,
         /// The strategy asked for.
-        strategy: crate::Strategy,
+        strategy: Strategy,
     },
     /// A restart period of zero.
     ZeroPeriod {
@@ -238,10 +241,9 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::ZeroCapacity { child } => write!(f, "{child}: mailbox capacity must be at least 1"),
-            ConfigError::CapacityTooLarge { child, capacity } => write!(
+            ConfigError::CapacityTooLarge { child, capacity, max } => write!(
                 f,
-                "{child}: mailbox capacity {capacity} exceeds the maximum of {} (slots are allocated up front)",
-                crate::MAX_MAILBOX
+                "{child}: mailbox capacity {capacity} exceeds the maximum of {max} (slots are allocated up front)"
             ),
             ConfigError::MailboxTooLarge { child, capacity, bytes, max_bytes } => write!(
                 f,

@@ -84,6 +84,8 @@
 //!
 //! `serde_json` is only a dev-dependency: the examples print stats as JSON.
 
+// The modules form layers, each using only those below it; `layers.rs`
+// lists them and checks it.
 mod actor;
 mod addr;
 mod backoff;
@@ -91,6 +93,7 @@ mod error;
 mod exit;
 mod format;
 mod intensity;
+mod link;
 mod observe;
 mod panic;
 mod protocol;
@@ -99,6 +102,9 @@ mod runner;
 mod spec;
 mod supervisor;
 mod system;
+
+#[cfg(test)]
+mod layers;
 
 pub use actor::{Actor, Context};
 pub use addr::{Addr, Reply};

@@ -1,9 +1,8 @@
 //! Observability: supervision events, the subscription bus, and `stats()`
 //! snapshots of the tree.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use std::thread::JoinHandle;
 
@@ -14,7 +13,6 @@ use serde::Serialize;
 use crate::exit::ExitReason;
 use crate::format::{as_millis, as_millis_opt};
 use crate::restart::{Restart, Strategy};
-use crate::spec::Body;
 
 /// A lifecycle event in the tree, delivered to every
 /// [subscriber](crate::System::subscribe). Serialises to JSON with an
@@ -258,96 +256,5 @@ impl SupervisorStats {
         self.children
             .iter()
             .find_map(|c| if c.path == path { Some(c) } else { c.supervisor.as_deref().and_then(|s| s.find(path)) })
-    }
-}
-
-/// One child's row in its supervisor's [`Node`].
-#[derive(Clone)]
-pub(crate) struct Row {
-    pub(crate) key: u64,
-    pub(crate) id: String,
-    pub(crate) path: String,
-    pub(crate) restart: Restart,
-    pub(crate) state: ChildState,
-    pub(crate) restarts: Vec<Instant>,
-    pub(crate) restarts_total: u64,
-    pub(crate) last_exit: Option<ExitReason>,
-    pub(crate) since: Option<Instant>,
-    pub(crate) body: Arc<dyn Body>,
-}
-
-/// What a supervisor publishes about itself for `stats()`; outlives its
-/// incarnations.
-#[derive(Default)]
-pub(crate) struct Node {
-    pub(crate) inner: Mutex<NodeState>,
-}
-
-#[derive(Default)]
-pub(crate) struct NodeState {
-    pub(crate) path: String,
-    pub(crate) strategy: Strategy,
-    pub(crate) intensity: u32,
-    pub(crate) period: Duration,
-    /// The current incarnation's restart window, shared with the
-    /// supervisor: `restarts_in_window` is read from it.
-    pub(crate) window: Option<Arc<Mutex<crate::intensity::RestartWindow>>>,
-    /// Whether an incarnation is running and taking requests.
-    pub(crate) running: bool,
-    pub(crate) restarts_total: u64,
-    pub(crate) abandoned: u64,
-    pub(crate) rows: Vec<Row>,
-}
-
-impl std::fmt::Debug for Node {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("path", &self.inner.lock().path).finish()
-    }
-}
-
-impl Node {
-    pub(crate) fn snapshot(&self) -> SupervisorStats {
-        let now = Instant::now();
-        let state = self.inner.lock();
-        let period = state.period;
-        let in_window = |times: &mut dyn Iterator<Item = &Instant>| {
-            times.filter(|&&t| now.saturating_duration_since(t) <= period).count() as u32
-        };
-        let rows: Vec<Row> = state.rows.clone();
-        let stats = SupervisorStats {
-            path: state.path.clone(),
-            strategy: state.strategy,
-            intensity: state.intensity,
-            period: state.period,
-            restarts_in_window: state.window.as_ref().map_or(0, |w| w.lock().count(now)),
-            restarts_total: state.restarts_total,
-            abandoned: state.abandoned,
-            children: Vec::new(),
-        };
-        let children = rows
-            .iter()
-            .map(|row| ChildStats {
-                id: row.id.clone(),
-                path: row.path.clone(),
-                kind: if row.body.supervisor().is_some() { ChildKind::Supervisor } else { ChildKind::Worker },
-                restart: row.restart,
-                state: row.state,
-                restarts_total: row.restarts_total,
-                restarts_in_window: in_window(&mut row.restarts.iter()),
-                last_exit: row.last_exit.clone(),
-                uptime: row.since.map(|s| now.saturating_duration_since(s)),
-                mailbox_len: row.body.mailbox_len(),
-                supervisor: None,
-            })
-            .collect();
-        drop(state);
-        let mut stats = SupervisorStats { children, ..stats };
-        // Nested snapshots are taken after this node's lock is released.
-        for (child, row) in stats.children.iter_mut().zip(&rows) {
-            if let Some(sup) = row.body.supervisor() {
-                child.supervisor = Some(Box::new(sup.node().snapshot()));
-            }
-        }
-        stats
     }
 }

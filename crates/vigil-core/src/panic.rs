@@ -11,6 +11,7 @@ use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Once;
 
+use crate::error::BoxError;
 use crate::exit::{ExitReason, Hook};
 
 thread_local! {
@@ -61,7 +62,7 @@ pub(crate) fn panicked(hook: Hook, payload: Box<dyn Any + Send>, message_type: O
 /// The exit reason for an `Err` from a hook. The error is user code: its
 /// `Display`, `source()` and `Drop` run under `catch_unwind`, and a long or
 /// looping source chain is cut (see [`error_chain`]).
-pub(crate) fn failed(hook: Hook, error: crate::BoxError, message_type: Option<&'static str>) -> ExitReason {
+pub(crate) fn failed(hook: Hook, error: BoxError, message_type: Option<&'static str>) -> ExitReason {
     let text = error_chain(&*error);
     if let Err(panic) = drop_guarded(error) {
         log::warn!(target: "vigil", "dropping the error from the {hook} hook panicked: {panic}");

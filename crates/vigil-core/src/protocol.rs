@@ -3,32 +3,19 @@
 //! and its own retries. A leaf module: the runner, the supervisor, its
 //! handle and the system all speak it.
 
+use std::sync::Arc;
+
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::error::ControlError;
 use crate::exit::ExitReason;
+use crate::link::{Parent, Report};
 use crate::spec::ChildSpec;
 
 /// Messages to a supervisor's inbox.
 pub(crate) enum SupMsg {
-    Started {
-        key: u64,
-        generation: u64,
-    },
-    Exited {
-        key: u64,
-        generation: u64,
-        reason: ExitReason,
-    },
-    /// The runner already restarted its child in place (see `FastRestart`);
-    /// `started` tells whether the new incarnation's start succeeded.
-    Restarted {
-        key: u64,
-        generation: u64,
-        reason: ExitReason,
-        count: u32,
-        started: bool,
-    },
+    /// A runner's report about one child.
+    Child(Report),
     Stop {
         generation: u64,
     },
@@ -61,4 +48,20 @@ pub(crate) enum Control {
 pub(crate) struct Inbox {
     pub(crate) tx: Sender<SupMsg>,
     pub(crate) rx: Receiver<SupMsg>,
+    /// The same inbox as the children's runners see it. Its address also
+    /// tells a runner thread which supervisor it belongs to.
+    pub(crate) parent: Arc<dyn Parent>,
+}
+
+impl Inbox {
+    pub(crate) fn new() -> Inbox {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Inbox { parent: Arc::new(tx.clone()), tx, rx }
+    }
+}
+
+impl Parent for Sender<SupMsg> {
+    fn report(&self, report: Report) -> bool {
+        self.send(SupMsg::Child(report)).is_ok()
+    }
 }

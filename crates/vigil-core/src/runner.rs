@@ -22,8 +22,8 @@ use crate::addr::{self, Envelope, Mailbox};
 use crate::error::BoxError;
 use crate::exit::{ExitReason, Hook};
 use crate::intensity::RestartWindow;
+use crate::link::{Link, Parent};
 use crate::panic;
-use crate::protocol::SupMsg;
 use crate::restart::{Decision, Restart, decide};
 
 /// A command from the supervisor to a runner.
@@ -83,7 +83,7 @@ pub(crate) enum Phase {
 
 /// Who the current runner thread is, as seen by [`caller`].
 struct Me {
-    parent: Sender<SupMsg>,
+    parent: Arc<dyn Parent>,
     key: u64,
     path: Arc<str>,
     phase: Phase,
@@ -118,11 +118,10 @@ pub(crate) enum Caller {
     Awaited(Arc<str>),
 }
 
-/// Classifies the current thread as a caller of the supervisor whose inbox
-/// is `inbox`.
-pub(crate) fn caller(inbox: &Sender<SupMsg>) -> Caller {
+/// Classifies the current thread as a caller of the supervisor `parent`.
+pub(crate) fn caller<P: ?Sized>(parent: &Arc<P>) -> Caller {
     ME.with(|me| match me.borrow().as_ref() {
-        Some(me) if me.parent.same_channel(inbox) => {
+        Some(me) if std::ptr::addr_eq(Arc::as_ptr(&me.parent), Arc::as_ptr(parent)) => {
             // Asked to stop, the caller is being waited for (or was given
             // up on): the supervisor would answer only after the caller ends.
             let stopping = me.stop.as_ref().is_some_and(|stop| stop.load(Ordering::Relaxed));
@@ -134,40 +133,6 @@ pub(crate) fn caller(inbox: &Sender<SupMsg>) -> Caller {
         }
         _ => Caller::Other,
     })
-}
-
-/// Where a runner reports, and what it is called.
-pub(crate) struct Link {
-    pub(crate) parent: Sender<SupMsg>,
-    pub(crate) key: u64,
-    pub(crate) path: Arc<str>,
-    pub(crate) bus: Arc<crate::observe::Bus>,
-    /// An in-place restart not yet reported: sent together with the start
-    /// report of the new incarnation, so a restart costs the supervisor one
-    /// wake-up, not two.
-    pub(crate) restarted: RefCell<Option<(ExitReason, u32)>>,
-}
-
-impl Link {
-    pub(crate) fn new(parent: Sender<SupMsg>, key: u64, path: Arc<str>, bus: Arc<crate::observe::Bus>) -> Link {
-        Link { parent, key, path, bus, restarted: RefCell::new(None) }
-    }
-
-    /// Reports that the incarnation `generation` has started.
-    pub(crate) fn started(&self, generation: u64) {
-        let msg = match self.restarted.borrow_mut().take() {
-            Some((reason, count)) => SupMsg::Restarted { key: self.key, generation, reason, count, started: true },
-            None => SupMsg::Started { key: self.key, generation },
-        };
-        let _ = self.parent.send(msg);
-    }
-
-    /// Reports an in-place restart whose new incarnation did not start.
-    fn flush_restart(&self, generation: u64) {
-        if let Some((reason, count)) = self.restarted.borrow_mut().take() {
-            let _ = self.parent.send(SupMsg::Restarted { key: self.key, generation, reason, count, started: false });
-        }
-    }
 }
 
 /// One incarnation's worth of work: a worker's actor or a supervisor.
@@ -240,7 +205,7 @@ fn run_loop(mut body: Box<dyn Incarnate>, link: Link, commands: Receiver<Cmd>) {
     panic::mark_runner_thread();
     ME.with(|me| {
         *me.borrow_mut() = Some(Me {
-            parent: link.parent.clone(),
+            parent: Arc::clone(&link.parent),
             key: link.key,
             path: Arc::clone(&link.path),
             phase: Phase::Idle,
@@ -267,7 +232,7 @@ fn run_loop(mut body: Box<dyn Incarnate>, link: Link, commands: Receiver<Cmd>) {
                 incarnation += 1;
                 continue;
             }
-            if link.parent.send(SupMsg::Exited { key: link.key, generation, reason }).is_err() {
+            if !link.exited(generation, reason) {
                 return;
             }
             break;

@@ -8,9 +8,9 @@ use crate::actor::Actor;
 use crate::addr::{Addr, Mailbox};
 use crate::backoff::Backoff;
 use crate::error::{BoxError, ConfigError};
+use crate::observe::{ChildKind, SupervisorStats};
 use crate::restart::Restart;
 use crate::runner::{Factory, Incarnate, WorkerBody};
-use crate::supervisor::SupervisorBuilder;
 
 /// The default mailbox capacity of a worker.
 pub const DEFAULT_MAILBOX: usize = 1024;
@@ -56,7 +56,11 @@ pub(crate) trait Body: Send + Sync + 'static {
     fn close(&self) -> usize;
     fn reopen(&self);
     fn validate(&self, path: &str) -> Result<(), ConfigError>;
-    fn supervisor(&self) -> Option<&SupervisorBuilder> {
+    fn kind(&self) -> ChildKind {
+        ChildKind::Worker
+    }
+    /// A nested supervisor's snapshot of its subtree.
+    fn stats(&self) -> Option<SupervisorStats> {
         None
     }
 }
@@ -171,28 +175,10 @@ impl ChildSpec {
         WorkerSpec::new(id.into(), Arc::new(move || factory().map_err(Into::into)))
     }
 
-    /// A nested supervisor. Its [`handle`](SupervisorBuilder::handle) stays
-    /// valid across its restarts.
-    pub fn supervisor(id: impl Into<String>, builder: SupervisorBuilder) -> ChildSpec {
-        let id = id.into();
-        let builder = builder.with_id(id.clone());
-        ChildSpec {
-            common: Common {
-                id,
-                restart: Restart::Permanent,
-                backoff: None,
-                shutdown: Duration::MAX,
-                start_timeout: Duration::from_secs(60),
-                stack_size: None,
-            },
-            body: Arc::new(builder),
-        }
-    }
-
     common_setters!();
 
     pub(crate) fn is_supervisor(&self) -> bool {
-        self.body.supervisor().is_some()
+        self.body.kind() == ChildKind::Supervisor
     }
 
     pub(crate) fn validate(&self, parent: &str) -> Result<(), ConfigError> {
@@ -332,7 +318,11 @@ impl<A: Actor> Body for WorkerDef<A> {
             return Err(ConfigError::ZeroCapacity { child: path.to_owned() });
         }
         if self.capacity > MAX_MAILBOX {
-            return Err(ConfigError::CapacityTooLarge { child: path.to_owned(), capacity: self.capacity });
+            return Err(ConfigError::CapacityTooLarge {
+                child: path.to_owned(),
+                capacity: self.capacity,
+                max: MAX_MAILBOX,
+            });
         }
         let bytes = mailbox_bytes::<A::Msg>(self.capacity);
         if bytes > MAX_MAILBOX_BYTES {

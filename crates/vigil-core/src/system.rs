@@ -10,10 +10,11 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::error::{ConfigError, StartError, SystemError};
 use crate::exit::ExitReason;
+use crate::link::{Link, Report};
 use crate::observe::{Bus, SupervisionEvent, SupervisorStats};
 use crate::panic;
 use crate::protocol::SupMsg;
-use crate::runner::{Link, Runner};
+use crate::runner::Runner;
 use crate::spec::Body;
 use crate::supervisor::{SupervisorBuilder, SupervisorRef, next_key};
 
@@ -44,7 +45,7 @@ impl SupervisorBuilder {
         let bus = Arc::new(Bus::default());
         let (tx, events) = crossbeam_channel::unbounded();
         let key = next_key();
-        let link = Link::new(tx, key, path.clone().into(), Arc::clone(&bus));
+        let link = Link::new(Arc::new(tx), key, path.clone().into(), Arc::clone(&bus));
         let handle = self.handle();
         let inbox = self.inbox.tx.clone();
         let runner = Runner::spawn(self.incarnation(), link, None).map_err(|e| StartError::Child {
@@ -55,8 +56,8 @@ impl SupervisorBuilder {
         runner.start(ROOT_GENERATION, 0, Arc::clone(&stop), None);
         let started = events.recv();
         match started {
-            Ok(SupMsg::Started { .. }) => {}
-            Ok(SupMsg::Exited { reason, .. }) => {
+            Ok(SupMsg::Child(Report::Started { .. })) => {}
+            Ok(SupMsg::Child(Report::Exited { reason, .. })) => {
                 runner.quit();
                 return Err(start_error(path, reason));
             }
@@ -274,6 +275,22 @@ impl System {
     /// # Errors
     ///
     /// The I/O error from registering the handlers or spawning their thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let system = Supervisor::builder().child(ChildSpec::worker("a", || W)).start()?;
+    /// system.shutdown_on_signals()?;
+    /// // What `systemctl stop` or `kill` would send:
+    /// signal_hook::low_level::raise(signal_hook::consts::SIGTERM)?;
+    /// let report = system.wait()?;
+    /// assert!(report.is_clean());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn shutdown_on_signals(&self) -> std::io::Result<()> {
         use signal_hook::consts::{SIGINT, SIGTERM};
         let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
@@ -300,6 +317,19 @@ impl System {
     /// # Errors
     ///
     /// [`SystemError`] with the whole failure chain when the root gave up.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let system = Supervisor::builder().child(ChildSpec::worker("a", || W)).start()?;
+    /// let stop = system.shutdown_handle();
+    /// std::thread::spawn(move || stop.shutdown()); // a signal, an admin endpoint ...
+    /// let report = system.wait().unwrap(); // main blocks here until then
+    /// assert!(report.is_clean());
+    /// # Ok::<(), StartError>(())
+    /// ```
     pub fn wait(mut self) -> Result<ShutdownReport, SystemError> {
         self.wait_inner(None).unwrap_or_else(unreachable_outcome)
     }
@@ -311,7 +341,6 @@ impl System {
     /// # Errors
     ///
     /// `Err(Ok(system))` on timeout; `Err(Err(error))` when the root gave up.
-    #[allow(clippy::result_large_err)]
     ///
     /// # Examples
     ///
@@ -327,6 +356,7 @@ impl System {
     /// system.shutdown().unwrap();
     /// # Ok::<(), StartError>(())
     /// ```
+    #[allow(clippy::result_large_err)]
     pub fn wait_timeout(mut self, timeout: Duration) -> Result<ShutdownReport, Result<System, SystemError>> {
         // A timeout past the clock's range waits forever.
         match self.wait_inner(Instant::now().checked_add(timeout)) {
@@ -365,7 +395,7 @@ impl System {
                 Some(deadline) => self.events.recv_deadline(deadline).ok()?,
                 None => self.events.recv().ok()?,
             };
-            if let SupMsg::Exited { reason, .. } = msg {
+            if let SupMsg::Child(Report::Exited { reason, .. }) = msg {
                 if let Some(runner) = self.runner.take() {
                     runner.quit();
                 }

@@ -363,6 +363,32 @@ impl<E: Send + 'static> Emitter<E> {
     /// Hands the event back in [`Dropped::Full`] when the buffer is full under
     /// [`OverflowPolicy::DropNewest`], and in [`Dropped::Closed`] once the
     /// pipeline has shut down. Either way the drop is counted in the ledger.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use vigil_events::{Batch, Config, Delivery, EventPipeline, Sink};
+    /// # struct Null;
+    /// # impl Sink for Null {
+    /// #     fn deliver(&mut self, _: &Batch, _: Option<Duration>) -> Delivery { Delivery::Delivered }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = Config::default().capacity(64).max_batch_events(16);
+    /// let (emitter, events, handle) = EventPipeline::builder(config)
+    ///     .sink(|| Ok::<_, std::io::Error>(Null))
+    ///     .build()?;
+    /// let system = vigil_core::Supervisor::builder().child(events).start()?;
+    /// // In a request handler: hand the event over and move on.
+    /// if let Err(dropped) = emitter.emit(serde_json::json!({"path": "/charge"})) {
+    ///     eprintln!("event dropped: {dropped}"); // counted in the ledger either way
+    /// }
+    /// handle.flush(Duration::from_secs(5))?;
+    /// assert_eq!(handle.ledger().delivered, 1);
+    /// system.shutdown()?;
+    /// # Ok(())
+    /// # }
+    /// ```
     #[inline]
     pub fn emit(&self, event: E) -> Result<(), Dropped<E>> {
         self.shared.buffer.push(event, &self.shared.ledger)
@@ -399,11 +425,55 @@ impl<E> Emitter<E> {
     }
 
     /// Whether the buffer is empty.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use vigil_events::{Batch, Config, Delivery, EventPipeline, Sink};
+    /// # struct Null;
+    /// # impl Sink for Null {
+    /// #     fn deliver(&mut self, _: &Batch, _: Option<Duration>) -> Delivery { Delivery::Delivered }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = Config::default().capacity(64).max_batch_events(16);
+    /// let (emitter, events, handle) = EventPipeline::builder(config)
+    ///     .sink(|| Ok::<_, std::io::Error>(Null))
+    ///     .build()?;
+    /// # drop((events, handle));
+    /// assert!(emitter.is_empty());
+    /// emitter.emit(serde_json::json!({"n": 1}))?;
+    /// assert!(!emitter.is_empty()); // the batcher is not started
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.shared.buffer.len() == 0
     }
 
     /// The most events the buffer holds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use vigil_events::{Batch, Config, Delivery, EventPipeline, Sink};
+    /// # struct Null;
+    /// # impl Sink for Null {
+    /// #     fn deliver(&mut self, _: &Batch, _: Option<Duration>) -> Delivery { Delivery::Delivered }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = Config::default().capacity(64).max_batch_events(16);
+    /// let (emitter, events, handle) = EventPipeline::builder(config)
+    ///     .sink(|| Ok::<_, std::io::Error>(Null))
+    ///     .build()?;
+    /// # drop((events, handle));
+    /// assert_eq!(emitter.capacity(), 64);
+    /// emitter.emit(serde_json::json!({"n": 1}))?;
+    /// assert_eq!(emitter.capacity() - emitter.len(), 63);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn capacity(&self) -> usize {
         self.shared.buffer.capacity()
     }

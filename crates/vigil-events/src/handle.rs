@@ -4,16 +4,20 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vigil_core::{Addr, CallError};
+use vigil_core::{Addr, CallError, SupervisorRef};
 
 use crate::batcher::BatcherMsg;
 use crate::clock::later;
 use crate::engine::Shared;
 use crate::flush::{FlushError, FlushReport};
 use crate::ledger::LedgerSnapshot;
+use crate::pipeline::BATCHER;
 
 /// How long a flush waits for the batcher's answer past its deadline.
 const REPLY_GRACE: Duration = Duration::from_millis(500);
+
+/// How long [`EventsHandle::wake`] waits for the supervisor's answer.
+const WAKE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What the handle needs from the shared state, without the event type.
 pub(crate) trait PipelineState: Send + Sync + 'static {
@@ -55,6 +59,8 @@ impl<E: Send + 'static> PipelineState for Shared<E> {
 pub struct EventsHandle {
     addr: Addr<BatcherMsg>,
     state: Arc<dyn PipelineState>,
+    /// The pipeline's own supervisor, to end the batcher's restart backoff.
+    supervisor: SupervisorRef,
 }
 
 impl fmt::Debug for EventsHandle {
@@ -64,8 +70,12 @@ impl fmt::Debug for EventsHandle {
 }
 
 impl EventsHandle {
-    pub(crate) fn new(addr: Addr<BatcherMsg>, state: Arc<dyn PipelineState>) -> EventsHandle {
-        EventsHandle { addr, state }
+    pub(crate) fn new(
+        addr: Addr<BatcherMsg>,
+        state: Arc<dyn PipelineState>,
+        supervisor: SupervisorRef,
+    ) -> EventsHandle {
+        EventsHandle { addr, state, supervisor: supervisor.timeout(WAKE_TIMEOUT) }
     }
 
     /// A snapshot of the ledger. Never blocks on the batcher.
@@ -235,7 +245,85 @@ impl EventsHandle {
         self.state.close();
     }
 
+    /// Tells the pipeline that what made its sink fail may be fixed (a trust
+    /// file was rewritten, say), so it should try again now rather than at
+    /// the end of its restart backoff.
+    ///
+    /// If the batcher is waiting out its restart backoff, its supervisor
+    /// restarts it at once (through
+    /// [`SupervisorRef::restart_child`]), which builds a fresh sink; the
+    /// backoff's attempt count is kept, so a sink that still fails waits as
+    /// long as it would have. If the batcher is running, it is nudged to
+    /// deliver what is queued. After [`close`](EventsHandle::close), or once
+    /// the pipeline has stopped, this does nothing.
+    ///
+    /// Blocks for at most a second, waiting for the supervisor's answer; it
+    /// never waits for a delivery. Returns whether a waiting batcher was
+    /// restarted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use vigil_events::{Batch, Config, Delivery, EventPipeline, Sink};
+    /// # struct Null;
+    /// # impl Sink for Null {
+    /// #     fn deliver(&mut self, _: &Batch, _: Option<Duration>) -> Delivery { Delivery::Delivered }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (emitter, events, handle) = EventPipeline::builder(Config::default())
+    ///     .sink(|| Ok::<_, std::io::Error>(Null))
+    ///     .build()?;
+    /// let system = vigil_core::Supervisor::builder().child(events).start()?;
+    /// emitter.emit(serde_json::json!({"n": 1}))?;
+    /// // The batcher is running, not waiting out a backoff: it is only nudged.
+    /// assert!(!handle.wake());
+    /// handle.flush(Duration::from_secs(5))?;
+    /// system.shutdown()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn wake(&self) -> bool {
+        if self.is_closed() {
+            return false;
+        }
+        match self.supervisor.restart_child(BATCHER) {
+            Ok(()) => {
+                log::info!(target: "vigil::events", "batcher restarted ahead of its backoff: its sink may work now");
+                true
+            }
+            Err(_) => {
+                // Running (or gone): a full mailbox means it is busy anyway.
+                let _ = self.addr.try_tell(BatcherMsg::Nudge);
+                false
+            }
+        }
+    }
+
     /// Whether [`close`](EventsHandle::close) was called.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use vigil_events::{Batch, Config, Delivery, EventPipeline, Sink};
+    /// # struct Null;
+    /// # impl Sink for Null {
+    /// #     fn deliver(&mut self, _: &Batch, _: Option<Duration>) -> Delivery { Delivery::Delivered }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = Config::default().capacity(64).max_batch_events(16);
+    /// let (emitter, events, handle) = EventPipeline::builder(config)
+    ///     .sink(|| Ok::<_, std::io::Error>(Null))
+    ///     .build()?;
+    /// # drop(events);
+    /// assert!(!handle.is_closed());
+    /// handle.close();
+    /// assert!(handle.is_closed() && emitter.is_closed());
+    /// assert!(emitter.emit(serde_json::json!({"late": true})).unwrap_err().is_closed());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.state.is_closed()
     }

@@ -189,12 +189,11 @@ impl<E: Serialize + Send + 'static> PipelineBuilder<E> {
 
         let parked = FlushSlot::default();
         let (for_factory, for_batcher) = (Arc::clone(&shared), Arc::clone(&parked));
-        let worker =
-            ChildSpec::worker("batcher", move || Batcher::new(Arc::clone(&for_factory), &factory, &for_batcher))
-                .restart(Restart::Permanent)
-                .backoff(self.restart_backoff)
-                .shutdown(shutdown.saturating_add(SHUTDOWN_GRACE))
-                .mailbox(MAILBOX);
+        let worker = ChildSpec::worker(BATCHER, move || Batcher::new(Arc::clone(&for_factory), &factory, &for_batcher))
+            .restart(Restart::Permanent)
+            .backoff(self.restart_backoff)
+            .shutdown(shutdown.saturating_add(SHUTDOWN_GRACE))
+            .mailbox(MAILBOX);
         let addr = worker.addr();
         let nudge = addr.clone();
         shared.buffer.set_waker(Box::new(move || {
@@ -215,12 +214,16 @@ impl<E: Serialize + Send + 'static> PipelineBuilder<E> {
             .intensity(vigil_core::MAX_INTENSITY, Duration::from_secs(1))
             .child(finalizer)
             .child(worker);
+        let own = supervisor.handle();
         let spec = ChildSpec::supervisor(self.id, supervisor)
             .shutdown(shutdown.saturating_add(SHUTDOWN_GRACE.saturating_mul(2)));
-        let handle = EventsHandle::new(addr, Arc::clone(&shared) as _);
+        let handle = EventsHandle::new(addr, Arc::clone(&shared) as _, own);
         Ok((Emitter { shared }, spec, handle))
     }
 }
+
+/// The id of the batcher worker in the pipeline's supervisor.
+pub(crate) const BATCHER: &str = "batcher";
 
 /// The id of the worker that settles the pipeline when its supervisor stops.
 const FINALIZER: &str = "finalizer";

@@ -21,6 +21,9 @@ pub struct CertificateInfo {
     /// The SHA-256 fingerprint of the DER encoding: upper-case hex pairs
     /// separated by colons, as `openssl x509 -fingerprint -sha256` prints it.
     pub sha256: String,
+    /// The SHA-256 fingerprint of the subjectPublicKeyInfo (the key, not the
+    /// certificate: it survives a re-issue of the same key), in the same form.
+    pub spki_sha256: String,
 }
 
 impl CertificateInfo {
@@ -34,7 +37,13 @@ impl CertificateInfo {
             not_after: rfc3339(not_after_unix),
             not_after_unix,
             sha256: fingerprint(der),
+            spki_sha256: fingerprint(cert.public_key().raw),
         })
+    }
+
+    /// Whole days from `now_unix` until notAfter, rounded down; negative once expired.
+    pub fn days_left(&self, now_unix: i64) -> i64 {
+        self.seconds_left(now_unix).div_euclid(86_400)
     }
 
     /// Seconds from `now_unix` until notAfter; negative once expired.
@@ -54,6 +63,63 @@ pub(crate) fn fingerprint(der: &[u8]) -> String {
         out.push_str(&format!("{byte:02X}"));
     }
     out
+}
+
+/// What links a certificate to its issuer, beyond the names: its own
+/// subjectKeyIdentifier and its authorityKeyIdentifier, when present.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct KeyIds {
+    pub(crate) subject: Option<Vec<u8>>,
+    pub(crate) authority: Option<Vec<u8>>,
+    /// Whether basicConstraints says CA:TRUE.
+    pub(crate) is_ca: bool,
+}
+
+impl KeyIds {
+    /// Reads the key identifiers of a DER certificate (empty if it does not parse).
+    pub(crate) fn of(der: &[u8]) -> KeyIds {
+        use x509_parser::extensions::ParsedExtension;
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+            return KeyIds::default();
+        };
+        let mut ids = KeyIds::default();
+        for ext in cert.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(id) => ids.subject = Some(id.0.to_vec()),
+                ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                    ids.authority = aki.key_identifier.as_ref().map(|id| id.0.to_vec());
+                }
+                ParsedExtension::BasicConstraints(bc) => ids.is_ca = bc.ca,
+                _ => {}
+            }
+        }
+        ids
+    }
+}
+
+/// Parses `YYYY-MM-DD` into seconds since the Unix epoch at 00:00 UTC.
+pub(crate) fn parse_date(text: &str) -> Option<i64> {
+    let mut parts = text.trim().splitn(3, '-');
+    let year: i64 = parts.next()?.parse().ok()?;
+    let month: u32 = parts.next()?.parse().ok()?;
+    let day: u32 = parts.next()?.parse().ok()?;
+    if !(1..=9999).contains(&year) || !(1..=12).contains(&month) || day == 0 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    // Reject 2023-02-30 and the like: the day must round-trip.
+    (civil_from_days(days) == (year, month, day)).then_some(days.saturating_mul(86_400))
+}
+
+/// Howard Hinnant's `days_from_civil`: (year, month, day) to days since 1970-01-01.
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// Formats seconds since the Unix epoch as RFC 3339 UTC (`YYYY-MM-DDTHH:MM:SSZ`).
@@ -113,6 +179,16 @@ mod tests {
     }
 
     #[test]
+    fn dates_parse_and_round_trip() {
+        assert_eq!(parse_date("1970-01-01"), Some(0));
+        assert_eq!(parse_date("2017-10-05"), Some(1_507_161_600));
+        assert_eq!(parse_date("2000-02-29").map(rfc3339), Some("2000-02-29T00:00:00Z".into()));
+        for bad in ["", "2017-10", "2017-13-01", "2017-02-30", "2017-10-05x", "tomorrow", "0-01-01"] {
+            assert_eq!(parse_date(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn fingerprint_is_colon_separated_upper_hex() {
         let fp = fingerprint(b"abc");
         assert_eq!(
@@ -140,5 +216,8 @@ mod tests {
         assert_eq!(info.not_after, "2031-05-17T00:00:00Z");
         assert_eq!(info.sha256, fingerprint(cert.der()));
         assert_eq!(info.seconds_left(info.not_after_unix - 10), 10);
+        assert_eq!(info.days_left(info.not_after_unix - 86_400 - 10), 1);
+        assert_eq!(info.days_left(info.not_after_unix + 10), -1);
+        assert_eq!(info.spki_sha256, fingerprint(&rcgen::PublicKeyData::subject_public_key_info(&key)));
     }
 }

@@ -9,8 +9,10 @@ use std::time::Duration;
 use crate::error::HttpsError;
 use crate::proxy::Proxy;
 use crate::redact::redact_url;
+use crate::rotation::{Announced, Announcement, NewCa, RotationDate};
 use crate::sink::HttpsSink;
 use crate::stats::HttpsStats;
+use crate::watch::{Plan, TrustWatch};
 
 /// An `Authorization` header value: never logged, redacted in `Debug`.
 #[derive(Clone)]
@@ -103,7 +105,10 @@ pub struct HttpsSinkConfig {
     pub(crate) authorization: Option<Secret>,
     pub(crate) gzip: bool,
     pub(crate) proxy: Proxy,
+    pub(crate) announcements: Vec<Announcement>,
+    pub(crate) rotation_alarm: Duration,
     pub(crate) stats: HttpsStats,
+    pub(crate) watch: TrustWatch,
 }
 
 impl HttpsSinkConfig {
@@ -115,6 +120,9 @@ impl HttpsSinkConfig {
     pub const DEFAULT_TRUST_POLL_INTERVAL: Duration = Duration::from_secs(10);
     /// The default expiry warning horizon: 30 days.
     pub const DEFAULT_EXPIRY_WARNING: Duration = Duration::from_secs(30 * 24 * 3600);
+    /// The default time before an announced rotation when a missing CA
+    /// becomes an ERROR: 7 days.
+    pub const DEFAULT_ROTATION_ALARM: Duration = Duration::from_secs(7 * 24 * 3600);
 
     /// A configuration that POSTs batches to `endpoint`, an absolute
     /// `https://` URL.
@@ -144,7 +152,10 @@ impl HttpsSinkConfig {
             authorization: None,
             gzip: false,
             proxy: Proxy::from_env(),
+            announcements: Vec::new(),
+            rotation_alarm: Self::DEFAULT_ROTATION_ALARM,
             stats,
+            watch: TrustWatch::default(),
         }
     }
 
@@ -267,6 +278,91 @@ impl HttpsSinkConfig {
         self
     }
 
+    /// Tells this host about a certificate rotation the server's operator
+    /// announced: the server will present a chain from `new_ca` by the date
+    /// `by` (`"YYYY-MM-DD"`, UTC, or a [`SystemTime`](std::time::SystemTime):
+    /// see [`RotationDate`]). May be called more than once.
+    ///
+    /// At build, and at every [trust poll](HttpsSinkConfig::trust_poll_interval),
+    /// the sink checks whether the trust set holds the new CA (by its public
+    /// key: the SHA-256 of its subjectPublicKeyInfo):
+    ///
+    /// - **missing**: a WARN once a day, naming the endpoint, the CA's subject
+    ///   and fingerprint, the date and the days left; an ERROR from
+    ///   [`rotation_alarm`](HttpsSinkConfig::rotation_alarm) before the date;
+    ///   the [readiness report](HttpsStats::readiness) says *not ready*;
+    /// - **present**: one INFO line, and the report says *ready*.
+    ///
+    /// `new_ca` is a PEM file path ([`NewCa::Pem`]) or a fingerprint
+    /// ([`NewCa::SpkiSha256`]). Checked at [`build`](HttpsSinkConfig::build):
+    /// a PEM that is not a CA certificate or has expired is an
+    /// [`HttpsError::Pem`] with the role [`AnnouncedCa`](crate::PemRole::AnnouncedCa);
+    /// a bad date or fingerprint is an [`HttpsError::InvalidAnnouncement`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use vigil_https::{HttpsError, HttpsSinkConfig, NewCa};
+    ///
+    /// let collector = vigil_collector::Collector::builder().start()?;
+    /// let config = HttpsSinkConfig::new(collector.endpoint())
+    ///     .trust_file(collector.ca_pem_path())
+    ///     .announced_rotation(NewCa::SpkiSha256("ab".repeat(32)), "2017-10-05");
+    /// config.build()?;
+    /// let rotation = &config.stats().readiness().rotations[0];
+    /// assert!(!rotation.ready, "the trust set lacks that key");
+    ///
+    /// let bad = config.clone().announced_rotation(NewCa::SpkiSha256("ab".repeat(32)), "Oct 5");
+    /// assert!(matches!(bad.build(), Err(HttpsError::InvalidAnnouncement { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn announced_rotation(mut self, new_ca: impl Into<NewCa>, by: impl Into<RotationDate>) -> HttpsSinkConfig {
+        self.announcements.push(Announcement { new_ca: new_ca.into(), by: by.into() });
+        self
+    }
+
+    /// How long before an [announced rotation](HttpsSinkConfig::announced_rotation)
+    /// a missing CA is logged as an ERROR rather than a WARN (rounded up to whole days).
+    ///
+    /// Defaults to [`DEFAULT_ROTATION_ALARM`](HttpsSinkConfig::DEFAULT_ROTATION_ALARM), 7 days.
+    pub fn rotation_alarm(mut self, before: Duration) -> HttpsSinkConfig {
+        self.rotation_alarm = before;
+        self
+    }
+
+    /// Wakes `pipeline` whenever a trust or identity file changes, so that
+    /// a batcher waiting out its restart backoff after a trust failure
+    /// retries within one [poll interval](HttpsSinkConfig::trust_poll_interval)
+    /// of the fix instead of at the end of the backoff (up to a minute). See
+    /// [`EventsHandle::wake`](vigil_events::EventsHandle::wake).
+    ///
+    /// Takes `&self`: call it on any clone, after the config went into the
+    /// sink factory and the pipeline was built. The watcher thread polls the
+    /// files from the first [`build`](HttpsSinkConfig::build) on, and stops
+    /// once every clone of the config is dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use vigil_events::{Config, EventPipeline};
+    /// use vigil_https::HttpsSinkConfig;
+    ///
+    /// let collector = vigil_collector::Collector::builder().start()?;
+    /// let config = HttpsSinkConfig::new(collector.endpoint()).trust_file(collector.ca_pem_path());
+    /// let factory = config.clone();
+    /// let (emitter, events, handle) =
+    ///     EventPipeline::builder(Config::default()).sink(move || factory.build()).build()?;
+    /// config.wake_pipeline(&handle);
+    /// let system = vigil_core::Supervisor::builder().child(events).start()?;
+    /// emitter.emit(serde_json::json!({"seq": 1}))?;
+    /// handle.flush(std::time::Duration::from_secs(10))?;
+    /// system.shutdown()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wake_pipeline(&self, pipeline: &vigil_events::EventsHandle) {
+        self.watch.wake(pipeline);
+    }
+
     /// The endpoint batches are sent to, as it is shown in errors, logs and
     /// stats: userinfo and query values replaced by `***`.
     ///
@@ -310,7 +406,13 @@ impl HttpsSinkConfig {
     ///   ([`PemProblem::NotACertificateAuthority`](crate::PemProblem::NotACertificateAuthority));
     /// - [`HttpsError::KeyMismatch`] if the client key does not belong to the
     ///   client certificate;
-    /// - [`HttpsError::TlsSetup`] if rustls refuses the configuration.
+    /// - [`HttpsError::TlsSetup`] if rustls refuses the configuration;
+    /// - [`HttpsError::InvalidAnnouncement`], or [`HttpsError::Pem`] with the
+    ///   role [`AnnouncedCa`](crate::PemRole::AnnouncedCa), if an
+    ///   [announced rotation](HttpsSinkConfig::announced_rotation) cannot be checked.
+    ///
+    /// The first build also starts the config's trust watcher (see
+    /// [`wake_pipeline`](HttpsSinkConfig::wake_pipeline)).
     ///
     /// # Examples
     ///
@@ -325,11 +427,33 @@ impl HttpsSinkConfig {
     /// assert!(err.to_string().starts_with("trust file /nonexistent/ca.pem cannot be read"));
     /// ```
     pub fn build(&self) -> Result<HttpsSink, HttpsError> {
-        let result = self.check_endpoint().and_then(|https| HttpsSink::new(self.clone(), https));
+        let result = self.check_endpoint().and_then(|https| {
+            let announced = self.check_announcements()?;
+            // Before the sink loads its files, so a change meanwhile is seen.
+            self.watch.start(self.plan(announced));
+            HttpsSink::new(self.clone(), https)
+        });
         if let Err(e) = &result {
             self.stats.build_failed(e);
         }
         result
+    }
+
+    fn check_announcements(&self) -> Result<Vec<Announced>, HttpsError> {
+        self.announcements.iter().map(|a| crate::rotation::check(&self.endpoint, a)).collect()
+    }
+
+    fn plan(&self, announced: Vec<Announced>) -> Plan {
+        Plan {
+            endpoint: self.endpoint.clone(),
+            files: crate::sink::watched_files(self),
+            trust_files: self.trust_files.clone(),
+            webpki: self.webpki_roots,
+            interval: self.trust_poll_interval,
+            announced,
+            alarm: self.rotation_alarm,
+            stats: self.stats.clone(),
+        }
     }
 
     /// Checks the endpoint; returns whether it is https.
@@ -377,6 +501,8 @@ impl fmt::Debug for HttpsSinkConfig {
             .field("authorization", &self.authorization)
             .field("gzip", &self.gzip)
             .field("proxy", &self.proxy)
+            .field("announcements", &self.announcements)
+            .field("rotation_alarm", &self.rotation_alarm)
             .finish()
     }
 }

@@ -24,13 +24,26 @@
 //!   `Retry-After`), 413 is too large, other 4xx are rejected.
 //! - [`HttpsStats`], obtained from the config, outlives the sinks: it holds the
 //!   last server certificate seen ([`CertificateInfo`]: subject, issuer,
-//!   notAfter, SHA-256 fingerprint), how many times it changed, TLS failures,
-//!   deliveries by outcome and trust reloads.
+//!   notAfter, SHA-256 fingerprints), how many times it changed, TLS failures,
+//!   deliveries by outcome and trust reloads; and
+//!   [`readiness`](HttpsStats::readiness), a [`Readiness`] report of the
+//!   served chain, the anchor, the trust set, the announced rotations and the
+//!   client identity, with `ready` and its reasons.
+//! - The config's **trust watcher**, a thread started by the first build and
+//!   shared by every clone, polls the trust and identity files, checks the
+//!   [announced rotations](HttpsSinkConfig::announced_rotation) against the
+//!   trust set, and on a change wakes the pipeline given to
+//!   [`wake_pipeline`](HttpsSinkConfig::wake_pipeline), ending the batcher's
+//!   restart backoff.
 //!
 //! Logs go to the `log` target `vigil::https`: every trust load (how many
-//! certificates from which files), `server certificate changed` with both
-//! fingerprints, and a warning when the server certificate comes within the
-//! [expiry horizon](HttpsSinkConfig::expiry_warning) and again within 7 days.
+//! certificates from which files), `server certificate changed` with the old
+//! and the new chain, a warning when a certificate comes within the
+//! [expiry horizon](HttpsSinkConfig::expiry_warning) and again within 7 days
+//! (the served leaf, every served intermediate, the trust anchor that
+//! verified them and the client certificate, each named), and the announced
+//! rotations (WARN daily while the new CA is missing, ERROR near the date,
+//! INFO once when it is trusted).
 //! The `Authorization` header is never logged, and credentials in the
 //! endpoint URL (userinfo, query values) are shown as `***` in logs, errors
 //! and stats.
@@ -81,14 +94,41 @@
 //! server rotates to a CA the client does not trust yet, deliveries fail as
 //! fatal with `certificate for HOST:PORT not trusted: unknown issuer …`; the
 //! batcher keeps the events and the supervisor restarts the sink with backoff.
-//! As soon as the new CA is written to a trust file, the running sink picks it
-//! up within one [poll interval](HttpsSinkConfig::trust_poll_interval) and a
-//! restarted sink picks it up immediately.
+//! As soon as the new CA is written to a trust file, the trust watcher sees it
+//! within one [poll interval](HttpsSinkConfig::trust_poll_interval) and, with
+//! [`wake_pipeline`](HttpsSinkConfig::wake_pipeline), restarts the waiting
+//! batcher at once, however long its backoff had grown; a running sink swaps
+//! in the new set at its next delivery.
 //!
-//! The check happens in the handshake, so it applies to new connections: a
-//! pooled connection opened before the server rotated keeps working until it
-//! closes (ureq drops idle pooled connections after 15 seconds). Session
-//! resumption is off, so every new connection is verified in full.
+//! The check happens in the handshake, so it applies to new connections. A
+//! change of the trust set drops the sink's pooled connections, so every
+//! later request is verified under the new set; otherwise a pooled connection
+//! opened before the server rotated keeps working until it closes (ureq drops
+//! idle pooled connections after 15 seconds). Session resumption is off, so
+//! every new connection is verified in full.
+//!
+//! # Rotation readiness: the operator's workflow in five steps
+//!
+//! 1. **Announcement.** The server's operator announces a rotation to a new
+//!    CA by a date. Configure it on every host:
+//!    `config.announced_rotation(NewCa::Pem("new-ca.pem".into()), "2017-10-05")`
+//!    ([`announced_rotation`](HttpsSinkConfig::announced_rotation); a PEM that
+//!    is not a valid, unexpired CA is a typed error at build).
+//! 2. **Check every host.** At build and every trust poll each host checks its
+//!    trust set for the new CA: a WARN a day while it is missing, an ERROR from
+//!    [`rotation_alarm`](HttpsSinkConfig::rotation_alarm) (7 days) before the
+//!    date, and [`readiness`](HttpsStats::readiness) says *not ready*. The
+//!    workspace's `rotation-check` example runs the same check once from the
+//!    command line and exits 1 on a host that is not ready.
+//! 3. **Prepare the trust.** Add the new CA beside the old one. Within one
+//!    poll the sink uses the new set, the report says *ready*, one INFO line
+//!    says so.
+//! 4. **The rotation.** The server moves to the new chain; the change is
+//!    logged with both chains and the expiry warnings follow the new
+//!    certificates. A host that was missed fails as fatal and keeps its
+//!    events; fixing its trust file resumes delivery within one poll.
+//! 5. **Retirement.** When every host is ready and the old CA is retired,
+//!    remove it and the announcement from the configuration.
 //!
 //! # What survives a restart?
 //!
@@ -122,17 +162,22 @@ mod config;
 mod error;
 mod pem;
 mod proxy;
+mod readiness;
 mod redact;
 mod resolve;
 mod retry_after;
+mod rotation;
 mod sink;
 mod stats;
 mod tls;
+mod watch;
 
 pub use cert::CertificateInfo;
 pub use config::HttpsSinkConfig;
 pub use error::{CertificateProblem, ErrorClass, HttpsError, PemProblem, PemRole, Phase};
 pub use proxy::Proxy;
+pub use readiness::{AnchorStatus, CertificateStatus, Readiness, RotationStatus, TrustStatus};
 pub use retry_after::RETRY_AFTER_CAP;
+pub use rotation::{NewCa, RotationDate};
 pub use sink::HttpsSink;
 pub use stats::{DeliveryCounts, HttpsStats, HttpsStatsSnapshot};

@@ -10,6 +10,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::{PemObject, SectionKind};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::cert::{CertificateInfo, KeyIds};
 use crate::error::{HttpsError, PemProblem, PemRole};
 
 /// A validated set of trust anchors, and where it came from.
@@ -20,6 +21,16 @@ pub(crate) struct TrustSet {
     pub(crate) per_file: Vec<(PathBuf, usize)>,
     /// Whether the webpki roots were added.
     pub(crate) webpki: bool,
+    /// The certificates from the trust files, in file order (not the webpki roots).
+    pub(crate) anchors: Vec<Anchor>,
+}
+
+/// One CA certificate from a trust file.
+#[derive(Debug, Clone)]
+pub(crate) struct Anchor {
+    pub(crate) file: PathBuf,
+    pub(crate) info: CertificateInfo,
+    pub(crate) ids: KeyIds,
 }
 
 impl TrustSet {
@@ -67,6 +78,15 @@ fn kind_name(kind: SectionKind) -> &'static str {
 
 /// Loads the certificates of one trust file, validating each: every one must
 /// be an X.509 CA certificate (basicConstraints CA:TRUE).
+/// The certificates of a PEM file, in order; other items are skipped.
+pub(crate) fn read_certificates(path: &Path, role: PemRole) -> Result<Vec<CertificateDer<'static>>, HttpsError> {
+    Ok(read_sections(path, role)?
+        .into_iter()
+        .filter(|(kind, _)| *kind == SectionKind::Certificate)
+        .map(|(_, der)| CertificateDer::from(der))
+        .collect())
+}
+
 fn load_trust_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, HttpsError> {
     let pem_err = |problem| HttpsError::Pem { path: path.to_path_buf(), role: PemRole::Trust, problem };
     let mut certs = Vec::new();
@@ -97,10 +117,15 @@ fn load_trust_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, HttpsErr
 pub(crate) fn load_trust(files: &[PathBuf], webpki: bool) -> Result<TrustSet, HttpsError> {
     let mut roots = RootCertStore::empty();
     let mut per_file = Vec::with_capacity(files.len());
+    let mut anchors = Vec::new();
     for path in files {
         let certs = load_trust_file(path)?;
         let count = certs.len();
         for (index, cert) in certs.into_iter().enumerate() {
+            // load_trust_file parsed every certificate already.
+            if let Ok(info) = CertificateInfo::from_der(&cert) {
+                anchors.push(Anchor { file: path.clone(), info, ids: KeyIds::of(&cert) });
+            }
             roots.add(cert).map_err(|e| HttpsError::Pem {
                 path: path.clone(),
                 role: PemRole::Trust,
@@ -112,7 +137,7 @@ pub(crate) fn load_trust(files: &[PathBuf], webpki: bool) -> Result<TrustSet, Ht
     if webpki {
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     }
-    Ok(TrustSet { roots: Arc::new(roots), per_file, webpki })
+    Ok(TrustSet { roots: Arc::new(roots), per_file, webpki, anchors })
 }
 
 /// A client certificate chain and the matching private key, checked.

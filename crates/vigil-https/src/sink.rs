@@ -53,6 +53,8 @@ pub struct HttpsSink {
     identity: Option<ClientIdentity>,
     stamps: Vec<(PathBuf, FileStamp)>,
     last_poll: Instant,
+    /// The trust watcher's generation when the files were last loaded.
+    seen_generation: u64,
 }
 
 /// What a load of the PEM files produces.
@@ -70,6 +72,7 @@ impl HttpsSink {
         })?;
         let route = config.proxy.route(&uri, &config.endpoint)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let seen_generation = config.watch.generation();
         let stamps = watched_files(&config).into_iter().map(|p| (p.clone(), FileStamp::of(&p))).collect();
         let material = load_material(&config, &provider, https, route.as_ref())?;
         if let Some(trust) = &material.trust {
@@ -104,6 +107,7 @@ impl HttpsSink {
             identity: material.identity,
             stamps,
             last_poll: Instant::now(),
+            seen_generation,
             config,
         })
     }
@@ -119,12 +123,54 @@ impl HttpsSink {
         &self.config.endpoint
     }
 
+    /// Connects to the endpoint once without delivering anything: a `HEAD`
+    /// request, whose TLS handshake records the served chain and the anchor
+    /// that verified it for the [readiness report](HttpsStats::readiness).
+    /// Returns the HTTP status, whatever it is: any answer means the chain
+    /// was trusted. Polls the trust files first, as a delivery does.
+    ///
+    /// # Errors
+    ///
+    /// The [`HttpsError`] of the request: a [`Certificate`](HttpsError::Certificate)
+    /// error when the chain is not trusted (the report then says why).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use vigil_https::HttpsSinkConfig;
+    ///
+    /// let collector = vigil_collector::Collector::builder().start()?;
+    /// let config = HttpsSinkConfig::new(collector.endpoint()).trust_file(collector.ca_pem_path());
+    /// let mut sink = config.build()?;
+    /// sink.probe()?;
+    /// assert!(config.stats().readiness().ready);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn probe(&mut self) -> Result<u16, HttpsError> {
+        self.poll_files();
+        let timeout = bounded(self.config.timeout_global);
+        let request = self.agent.head(self.config.target.as_str()).config().timeout_global(timeout).build();
+        match request.call() {
+            Ok(response) => Ok(response.status().as_u16()),
+            Err(e) => {
+                let error = self.classify(e, timeout);
+                self.config.stats.probe_failed(&error);
+                Err(error)
+            }
+        }
+    }
+
     /// Polls the trust and identity files if the interval has passed, and
     /// swaps in a changed, valid set.
     fn poll_files(&mut self) {
-        if self.stamps.is_empty() || self.last_poll.elapsed() < self.config.trust_poll_interval {
+        // The watcher saw a change: look now, not at the end of this sink's own interval.
+        let generation = self.config.watch.generation();
+        if self.stamps.is_empty()
+            || (generation == self.seen_generation && self.last_poll.elapsed() < self.config.trust_poll_interval)
+        {
             return;
         }
+        self.seen_generation = generation;
         self.last_poll = Instant::now();
         let changed: Vec<&PathBuf> =
             self.stamps.iter().filter(|(path, stamp)| FileStamp::of(path) != *stamp).map(|(path, _)| path).collect();
@@ -341,7 +387,7 @@ fn gzip(body: &[u8]) -> io::Result<Vec<u8>> {
 }
 
 /// The files a running sink polls: trust files, then the identity files.
-fn watched_files(config: &HttpsSinkConfig) -> Vec<PathBuf> {
+pub(crate) fn watched_files(config: &HttpsSinkConfig) -> Vec<PathBuf> {
     let mut files = config.trust_files.clone();
     if let Some((chain, key)) = &config.client_identity {
         files.push(chain.clone());
@@ -353,6 +399,8 @@ fn watched_files(config: &HttpsSinkConfig) -> Vec<PathBuf> {
 }
 
 fn log_identity(config: &HttpsSinkConfig, identity: Option<&ClientIdentity>) {
+    let leaf = identity.and_then(|i| i.chain.first()).and_then(|der| crate::cert::CertificateInfo::from_der(der).ok());
+    config.stats.client_certificate(leaf);
     if let (Some((chain, key)), Some(identity)) = (&config.client_identity, identity) {
         log::info!(
             target: "vigil::https",
@@ -391,6 +439,7 @@ fn load_material(
                 verifier,
                 stats: config.stats.clone(),
                 expiry_warning: config.expiry_warning,
+                anchors: Arc::new(trust.anchors.clone()),
             })
         }
         None => None,
@@ -441,6 +490,12 @@ impl Sink for HttpsSink {
                 // failure is reported once at WARN, by the supervisor's
                 // restart line for the batcher, with the short cause.
                 log::debug!(target: "vigil::https", "batch {}: {error:#}", batch.idempotency_key());
+                if error.is_tls() && self.config.watch.generation() != self.seen_generation {
+                    // The trust files changed while this request was in
+                    // flight: retry soon with the new set rather than fail
+                    // into the restart backoff the watcher's wake just missed.
+                    return Delivery::Retryable { error: Box::new(error), retry_after: None };
+                }
                 error.into_delivery()
             }
         }

@@ -8,6 +8,7 @@ use parking_lot::Mutex;
 
 use crate::cert::CertificateInfo;
 use crate::error::HttpsError;
+use crate::readiness::Facts;
 
 /// The second expiry warning fires this close to notAfter.
 pub(crate) const FINAL_WARNING: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -38,12 +39,14 @@ pub(crate) const FINAL_WARNING: Duration = Duration::from_secs(7 * 24 * 3600);
 /// ```
 #[derive(Debug, Clone)]
 pub struct HttpsStats {
-    inner: Arc<Mutex<State>>,
+    pub(crate) inner: Arc<Mutex<State>>,
 }
 
 #[derive(Debug)]
-struct State {
-    snapshot: HttpsStatsSnapshot,
+pub(crate) struct State {
+    pub(crate) snapshot: HttpsStatsSnapshot,
+    /// What the readiness report is made of, beyond the snapshot.
+    pub(crate) facts: Facts,
     /// (fingerprint, warning level in seconds) pairs already warned about.
     warned: HashSet<(String, u64)>,
 }
@@ -121,6 +124,7 @@ impl HttpsStats {
                     last_error: None,
                     proxy: None,
                 },
+                facts: Facts::default(),
                 warned: HashSet::new(),
             })),
         }
@@ -154,6 +158,15 @@ impl HttpsStats {
         state.snapshot.last_error = Some(error.to_string());
     }
 
+    /// Records a failed [`probe`](crate::HttpsSink::probe): not a delivery.
+    pub(crate) fn probe_failed(&self, error: &HttpsError) {
+        let mut state = self.inner.lock();
+        if error.is_tls() {
+            state.facts.handshake_error = Some(error.to_string());
+        }
+        state.snapshot.last_error = Some(error.to_string());
+    }
+
     pub(crate) fn delivered(&self, events: usize) {
         let mut state = self.inner.lock();
         state.snapshot.deliveries.delivered += 1;
@@ -175,20 +188,38 @@ impl HttpsStats {
         if let HttpsError::Certificate { presented: Some(cert), .. } = error {
             s.rejected_certificate = Some((**cert).clone());
         }
+        if error.is_tls() {
+            state.facts.handshake_error = Some(error.to_string());
+        }
+        let s = &mut state.snapshot;
         s.last_error = Some(error.to_string());
     }
 
     /// Records the leaf of a successful handshake: counts it, notices a
     /// change of certificate and warns about a coming expiry.
-    pub(crate) fn observe_certificate(&self, info: CertificateInfo, horizon: Duration) {
+    /// Records the chain a server presented in a verified handshake (leaf
+    /// first) and the trust anchor that verified it, logs a change of chain,
+    /// and warns about any certificate of it close to expiry.
+    pub(crate) fn observe_chain(
+        &self,
+        chain: Vec<CertificateInfo>,
+        anchor: Option<CertificateInfo>,
+        horizon: Duration,
+    ) {
+        let mut chain = chain.into_iter();
+        let Some(info) = chain.next() else { return };
+        let intermediates: Vec<CertificateInfo> = chain.collect();
         let mut state = self.inner.lock();
         state.snapshot.handshakes += 1;
+        state.facts.handshake_error = None;
         let endpoint = state.snapshot.endpoint.clone();
         if let Some(old) = &state.snapshot.server_certificate {
-            if old.sha256 != info.sha256 {
+            let old_chain = describe_chain(old, &state.facts.intermediates);
+            let new_chain = describe_chain(&info, &intermediates);
+            if old.sha256 != info.sha256 || old_chain != new_chain {
                 log::info!(
                     target: "vigil::https",
-                    "server certificate changed for {endpoint}: old sha256 {} (subject {}, issuer {}, notAfter {}) -> new sha256 {} (subject {}, issuer {}, notAfter {})",
+                    "server certificate changed for {endpoint}: old sha256 {} (subject {}, issuer {}, notAfter {}) -> new sha256 {} (subject {}, issuer {}, notAfter {}); old chain [{old_chain}] -> new chain [{new_chain}]",
                     old.sha256,
                     old.subject,
                     old.issuer,
@@ -203,18 +234,30 @@ impl HttpsStats {
         } else {
             log::debug!(
                 target: "vigil::https",
-                "server certificate for {endpoint}: subject {}, issuer {}, notAfter {}, sha256 {}",
+                "server certificate for {endpoint}: subject {}, issuer {}, notAfter {}, sha256 {}; chain [{}]",
                 info.subject,
                 info.issuer,
                 info.not_after,
-                info.sha256
+                info.sha256,
+                describe_chain(&info, &intermediates),
             );
         }
         state.snapshot.server_certificate = Some(info);
+        state.facts.intermediates = intermediates;
+        state.facts.anchor = anchor;
         check_expiry(&mut state, horizon, crate::cert::now_unix());
     }
 
-    /// Warns if the current server certificate has come within a warning level.
+    #[cfg(test)]
+    pub(crate) fn observe_certificate(&self, info: CertificateInfo, horizon: Duration) {
+        self.observe_chain(vec![info], None, horizon);
+    }
+
+    /// Records the client identity's own certificate (the leaf of its chain).
+    pub(crate) fn client_certificate(&self, info: Option<CertificateInfo>) {
+        self.inner.lock().facts.client = info;
+    }
+
     pub(crate) fn check_expiry(&self, horizon: Duration) {
         check_expiry(&mut self.inner.lock(), horizon, crate::cert::now_unix());
     }
@@ -230,33 +273,60 @@ fn levels(horizon: Duration) -> Vec<u64> {
     levels
 }
 
-fn check_expiry(state: &mut State, horizon: Duration, now_unix: i64) {
-    let Some(cert) = &state.snapshot.server_certificate else {
-        return;
-    };
-    let left = cert.seconds_left(now_unix);
-    // A horizon beyond i64::MAX seconds (Duration::MAX) saturates: it covers every certificate.
-    let Some(level) =
-        levels(horizon).into_iter().filter(|level| left <= i64::try_from(*level).unwrap_or(i64::MAX)).min()
-    else {
-        return;
-    };
-    if !state.warned.insert((cert.sha256.clone(), level)) {
-        return;
+/// The certificates whose expiry is watched, each with what it is.
+fn watched(state: &State) -> Vec<(String, &CertificateInfo)> {
+    let mut out = Vec::new();
+    if let Some(leaf) = &state.snapshot.server_certificate {
+        out.push(("server certificate".to_string(), leaf));
     }
-    log::warn!(
-        target: "vigil::https",
-        "server certificate for {} expires in {} (notAfter {}; subject {}, issuer {}, sha256 {}); renew it or prepare the clients' trust for the new one",
-        state.snapshot.endpoint,
-        describe_left(left),
-        cert.not_after,
-        cert.subject,
-        cert.issuer,
-        cert.sha256,
-    );
+    for (i, cert) in state.facts.intermediates.iter().enumerate() {
+        out.push((format!("intermediate certificate #{}", i + 1), cert));
+    }
+    if let Some(anchor) = &state.facts.anchor {
+        out.push(("trust anchor".to_string(), anchor));
+    }
+    if let Some(client) = &state.facts.client {
+        out.push(("client certificate".to_string(), client));
+    }
+    out
 }
 
-/// `left` seconds in words: `9 days 23 hours`, `5 hours 3 minutes`, `expired`.
+fn check_expiry(state: &mut State, horizon: Duration, now_unix: i64) {
+    let mut due = Vec::new();
+    for (what, cert) in watched(state) {
+        let left = cert.seconds_left(now_unix);
+        // A horizon beyond i64::MAX seconds (Duration::MAX) saturates: it covers every certificate.
+        let level = levels(horizon).into_iter().filter(|level| left <= i64::try_from(*level).unwrap_or(i64::MAX)).min();
+        if let Some(level) = level {
+            due.push((what, cert.clone(), left, level));
+        }
+    }
+    for (what, cert, left, level) in due {
+        if !state.warned.insert((cert.sha256.clone(), level)) {
+            continue;
+        }
+        log::warn!(
+            target: "vigil::https",
+            "{what} for {} expires in {} (notAfter {}; subject {}, issuer {}, sha256 {}); renew it or prepare the clients' trust for the new one",
+            state.snapshot.endpoint,
+            describe_left(left),
+            cert.not_after,
+            cert.subject,
+            cert.issuer,
+            cert.sha256,
+        );
+    }
+}
+
+/// `subject (sha256 …) <- issuer …` for each certificate of a chain, leaf first.
+fn describe_chain(leaf: &CertificateInfo, intermediates: &[CertificateInfo]) -> String {
+    std::iter::once(leaf)
+        .chain(intermediates)
+        .map(|c| format!("{} (sha256 {})", c.subject, c.sha256))
+        .collect::<Vec<_>>()
+        .join(" <- ")
+}
+
 fn describe_left(left: i64) -> String {
     if left <= 0 {
         return "no time: it has expired".to_string();
@@ -278,6 +348,7 @@ mod tests {
             not_after: crate::cert::rfc3339(not_after_unix),
             not_after_unix,
             sha256: fp.into(),
+            spki_sha256: fp.into(),
         }
     }
 
@@ -336,6 +407,21 @@ mod tests {
         assert_eq!(snap.certificate_changes, 1);
         assert_eq!(snap.handshakes, 3);
         assert_eq!(snap.server_certificate.unwrap().sha256, "BB");
+    }
+
+    #[test]
+    fn a_new_intermediate_under_the_same_leaf_is_a_change_too() {
+        let stats = HttpsStats::new("https://x");
+        let far = crate::cert::now_unix() + 365 * DAY;
+        stats.observe_chain(vec![cert("AA", far), cert("I1", far)], None, Duration::ZERO);
+        stats.observe_chain(vec![cert("AA", far), cert("I1", far)], None, Duration::ZERO);
+        assert_eq!(stats.snapshot().certificate_changes, 0);
+        stats.observe_chain(vec![cert("AA", far), cert("I2", far)], None, Duration::ZERO);
+        assert_eq!(stats.snapshot().certificate_changes, 1);
+        assert_eq!(
+            describe_chain(&cert("AA", far), &[cert("I2", far)]),
+            "CN=server (sha256 AA) <- CN=server (sha256 I2)"
+        );
     }
 
     #[test]

@@ -25,22 +25,24 @@ use ureq::unversioned::transport::{
 };
 
 use crate::cert::CertificateInfo;
+use crate::cert::KeyIds;
 use crate::error::{CertificateProblem, HttpsError, Phase};
-use crate::pem::{ClientIdentity, TrustSet};
+use crate::pem::{Anchor, ClientIdentity, TrustSet};
 use crate::stats::HttpsStats;
 
 /// A server certificate verifier that delegates to webpki and remembers the
-/// leaf certificate it was shown, accepted or not.
+/// chain it was shown (leaf first, then the intermediates as served),
+/// accepted or not.
 #[derive(Debug)]
 pub(crate) struct RecordingVerifier {
     inner: Arc<WebPkiServerVerifier>,
-    presented: Mutex<Option<CertificateDer<'static>>>,
+    presented: Mutex<Vec<CertificateDer<'static>>>,
 }
 
 impl RecordingVerifier {
-    /// Takes the leaf shown in the last handshake, if any.
-    fn take_presented(&self) -> Option<CertificateDer<'static>> {
-        self.presented.lock().take()
+    /// Takes the chain shown in the last handshake, empty if none.
+    fn take_presented(&self) -> Vec<CertificateDer<'static>> {
+        std::mem::take(&mut *self.presented.lock())
     }
 }
 
@@ -53,7 +55,8 @@ impl ServerCertVerifier for RecordingVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        *self.presented.lock() = Some(end_entity.clone().into_owned());
+        *self.presented.lock() =
+            std::iter::once(end_entity).chain(intermediates).map(|c| c.clone().into_owned()).collect();
         self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
 
@@ -103,7 +106,7 @@ pub(crate) fn client_config(
     let webpki = WebPkiServerVerifier::builder_with_provider(trust.roots.clone(), provider.clone())
         .build()
         .map_err(|e| setup(e.to_string()))?;
-    let verifier = Arc::new(RecordingVerifier { inner: webpki, presented: Mutex::new(None) });
+    let verifier = Arc::new(RecordingVerifier { inner: webpki, presented: Mutex::new(Vec::new()) });
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| setup(e.to_string()))?
@@ -181,6 +184,8 @@ pub(crate) struct TlsParts {
     pub(crate) verifier: Arc<RecordingVerifier>,
     pub(crate) stats: HttpsStats,
     pub(crate) expiry_warning: Duration,
+    /// The trust file certificates, to tell which one verified a chain.
+    pub(crate) anchors: Arc<Vec<Anchor>>,
 }
 
 impl fmt::Debug for TlsParts {
@@ -232,18 +237,18 @@ impl<In: Transport> Connector<In> for VigilConnector {
         sock.set_timeout(remaining(details));
         tls.verifier.take_presented();
         if let Err(e) = conn.complete_io(&mut sock) {
-            let presented = tls.verifier.take_presented().and_then(|der| CertificateInfo::from_der(&der).ok());
+            let presented = tls.verifier.take_presented().first().and_then(|der| CertificateInfo::from_der(der).ok());
             return Err(self.handshake_error(e, &authority, presented));
         }
-        tls.verifier.take_presented();
-        if let Some(leaf) = conn.peer_certificates().and_then(|certs| certs.first()) {
-            match CertificateInfo::from_der(leaf) {
-                Ok(info) => tls.stats.observe_certificate(info, tls.expiry_warning),
-                Err(e) => log::warn!(
-                    target: "vigil::https",
-                    "cannot parse the server certificate of {}: {e}",
-                    self.endpoint
-                ),
+        let chain = tls.verifier.take_presented();
+        match chain.iter().map(|der| CertificateInfo::from_der(der)).collect::<Result<Vec<_>, _>>() {
+            Ok(infos) if !infos.is_empty() => {
+                let anchor = chain.last().and_then(|top| anchor_of(top, &tls.anchors));
+                tls.stats.observe_chain(infos, anchor, tls.expiry_warning);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                log::warn!(target: "vigil::https", "cannot parse the server certificate of {}: {e}", self.endpoint)
             }
         }
         let buffers = LazyBuffers::new(details.config.input_buffer_size(), details.config.output_buffer_size());
@@ -278,6 +283,24 @@ impl VigilConnector {
             other => other,
         }
     }
+}
+
+/// The trust file certificate that issued `top`, the last certificate the
+/// server sent: same name as its issuer and, when both carry one, the same
+/// key identifier. (A served copy of the anchor itself matches too.)
+fn anchor_of(top: &CertificateDer<'_>, anchors: &[Anchor]) -> Option<CertificateInfo> {
+    let info = CertificateInfo::from_der(top).ok()?;
+    let ids = KeyIds::of(top);
+    anchors
+        .iter()
+        .find(|a| {
+            let same_key = match (&ids.authority, &a.ids.subject) {
+                (Some(aki), Some(ski)) => aki == ski,
+                _ => true,
+            };
+            (a.info.subject == info.issuer && same_key) || a.info.sha256 == info.sha256
+        })
+        .map(|a| a.info.clone())
 }
 
 /// What is left of the connect timeout after the TCP connection was made.
@@ -428,6 +451,7 @@ mod tests {
             not_after: "2030-01-01T00:00:00Z".into(),
             not_after_unix: 1_893_456_000,
             sha256: "AB:CD".into(),
+            spki_sha256: "AB:CD".into(),
         };
         let err = tls_error(
             "https://127.0.0.1:8443/ingest",

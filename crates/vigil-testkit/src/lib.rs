@@ -4,7 +4,8 @@
 //!   [`wait_until`]): tests wait on a condition, never on a bare sleep.
 //! - [`TempDir`]: a scratch directory removed on drop, with atomic writes for
 //!   files a sink polls.
-//! - [`TestCa`]: certificates made with rcgen for mutual TLS.
+//! - [`TestCa`]: certificates made with rcgen: CAs, intermediates, server and
+//!   client certificates, expired ones ([`days_from_now`] for validity bounds).
 //! - [`init_logging`] and [`capture_logs`]: one process-wide logger that
 //!   prints through `env_logger` (quiet unless `RUST_LOG` is set) and, once a
 //!   test asks for it, records every line so the test can assert on it.
@@ -17,7 +18,7 @@ mod logging;
 mod poll;
 mod temp;
 
-pub use ca::TestCa;
+pub use ca::{TestCa, days_from_now};
 pub use logging::{LogRecord, capture_logs, captured_logs, init_logging};
 pub use poll::{DEADLINE, eventually, poll, wait_until};
-pub use temp::TempDir;
+pub use temp::{TempDir, write_atomically};

@@ -66,7 +66,18 @@ impl Drop for TempDir {
 
 /// Writes `path` atomically (write a sibling, rename over it), so that a
 /// sink polling the file never sees it half written.
-fn write_atomically(path: &Path, contents: &[u8]) {
+///
+/// # Panics
+///
+/// Panics if the file cannot be written or renamed.
+///
+/// ```
+/// let dir = vigil_testkit::TempDir::new("doc-atomic");
+/// let path = dir.path("trust.pem");
+/// vigil_testkit::write_atomically(&path, b"new");
+/// assert_eq!(std::fs::read(&path).unwrap(), b"new");
+/// ```
+pub fn write_atomically(path: &Path, contents: &[u8]) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, contents).expect("write temp file");
     std::fs::rename(&tmp, path).expect("rename into place");

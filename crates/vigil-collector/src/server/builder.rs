@@ -230,7 +230,7 @@ impl CollectorBuilder {
             idle_timeout: self.idle_timeout,
             control: self.control_endpoints,
             client_auth,
-            certs: Mutex::new(CertState { ca, leaf, mode: self.cert_mode }),
+            certs: Mutex::new(CertState { ca, leaf, mode: self.cert_mode, next: None }),
             tls: RwLock::new(Served { config, generation: 0 }),
             close_on_cert_change: self.close_on_cert_change,
             faults: Mutex::new(FaultPlan::default()),

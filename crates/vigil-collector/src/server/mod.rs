@@ -110,6 +110,9 @@ struct CertState {
     ca: Authority,
     leaf: Leaf,
     mode: CertMode,
+    /// The CA announced by [`Collector::announce_next_ca`], which the next
+    /// rotation moves to.
+    next: Option<Authority>,
 }
 
 impl Shared {
@@ -179,7 +182,10 @@ impl Shared {
     fn rotate_ca(&self) -> Result<PathBuf, CollectorError> {
         let mut certs = self.certs.lock();
         let generation = certs.ca.generation() + 1;
-        let ca = Authority::generate(&self.dir, generation)?;
+        let ca = match certs.next.take() {
+            Some(next) => next,
+            None => Authority::generate(&self.dir, generation)?,
+        };
         let leaf = ca.issue_leaf(certs.mode)?;
         let config = leaf.server_config(self.client_auth.as_ref())?;
         self.install(config);
@@ -194,6 +200,15 @@ impl Shared {
             path.display()
         );
         Ok(path)
+    }
+
+    fn announce_next_ca(&self) -> Result<PathBuf, CollectorError> {
+        let mut certs = self.certs.lock();
+        if certs.next.is_none() {
+            let generation = certs.ca.generation() + 1;
+            certs.next = Some(Authority::generate(&self.dir, generation)?);
+        }
+        Ok(certs.next.as_ref().map(|next| next.pem_path().to_owned()).unwrap_or_default())
     }
 
     fn serve(&self, mode: CertMode) -> Result<(), CollectorError> {
@@ -348,6 +363,29 @@ impl Collector {
     /// ```
     pub fn rotate_ca(&self) -> Result<PathBuf, CollectorError> {
         self.shared.rotate_ca()
+    }
+
+    /// Makes the CA the next [`rotate_ca`](Collector::rotate_ca) will move
+    /// to, without serving it yet, and returns its PEM file: what a real
+    /// service announces ahead of a rotation. Calling it again returns the
+    /// same CA until the rotation happens.
+    ///
+    /// # Errors
+    ///
+    /// [`CollectorError::Certificate`] if the CA cannot be made,
+    /// [`CollectorError::WriteFile`] if its PEM cannot be written.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let collector = vigil_collector::Collector::builder().start()?;
+    /// let next = collector.announce_next_ca()?;
+    /// assert_ne!(collector.ca_pem_path(), next, "still serving the old CA");
+    /// assert_eq!(collector.rotate_ca()?, next);
+    /// # Ok::<(), vigil_collector::CollectorError>(())
+    /// ```
+    pub fn announce_next_ca(&self) -> Result<PathBuf, CollectorError> {
+        self.shared.announce_next_ca()
     }
 
     /// Serves a new server certificate of the given kind, signed by the

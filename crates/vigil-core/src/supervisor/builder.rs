@@ -7,13 +7,15 @@ use std::time::Duration;
 
 use super::MAX_INTENSITY;
 use super::handle::SupervisorRef;
+use super::node::Node;
 use super::run::SupervisorBody;
 use crate::error::ConfigError;
-use crate::observe::Node;
+use crate::observe::{ChildKind, SupervisorStats};
 use crate::protocol::{Inbox, SupMsg};
+use crate::restart::Restart;
 use crate::restart::Strategy;
 use crate::runner::Incarnate;
-use crate::spec::{Body, ChildSpec};
+use crate::spec::{Body, ChildSpec, Common};
 
 /// Builds a supervisor. Setters take `self` and chain.
 #[must_use]
@@ -44,7 +46,6 @@ impl fmt::Debug for SupervisorBuilder {
 
 impl SupervisorBuilder {
     pub(super) fn new(dynamic: bool) -> SupervisorBuilder {
-        let (tx, rx) = crossbeam_channel::unbounded();
         SupervisorBuilder {
             id: "root".to_owned(),
             strategy: Strategy::OneForOne,
@@ -53,7 +54,7 @@ impl SupervisorBuilder {
             max_children: None,
             dynamic,
             children: Vec::new(),
-            inbox: Arc::new(Inbox { tx, rx }),
+            inbox: Arc::new(Inbox::new()),
             node: Arc::new(Node::default()),
         }
     }
@@ -105,11 +106,7 @@ impl SupervisorBuilder {
     /// A handle to this supervisor for the dynamic children API. It stays
     /// valid across the supervisor's restarts.
     pub fn handle(&self) -> SupervisorRef {
-        SupervisorRef::new(self.inbox.tx.clone(), Arc::clone(&self.node))
-    }
-
-    pub(crate) fn node(&self) -> &Arc<Node> {
-        &self.node
+        SupervisorRef::new(&self.inbox, Arc::clone(&self.node))
     }
 
     pub(crate) fn validate_tree(&self, path: &str) -> Result<(), ConfigError> {
@@ -172,7 +169,33 @@ impl Body for SupervisorBuilder {
         self.validate_tree(path)
     }
 
-    fn supervisor(&self) -> Option<&SupervisorBuilder> {
-        Some(self)
+    fn kind(&self) -> ChildKind {
+        ChildKind::Supervisor
+    }
+
+    fn stats(&self) -> Option<SupervisorStats> {
+        Some(self.node.snapshot())
+    }
+}
+
+/// Here rather than in spec.rs, beside what it wraps: the spec module knows
+/// children only through [`Body`].
+impl ChildSpec {
+    /// A nested supervisor. Its [`handle`](SupervisorBuilder::handle) stays
+    /// valid across its restarts.
+    pub fn supervisor(id: impl Into<String>, builder: SupervisorBuilder) -> ChildSpec {
+        let id = id.into();
+        let builder = builder.with_id(id.clone());
+        ChildSpec {
+            common: Common {
+                id,
+                restart: Restart::Permanent,
+                backoff: None,
+                shutdown: Duration::MAX,
+                start_timeout: Duration::from_secs(60),
+                stack_size: None,
+            },
+            body: Arc::new(builder),
+        }
     }
 }

@@ -8,16 +8,18 @@ use std::time::{Duration, Instant};
 use super::run::Sup;
 use crate::exit::ExitReason;
 use crate::format::human;
+use crate::link::{Link, Report};
 use crate::observe::{ChildState, SupervisionEvent};
 use crate::protocol::SupMsg;
 use crate::restart::{Restart, Strategy};
-use crate::runner::{FastRestart, Link, Runner};
+use crate::runner::{FastRestart, Runner};
 
 impl Sup {
     /// Starts a child and waits for its start hook, within its start timeout.
     pub(super) fn start_child(&mut self, key: u64) -> Result<(), ExitReason> {
         let Some(i) = self.index(key) else { return Ok(()) };
-        let link = Link::new(self.self_tx.clone(), key, Arc::clone(&self.children[i].path), Arc::clone(&self.bus));
+        let link =
+            Link::new(Arc::clone(&self.as_parent), key, Arc::clone(&self.children[i].path), Arc::clone(&self.bus));
         let child = &mut self.children[i];
         child.generation += 1;
         child.state = ChildState::Starting;
@@ -60,7 +62,7 @@ impl Sup {
         }
         let timeout = self.children[i].spec.common.start_timeout;
         match self.wait_for(key, generation, timeout, false) {
-            Some(SupMsg::Started { .. }) => {
+            Some(SupMsg::Child(Report::Started { .. })) => {
                 let child = &mut self.children[i];
                 child.state = ChildState::Running;
                 child.since = Some(Instant::now());
@@ -70,7 +72,7 @@ impl Sup {
                 self.sync(i);
                 Ok(())
             }
-            Some(SupMsg::Exited { reason, .. }) => {
+            Some(SupMsg::Child(Report::Exited { reason, .. })) => {
                 let child = &mut self.children[i];
                 child.state = ChildState::Restarting;
                 child.last_exit = Some(reason.clone());
@@ -104,7 +106,7 @@ impl Sup {
         child.spec.body.wake(child.generation);
         let (key, generation, timeout) = (child.key, child.generation, child.spec.common.shutdown);
         match self.wait_for(key, generation, timeout, true) {
-            Some(SupMsg::Exited { reason, .. }) => {
+            Some(SupMsg::Child(Report::Exited { reason, .. })) => {
                 let child = &mut self.children[i];
                 log::debug!(target: "vigil", "stopped {}: {reason}", child.path);
                 let path = child.path.to_string();
@@ -143,8 +145,8 @@ impl Sup {
     /// other message for later.
     pub(super) fn wait_for(&mut self, key: u64, generation: u64, timeout: Duration, exit_only: bool) -> Option<SupMsg> {
         let matches = |msg: &SupMsg| match msg {
-            SupMsg::Started { key: k, generation: g } => !exit_only && *k == key && *g == generation,
-            SupMsg::Exited { key: k, generation: g, .. } => *k == key && *g == generation,
+            SupMsg::Child(Report::Started { key: k, generation: g }) => !exit_only && *k == key && *g == generation,
+            SupMsg::Child(Report::Exited { key: k, generation: g, .. }) => *k == key && *g == generation,
             _ => false,
         };
         if let Some(pos) = self.deferred.iter().position(matches) {

@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
+use super::node::Node;
 use crate::error::ControlError;
-use crate::observe::{ChildState, ChildStats, Node, SupervisorStats};
-use crate::protocol::{Answer, Control, SupMsg};
+use crate::link::Parent;
+use crate::observe::{ChildKind, ChildState, ChildStats, SupervisorStats};
+use crate::protocol::{Answer, Control, Inbox, SupMsg};
 use crate::runner::{self, Caller};
 use crate::spec::ChildSpec;
 
@@ -46,6 +48,9 @@ pub struct ChildCounts {
 #[derive(Clone)]
 pub struct SupervisorRef {
     tx: Sender<SupMsg>,
+    /// The supervisor's inbox as its runners see it: tells a request from
+    /// one of its own children.
+    parent: Arc<dyn Parent>,
     node: Arc<Node>,
     timeout: Duration,
 }
@@ -57,8 +62,13 @@ impl fmt::Debug for SupervisorRef {
 }
 
 impl SupervisorRef {
-    pub(super) fn new(tx: Sender<SupMsg>, node: Arc<Node>) -> SupervisorRef {
-        SupervisorRef { tx, node, timeout: Duration::from_secs(30) }
+    pub(super) fn new(inbox: &Inbox, node: Arc<Node>) -> SupervisorRef {
+        SupervisorRef {
+            tx: inbox.tx.clone(),
+            parent: Arc::clone(&inbox.parent),
+            node,
+            timeout: Duration::from_secs(30),
+        }
     }
 
     /// The same handle with another answer timeout. Defaults to 30 s.
@@ -233,7 +243,7 @@ impl SupervisorRef {
             if row.state == ChildState::Running {
                 counts.active += 1;
             }
-            if row.body.supervisor().is_some() {
+            if row.body.kind() == ChildKind::Supervisor {
                 counts.supervisors += 1;
             } else {
                 counts.workers += 1;
@@ -265,7 +275,7 @@ impl SupervisorRef {
     }
 
     fn request(&self, make: impl FnOnce(Answer) -> Control) -> Result<(), ControlError> {
-        let caller = match runner::caller(&self.tx) {
+        let caller = match runner::caller(&self.parent) {
             Caller::Other => None,
             Caller::Child(key) => Some(key),
             Caller::Awaited(path) => return Err(ControlError::WouldDeadlock { caller: path.to_string() }),

@@ -12,6 +12,7 @@
 //!
 //! - `builder`: [`SupervisorBuilder`], the configuration and its validation;
 //! - `handle`: [`SupervisorRef`], the dynamic children API;
+//! - `node`: what a supervisor publishes about its children, for `stats()`;
 //! - `run`: one incarnation of a supervisor and its event loop;
 //! - `children`: starting and stopping one child within its timeouts;
 //! - `restarts`: what happens when a child exits (the rule itself, a pure
@@ -23,6 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 mod builder;
 mod children;
 mod handle;
+mod node;
 mod requests;
 mod restarts;
 mod run;

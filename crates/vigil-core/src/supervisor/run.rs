@@ -12,14 +12,16 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::builder::SupervisorBuilder;
 use super::next_key;
+use super::node::{Node, Row};
 use crate::backoff::Jitter;
 use crate::exit::{ExitReason, Hook};
 use crate::intensity::RestartWindow;
-use crate::observe::{Bus, ChildState, Node, Row};
+use crate::link::{Link, Parent, Report};
+use crate::observe::{Bus, ChildState};
 use crate::panic;
 use crate::protocol::SupMsg;
 use crate::restart::Strategy;
-use crate::runner::{Incarnate, Link, Runner};
+use crate::runner::{Incarnate, Runner};
 use crate::spec::ChildSpec;
 
 pub(super) struct SupervisorBody {
@@ -37,6 +39,7 @@ impl Incarnate for SupervisorBody {
             dynamic: builder.dynamic,
             inbox: builder.inbox.rx.clone(),
             self_tx: builder.inbox.tx.clone(),
+            as_parent: Arc::clone(&builder.inbox.parent),
             window: Arc::clone(&window),
             terminating: Arc::new(AtomicBool::new(false)),
             started: false,
@@ -110,6 +113,8 @@ pub(super) struct Sup {
     pub(super) dynamic: bool,
     pub(super) inbox: Receiver<SupMsg>,
     pub(super) self_tx: Sender<SupMsg>,
+    /// The inbox as the children's runners see it.
+    pub(super) as_parent: Arc<dyn Parent>,
     pub(super) window: Arc<parking_lot::Mutex<RestartWindow>>,
     /// Set when this incarnation starts stopping all its children for good:
     /// from then on nothing is restarted, by the supervisor or in place.
@@ -176,12 +181,14 @@ impl Sup {
                     return ExitReason::Shutdown;
                 }
                 Some(SupMsg::Stop { .. }) => Ok(()),
-                Some(SupMsg::Started { key, generation }) => {
+                Some(SupMsg::Child(Report::Started { key, generation })) => {
                     self.on_started_in_place(key, generation);
                     Ok(())
                 }
-                Some(SupMsg::Exited { key, generation, reason }) => self.on_exit(key, generation, reason),
-                Some(SupMsg::Restarted { key, generation, reason, count, started }) => {
+                Some(SupMsg::Child(Report::Exited { key, generation, reason })) => {
+                    self.on_exit(key, generation, reason)
+                }
+                Some(SupMsg::Child(Report::Restarted { key, generation, reason, count, started })) => {
                     self.on_restarted_in_place(key, generation, reason, count);
                     if started {
                         self.on_started_in_place(key, generation);

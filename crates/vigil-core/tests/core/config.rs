@@ -28,7 +28,7 @@ fn zero_mailbox_capacity() {
 fn a_mailbox_too_large_to_allocate() {
     let (tx, _) = crossbeam_channel::unbounded();
     let (e, text) = config_error(Supervisor::builder().child(probe("w", &tx).mailbox(usize::MAX)));
-    assert_eq!(e, ConfigError::CapacityTooLarge { child: "root/w".into(), capacity: usize::MAX });
+    assert_eq!(e, ConfigError::CapacityTooLarge { child: "root/w".into(), capacity: usize::MAX, max: MAX_MAILBOX });
     assert!(
         text.starts_with(&format!("root/w: mailbox capacity {} exceeds the maximum of 16777216", usize::MAX)),
         "{text}"

@@ -111,3 +111,30 @@ fn a_panicking_serializer_drops_only_its_own_event() {
     assert_eq!(ledger.restarts, 3);
     assert_each_delivered_once(&control, (0..300).filter(|i| i % 100 != 42));
 }
+
+/// Issue 14: a fixed cause (a rewritten trust file, say) must not wait for
+/// the end of a long restart backoff. `wake` restarts the waiting batcher now.
+#[test]
+fn wake_ends_a_long_restart_backoff() {
+    vigil_testkit::init_logging();
+    let control = Control::new();
+    control.script([Step::Fatal]);
+    let (emitter, spec, handle) = EventPipeline::builder(fast_config())
+        .sink(control.factory())
+        .restart_backoff(Backoff::exponential(Duration::from_secs(60), Duration::from_secs(60)))
+        .build()
+        .expect("valid pipeline");
+    let system = Supervisor::builder().child(spec).start().expect("the tree starts");
+    emitter.emit(Ev { id: 0 }).expect("accepted");
+    wait_until("the delivery fails as fatal", || control.attempts().iter().any(|a| a.outcome == "fatal"));
+    // Waiting out 60 s: nothing is delivered, and waking it starts it now.
+    assert_eq!(handle.ledger().delivered, 0);
+    wait_until("the waiting batcher is restarted by wake", || handle.wake());
+    wait_until("the event is delivered long before the backoff ends", || handle.ledger().delivered == 1);
+    assert_eq!(handle.ledger().restarts, 1);
+    assert_eq!(control.builds(), 2, "one sink before the failure, one after the wake");
+    // Running now: waking only nudges.
+    assert!(!handle.wake());
+    system.shutdown().expect("clean shutdown");
+    assert_balanced(&handle.ledger());
+}

@@ -9,6 +9,7 @@ mod faults;
 mod identity;
 mod pipeline;
 mod proxy;
+mod readiness;
 mod regressions;
 mod rotation;
 mod trust_reload;

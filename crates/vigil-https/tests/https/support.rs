@@ -10,7 +10,8 @@ use vigil_events::{Batch, Delivery, Encoding, Sink};
 use vigil_https::{HttpsError, HttpsSink, HttpsSinkConfig, HttpsStats};
 
 pub(crate) use vigil_testkit::{
-    DEADLINE, LogRecord as Record, TempDir, TestCa, capture_logs, captured_logs, eventually,
+    DEADLINE, LogRecord as Record, TempDir, TestCa, capture_logs, captured_logs, days_from_now, eventually,
+    write_atomically,
 };
 
 /// The `vigil::https` records whose message contains `needle` (tests run in
@@ -98,4 +99,82 @@ pub(crate) fn deliver_until_refused(sink: &mut HttpsSink, stats: &HttpsStats, n:
         "reload failure #{n} was not seen: {:?}",
         stats.snapshot()
     );
+}
+
+/// A minimal HTTPS server on loopback that serves a chain of our choosing
+/// (leaf, then intermediates), which the collector does not: it answers
+/// every request `200` and closes the connection. Stops when dropped.
+pub(crate) struct ChainServer {
+    addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ChainServer {
+    pub(crate) fn start(chain: &[&rcgen::Certificate], key: &rcgen::KeyPair) -> ChainServer {
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+        use std::io::{Read, Write};
+        let chain: Vec<CertificateDer<'static>> = chain.iter().map(|c| c.der().clone()).collect();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let config =
+            rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("protocols")
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .expect("server config");
+        let config = std::sync::Arc::new(config);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(DEADLINE));
+                let Ok(conn) = rustls::ServerConnection::new(config.clone()) else { continue };
+                let mut tls = rustls::StreamOwned::new(conn, stream);
+                // Read the head and the body, then answer and close.
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                let complete = loop {
+                    match tls.read(&mut buf) {
+                        Ok(0) | Err(_) => break false,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                    if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if request.len() >= end + 4 + length {
+                            break true;
+                        }
+                    }
+                };
+                if complete {
+                    let _ = tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                    tls.conn.send_close_notify();
+                    let _ = tls.flush();
+                }
+            }
+        });
+        ChainServer { addr, stop }
+    }
+
+    pub(crate) fn endpoint(&self) -> String {
+        format!("https://{}/ingest", self.addr)
+    }
+}
+
+impl Drop for ChainServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Wake the accept loop so it sees the flag.
+        let _ = std::net::TcpStream::connect(self.addr);
+    }
 }

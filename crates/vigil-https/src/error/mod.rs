@@ -1,9 +1,14 @@
-//! The one error type of this crate, and the pieces of context it carries.
+//! The one error type of this crate, and how the batcher treats it. The
+//! pieces of context it carries live in `detail.rs`.
+
+mod detail;
 
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
+
+pub use detail::{CertificateProblem, PemProblem, PemRole, Phase};
 
 use crate::cert::CertificateInfo;
 
@@ -59,6 +64,17 @@ pub enum HttpsError {
         role: PemRole,
         /// What is wrong with it.
         problem: PemProblem,
+    },
+    /// An [announced rotation](crate::HttpsSinkConfig::announced_rotation)
+    /// cannot be checked: its date is not `YYYY-MM-DD`, or its fingerprint is
+    /// not a SHA-256 in hex. (A new-CA PEM that is not a valid, unexpired CA
+    /// is a [`Pem`](HttpsError::Pem) error with the role
+    /// [`AnnouncedCa`](PemRole::AnnouncedCa).)
+    InvalidAnnouncement {
+        /// The endpoint, userinfo and query values redacted.
+        endpoint: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// The client key does not belong to the leaf certificate of the client chain.
     KeyMismatch {
@@ -194,196 +210,6 @@ pub enum HttpsError {
     },
 }
 
-/// What a PEM file was supposed to hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum PemRole {
-    /// A trust bundle: one or more CA certificates.
-    Trust,
-    /// The client certificate chain, leaf first.
-    ClientChain,
-    /// The client private key.
-    ClientKey,
-}
-
-impl fmt::Display for PemRole {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PemRole::Trust => "trust file",
-            PemRole::ClientChain => "client certificate chain",
-            PemRole::ClientKey => "client key",
-        })
-    }
-}
-
-/// What is wrong with a PEM file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PemProblem {
-    /// The file could not be read.
-    Unreadable {
-        /// The kind of the I/O error.
-        kind: io::ErrorKind,
-        /// The I/O error's message.
-        reason: String,
-    },
-    /// The PEM syntax or base64 is broken.
-    Malformed {
-        /// What the PEM parser reported.
-        reason: String,
-    },
-    /// The file holds no item of the wanted kind.
-    Empty,
-    /// The file holds an item that does not belong in it, such as a private
-    /// key in a trust file.
-    WrongItem {
-        /// The kind of item found, e.g. `"private key"`.
-        found: &'static str,
-    },
-    /// A certificate in the file is not a valid X.509 certificate.
-    InvalidCertificate {
-        /// Zero-based position of the certificate in the file.
-        index: usize,
-        /// What the parser reported.
-        reason: String,
-    },
-    /// The key file holds more than one private key.
-    SeveralKeys {
-        /// How many.
-        count: usize,
-    },
-    /// A certificate in a trust file is not a CA certificate (it lacks
-    /// basicConstraints CA:TRUE): an end-entity certificate as a trust anchor
-    /// would let its key vouch for any host name.
-    NotACertificateAuthority {
-        /// Zero-based position of the certificate in the file.
-        index: usize,
-        /// The certificate's subject.
-        subject: String,
-    },
-    /// The private key is not usable with the ring crypto provider.
-    UnsupportedKey {
-        /// What rustls reported.
-        reason: String,
-    },
-}
-
-impl fmt::Display for PemProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PemProblem::Unreadable { reason, .. } => write!(f, "cannot be read: {reason}"),
-            PemProblem::Malformed { reason } => write!(f, "is not valid PEM: {reason}"),
-            PemProblem::Empty => f.write_str("contains no usable item"),
-            PemProblem::WrongItem { found } => {
-                write!(f, "contains a {found}, which does not belong there")
-            }
-            PemProblem::InvalidCertificate { index, reason } => {
-                write!(f, "certificate #{index} is not a valid X.509 certificate: {reason}")
-            }
-            PemProblem::SeveralKeys { count } => {
-                write!(f, "contains {count} private keys; exactly one is needed")
-            }
-            PemProblem::NotACertificateAuthority { index, subject } => write!(
-                f,
-                "certificate #{index} ({subject}) is not a CA certificate (no basicConstraints CA:TRUE); \
-                 an end-entity certificate cannot be a trust anchor: list the CA that issued it"
-            ),
-            PemProblem::UnsupportedKey { reason } => {
-                write!(f, "holds a key that cannot be used: {reason}")
-            }
-        }
-    }
-}
-
-/// What is wrong with a server certificate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CertificateProblem {
-    /// The certificate was not issued by any CA in the trust set.
-    UnknownIssuer,
-    /// The certificate's notAfter has passed.
-    Expired {
-        /// notAfter, seconds since the Unix epoch, when known.
-        not_after: Option<u64>,
-        /// The verification time, seconds since the Unix epoch, when known.
-        now: Option<u64>,
-    },
-    /// The certificate's notBefore is still in the future.
-    NotYetValid,
-    /// The certificate does not name the endpoint's host.
-    NotValidForName {
-        /// The names the certificate presents, when known.
-        presented: Vec<String>,
-    },
-    /// The certificate was revoked.
-    Revoked,
-    /// A signature in the chain does not verify.
-    BadSignature,
-    /// The certificate is not valid for TLS server authentication.
-    InvalidPurpose,
-    /// Any other certificate problem, as rustls reported it.
-    Other(String),
-}
-
-impl fmt::Display for CertificateProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CertificateProblem::UnknownIssuer => f.write_str("not trusted: unknown issuer"),
-            CertificateProblem::Expired { not_after, now } => {
-                f.write_str("expired")?;
-                if let Some(not_after) = not_after {
-                    write!(f, ": notAfter {}", crate::cert::rfc3339(*not_after as i64))?;
-                }
-                if let Some(now) = now {
-                    write!(f, " is before now ({})", crate::cert::rfc3339(*now as i64))?;
-                }
-                Ok(())
-            }
-            CertificateProblem::NotYetValid => f.write_str("not valid yet"),
-            CertificateProblem::NotValidForName { presented } => {
-                f.write_str("not valid for this name")?;
-                if !presented.is_empty() {
-                    write!(f, ": it names {}", presented.join(", "))?;
-                }
-                Ok(())
-            }
-            CertificateProblem::Revoked => f.write_str("revoked"),
-            CertificateProblem::BadSignature => f.write_str("has a bad signature"),
-            CertificateProblem::InvalidPurpose => f.write_str("not valid for TLS server authentication"),
-            CertificateProblem::Other(reason) => write!(f, "rejected: {reason}"),
-        }
-    }
-}
-
-/// The phase of a request in which something failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Phase {
-    /// Resolving the host name.
-    Resolve,
-    /// Opening the connection: TCP, and for a connect *timeout* also the TLS
-    /// handshake, which the connect timeout covers.
-    Connect,
-    /// The TLS handshake.
-    Handshake,
-    /// Sending the request or receiving the response, on an open connection.
-    Exchange,
-    /// The request as a whole (the global timeout, capped by the batcher's budget).
-    Request,
-}
-
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Phase::Resolve => "resolve",
-            Phase::Connect => "connect",
-            Phase::Handshake => "TLS handshake",
-            Phase::Exchange => "request/response exchange",
-            Phase::Request => "request",
-        })
-    }
-}
-
 /// How the batcher should treat a failure: the [`Delivery`](vigil_events::Delivery)
 /// variant an [`HttpsError`] becomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -407,7 +233,7 @@ impl HttpsError {
     /// | [`Certificate`](HttpsError::Certificate) (untrusted issuer, expired, wrong name, …), [`Tls`](HttpsError::Tls) | fatal |
     /// | [`Status`](HttpsError::Status) 401 or 403 | fatal |
     /// | [`Status`](HttpsError::Status) 1xx or 3xx (redirects are not followed) | fatal |
-    /// | configuration errors (bad endpoint, authorization, proxy, PEM files, key mismatch, TLS setup) | fatal |
+    /// | configuration errors (bad endpoint, authorization, proxy, announced rotation, PEM files, key mismatch, TLS setup) | fatal |
     /// | [`InvalidRequest`](HttpsError::InvalidRequest): the request could not be formed here, the receiver never saw it | fatal |
     /// | [`Dns`](HttpsError::Dns), [`Io`](HttpsError::Io) (refused, reset, closed early), [`Timeout`](HttpsError::Timeout), [`Protocol`](HttpsError::Protocol) (garbage), [`Proxy`](HttpsError::Proxy), [`Other`](HttpsError::Other) | retryable |
     /// | [`Status`](HttpsError::Status) 429 or 503, with or without `Retry-After` | retryable, honouring `Retry-After` |
@@ -449,6 +275,7 @@ impl HttpsError {
             HttpsError::InvalidRequest { .. }
             | HttpsError::InvalidAuthorization { .. }
             | HttpsError::InvalidProxy { .. }
+            | HttpsError::InvalidAnnouncement { .. }
             | HttpsError::InvalidEndpoint { .. }
             | HttpsError::InsecureEndpoint { .. }
             | HttpsError::NoTrustConfigured { .. }
@@ -491,6 +318,7 @@ impl HttpsError {
             | HttpsError::InvalidRequest { endpoint, .. }
             | HttpsError::InvalidAuthorization { endpoint, .. }
             | HttpsError::InvalidProxy { endpoint, .. }
+            | HttpsError::InvalidAnnouncement { endpoint, .. }
             | HttpsError::Proxy { endpoint, .. }
             | HttpsError::Status { endpoint, .. }
             | HttpsError::Other { endpoint, .. } => Some(endpoint),
@@ -528,6 +356,9 @@ impl fmt::Display for HttpsError {
             }
             HttpsError::Pem { path, role, problem } => {
                 write!(f, "{role} {} {problem}", path.display())
+            }
+            HttpsError::InvalidAnnouncement { endpoint, reason } => {
+                write!(f, "announced rotation for {endpoint} cannot be checked: {reason}")
             }
             HttpsError::KeyMismatch { chain, key } => {
                 write!(f, "client key {} does not match the leaf certificate of {}", key.display(), chain.display())
