@@ -48,10 +48,7 @@ impl TestCa {
     /// ```
     pub fn new(name: &str) -> TestCa {
         let key = rcgen::KeyPair::generate().expect("key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+        let params = ca_params(name);
         let cert = params.self_signed(&key).expect("self-signed CA");
         TestCa { cert, key, params }
     }
@@ -70,12 +67,7 @@ impl TestCa {
     /// assert!(key.serialize_pem().contains("PRIVATE KEY"));
     /// ```
     pub fn client(&self, name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
-        let key = rcgen::KeyPair::generate().expect("key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
-        (params.signed_by(&key, &issuer).expect("client cert"), key)
+        self.sign_client(name, None)
     }
 
     /// A CA signed by this one (an intermediate), valid until `not_after`.
@@ -92,10 +84,7 @@ impl TestCa {
     /// ```
     pub fn intermediate(&self, name: &str, not_after: SystemTime) -> TestCa {
         let key = rcgen::KeyPair::generate().expect("key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+        let mut params = ca_params(name);
         params.not_after = not_after.into();
         let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
         let cert = params.signed_by(&key, &issuer).expect("intermediate");
@@ -124,11 +113,19 @@ impl TestCa {
     ///
     /// Panics if rcgen cannot make the key or sign the certificate.
     pub fn client_until(&self, name: &str, not_after: SystemTime) -> (rcgen::Certificate, rcgen::KeyPair) {
+        self.sign_client(name, Some(not_after))
+    }
+
+    /// A client certificate (clientAuth) for `name`, valid until `not_after`
+    /// if given, and its key.
+    fn sign_client(&self, name: &str, not_after: Option<SystemTime>) -> (rcgen::Certificate, rcgen::KeyPair) {
         let key = rcgen::KeyPair::generate().expect("key");
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
         params.distinguished_name.push(rcgen::DnType::CommonName, name);
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        params.not_after = not_after.into();
+        if let Some(not_after) = not_after {
+            params.not_after = not_after.into();
+        }
         let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
         (params.signed_by(&key, &issuer).expect("client cert"), key)
     }
@@ -148,4 +145,14 @@ impl TestCa {
         params.not_after = days_ago(1).into();
         params.self_signed(&key).expect("expired CA")
     }
+}
+
+/// The parameters of a CA whose common name is `name` (it signs
+/// certificates and CRLs).
+fn ca_params(name: &str) -> rcgen::CertificateParams {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.distinguished_name.push(rcgen::DnType::CommonName, name);
+    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+    params
 }
