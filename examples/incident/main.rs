@@ -80,6 +80,21 @@ pub(crate) struct Args {
     /// several [default: none].
     #[arg(long = "ca", value_name = "FILE", requires = "endpoint")]
     cas: Vec<PathBuf>,
+    /// How Vigil ships its events: `ndjson` to the collector's /ingest, or
+    /// `otlp`, OTLP/HTTP JSON logs to the embedded collector's /v1/logs (with
+    /// --endpoint, give the receiver's https://HOST:PORT/v1/logs). The naive
+    /// design always sends NDJSON.
+    #[arg(long, value_enum, value_name = "ENCODING", default_value_t = EventEncoding::Ndjson)]
+    encoding: EventEncoding,
+}
+
+/// The values of `--encoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum EventEncoding {
+    /// One JSON record per line, POSTed to /ingest.
+    Ndjson,
+    /// One OTLP ExportLogsServiceRequest per batch, POSTed to /v1/logs.
+    Otlp,
 }
 
 const AFTER_HELP: &str = "Exit status: 0 when Vigil failed no request and delivered every event; 1 when it did not (the reason is on stderr); 2 for bad arguments or inputs.
@@ -89,6 +104,11 @@ impl Args {
     /// Whether the naive design runs after Vigil.
     pub(crate) fn contrast(&self) -> bool {
         !self.vigil_only && self.endpoint.is_none()
+    }
+
+    /// Whether Vigil ships OTLP/HTTP.
+    pub(crate) fn otlp(&self) -> bool {
+        self.encoding == EventEncoding::Otlp
     }
 
     pub(crate) fn work(&self) -> Duration {

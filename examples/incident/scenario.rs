@@ -109,7 +109,8 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
         (Some(collector), _) => {
             let trust = workdir.path().join("trust.pem");
             std::fs::copy(collector.ca_pem_path(), &trust)?;
-            (collector.endpoint(), vec![trust])
+            let endpoint = if args.otlp() { collector.otlp_endpoint() } else { collector.endpoint() };
+            (endpoint, vec![trust])
         }
         (None, Some(endpoint)) => (endpoint.clone(), args.cas.clone()),
         (None, None) => return Err("no collector: give --endpoint with --ca".into()),
@@ -134,9 +135,14 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
     let target = match design {
         Design::Vigil => Target::Vigil(Box::new(VigilService::start(ServiceConfig {
             announced,
+            otlp: args.otlp(),
             ..ServiceConfig::replay(endpoint.clone(), trust_files.clone(), args.work())
         })?)),
-        Design::Naive => Target::Naive(naive::Manager::start(&endpoint, trust_files[0].clone(), args.work(), epoch)?),
+        Design::Naive => {
+            // The naive design speaks NDJSON to /ingest, whatever Vigil uses.
+            let naive_endpoint = collector.as_ref().map_or_else(|| endpoint.clone(), Collector::endpoint);
+            Target::Naive(naive::Manager::start(&naive_endpoint, trust_files[0].clone(), args.work(), epoch)?)
+        }
     };
     let supervision = match &target {
         Target::Vigil(service) => Some(service.system.subscribe()),

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
-use vigil::events::{Config, Emitter, EventPipeline, EventsHandle};
+use vigil::events::{Config, Emitter, EventPipeline, EventsHandle, LogFields, OtlpLogs, Severity};
 use vigil::https::{HttpsSinkConfig, HttpsStats};
 use vigil::{Actor, Addr, Backoff, BoxError, ChildSpec, Context, Strategy, Supervisor, System};
 
@@ -34,6 +34,8 @@ pub(crate) struct PaymentEvent {
 /// How the service is set up.
 pub(crate) struct ServiceConfig {
     pub(crate) endpoint: String,
+    /// Ship OTLP/HTTP JSON logs instead of NDJSON.
+    pub(crate) otlp: bool,
     pub(crate) trust_files: Vec<PathBuf>,
     /// Simulated processing time of one payment.
     pub(crate) work: Duration,
@@ -56,6 +58,7 @@ impl ServiceConfig {
             trust_files,
             work,
             handlers: 8,
+            otlp: false,
             announced: None,
             trust_poll: Duration::from_secs(1),
             restart_backoff: Backoff::exponential(Duration::from_secs(1), Duration::from_secs(60)),
@@ -144,6 +147,19 @@ impl Actor for Acceptor {
     }
 }
 
+/// How a payment event becomes an OTLP log record: the service's name, an
+/// event name, the route as an attribute, and WARN for a server error.
+fn otlp_logs() -> OtlpLogs {
+    OtlpLogs::new().service_name("incident-payments").map(|event| {
+        let status = event["status"].as_u64().unwrap_or(0);
+        LogFields::new()
+            .severity(if status >= 500 { Severity::WARN } else { Severity::INFO })
+            .event_name("payment.charged")
+            .attribute("http.route", event["route"].clone())
+            .attribute("http.response.status_code", status)
+    })
+}
+
 impl VigilService {
     /// Builds the tree and starts it.
     pub(crate) fn start(config: ServiceConfig) -> Result<VigilService, Box<dyn Error>> {
@@ -164,19 +180,21 @@ impl VigilService {
         }
         let stats = https.stats();
         let watcher = https.clone();
-        let (emitter, events_spec, events) = EventPipeline::builder(
-            Config::default()
-                .capacity(500_000)
-                .max_batch_events(512)
-                .max_delay(Duration::from_millis(200))
-                // Retries of one batch may span the whole outage.
-                .max_batch_age(Duration::from_secs(3600)),
-        )
-        .id("events")
-        // Called on every (re)start: a restart re-reads the trust files.
-        .sink(move || https.build())
-        .restart_backoff(config.restart_backoff)
-        .build()?;
+        let mut events_config = Config::default()
+            .capacity(500_000)
+            .max_batch_events(512)
+            .max_delay(Duration::from_millis(200))
+            // Retries of one batch may span the whole outage.
+            .max_batch_age(Duration::from_secs(3600));
+        if config.otlp {
+            events_config = events_config.otlp_logs(otlp_logs());
+        }
+        let (emitter, events_spec, events) = EventPipeline::builder(events_config)
+            .id("events")
+            // Called on every (re)start: a restart re-reads the trust files.
+            .sink(move || https.build())
+            .restart_backoff(config.restart_backoff)
+            .build()?;
         watcher.wake_pipeline(&events);
 
         let served = Arc::new(AtomicU64::new(0));

@@ -219,3 +219,37 @@ fn an_unreachable_endpoint_exits_non_zero_and_names_the_cause() {
     assert!(stderr.contains("not trusted: unknown issuer"), "the cause: {stderr}");
     assert!(stdout.contains("== Incident replay"), "the table is still printed: {stdout}");
 }
+
+/// `--encoding otlp` with `--endpoint`: the run ships OTLP/HTTP JSON to an
+/// OTLP receiver's `/v1/logs` (here the collector's strict parser, which
+/// refuses any body off the schema), and the report's figures are the usual
+/// ones.
+#[test]
+fn the_replay_ships_otlp_to_an_external_receiver() {
+    let collector = vigil_collector::Collector::builder().start().unwrap();
+    let ca = collector.ca_pem_path();
+    let endpoint = collector.otlp_endpoint();
+    let output = incident(&[
+        "--encoding",
+        "otlp",
+        "--endpoint",
+        &endpoint,
+        "--ca",
+        ca.to_str().unwrap(),
+        "--duration",
+        "2",
+        "--json",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"));
+    let delivered = report["events_delivered"].as_u64().expect("events_delivered");
+    assert!(delivered > 0, "{report:#}");
+    assert_eq!(report["events_emitted"].as_u64(), Some(delivered), "{report:#}");
+    let stats = collector.stats();
+    assert_eq!(stats.bad_requests, 0, "every body matched the schema: {stats:?}");
+    assert_eq!(stats.otlp_requests, stats.requests, "{stats:?}");
+    assert_eq!(stats.otlp_records, stats.events_received, "{stats:?}");
+    assert_eq!(stats.unique_events, delivered, "{stats:?}");
+}

@@ -15,6 +15,10 @@
 //! Each test prints its row of the matrix (`ROW | ... |`); run
 //! `cargo test --test reliability delivery_faults:: -- --nocapture --test-threads 1 | grep ^ROW`
 //! to regenerate the table.
+//!
+//! The [`otlp`] module runs the matrix once more with the batches encoded as
+//! OTLP/HTTP JSON logs and sent to the collector's `/v1/logs` (rows
+//! `ROW-OTLP`).
 
 use crate::rig::faults as fault_rig;
 
@@ -694,4 +698,43 @@ fn http_401() {
         recover,
     )
     .print();
+}
+
+/// The matrix once more in OTLP mode: the same tests, each batch one
+/// `ExportLogsServiceRequest` POSTed to the collector's strict `/v1/logs`.
+/// `http_500` is not among them: OTLP does not retry a 500, it rejects the
+/// batch (that row of the OTLP table is tested in vigil-https's `otlp`
+/// tests).
+mod otlp {
+    use vigil::events::Encoding;
+
+    macro_rules! in_otlp_mode {
+        ($($test:ident),* $(,)?) => {
+            $(
+                #[test]
+                fn $test() {
+                    super::with_encoding(Encoding::OtlpLogsJson, super::$test);
+                }
+            )*
+        };
+    }
+
+    in_otlp_mode!(
+        rotation_to_an_untrusted_ca,
+        expired_server_certificate,
+        wrong_host_name,
+        mismatched_client_key_at_build,
+        mismatched_client_key_on_reload,
+        empty_or_unreadable_trust_file_on_reload,
+        connection_refused,
+        collector_never_answers,
+        slow_answer_past_the_timeout,
+        reset_mid_response,
+        connection_closed_mid_response,
+        garbage_response,
+        http_503_with_retry_after,
+        http_429_with_retry_after,
+        http_413,
+        http_401,
+    );
 }

@@ -14,7 +14,7 @@ use crate::fault::{CertMode, Fault, split_word};
 /// |---|---|
 /// | `rotate` | [`Command::Rotate`] |
 /// | `valid`, `expired`, `wrong-name`, `expires-in 10d` | [`Command::Serve`] |
-/// | `healthy`, `never-answer`, `slow 3s`, `reset`, `close-mid`, `garbage` | [`Command::Fault`] |
+/// | `healthy`, `never-answer`, `slow 3s`, `reset`, `close-mid`, `garbage`, `partial-success 2` | [`Command::Fault`] |
 /// | `status 500` (or `fault 500`), `status 503 retry-after=2`, `fault 429 retry-after=Wed, 21 Oct 2015 07:28:00 GMT` | [`Command::Fault`] |
 /// | `next 3 <fault>` | [`Command::FailNext`] |
 /// | `stats` | [`Command::Stats`] |
@@ -60,7 +60,7 @@ pub enum Command {
 /// A one-line summary of the control language, for `help`.
 pub const COMMAND_HELP: &str = "commands: rotate | valid | expired | wrong-name | expires-in DUR | healthy | never-answer | \
 slow DUR | status CODE [retry-after=VALUE] | fault CODE [retry-after=VALUE] | reset | close-mid | garbage | \
-next N FAULT | stats | quit   (DUR: 500ms, 3s, 2m, 1h, 10d)";
+partial-success N | next N FAULT | stats | quit   (DUR: 500ms, 3s, 2m, 1h, 10d)";
 
 impl FromStr for Command {
     type Err = ParseCommandError;
@@ -122,6 +122,7 @@ mod tests {
         );
         assert_eq!(parse("close-mid").unwrap(), Command::Fault(Fault::CloseMidResponse));
         assert_eq!(parse("garbage").unwrap(), Command::Fault(Fault::Garbage));
+        assert_eq!(parse("partial-success 2").unwrap(), Command::Fault(Fault::PartialSuccess(2)));
         assert_eq!(parse("reset").unwrap(), Command::Fault(Fault::Reset));
         assert_eq!(parse("healthy").unwrap(), Command::Fault(Fault::Healthy));
         assert_eq!(

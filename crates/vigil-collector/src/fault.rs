@@ -16,7 +16,8 @@ use crate::error::ParseCommandError;
 /// changed) or [`Collector::fail_next`](crate::Collector::fail_next) (for the
 /// next `n` requests only).
 ///
-/// Faults apply to `POST /ingest` only, after the whole request has been read.
+/// Faults apply to `POST /ingest` and `POST /v1/logs` only, after the whole
+/// request has been read.
 /// The health and control endpoints always answer normally.
 ///
 /// | fault | what the client sees | is the batch recorded? |
@@ -29,6 +30,7 @@ use crate::error::ParseCommandError;
 /// | `Reset` | a TCP reset (`SO_LINGER` 0) | no |
 /// | `CloseMidResponse` | the first half of a `200` response head, then EOF without TLS `close_notify` | **yes**: the server committed, the answer was lost |
 /// | `Garbage` | bytes that are not HTTP, then the connection closes | no |
+/// | `PartialSuccess(n)` | on `/v1/logs`: `200` with an OTLP `partialSuccess` refusing the last `n` log records; on `/ingest`: as `Healthy` | all but the refused records |
 ///
 /// `CloseMidResponse` records the batch on purpose: it is the case an
 /// idempotency key exists for. A client that retries sees a duplicate, and the
@@ -39,7 +41,7 @@ use crate::error::ParseCommandError;
 /// `Display` writes the form `FromStr` reads, the one the
 /// [control language](crate::Command) uses: `healthy`, `never-answer`,
 /// `slow 1500ms`, `status 503`, `status 429 retry-after=2`, `reset`,
-/// `close-mid`, `garbage`. Parsing also takes `fault CODE` for `status CODE`,
+/// `close-mid`, `garbage`, `partial-success 3`. Parsing also takes `fault CODE` for `status CODE`,
 /// any case, a bare number of seconds for a duration, and the aliases `heal`
 /// and `close-mid-response`. Durations are written in the largest unit that
 /// is exact (`ms`, `s`, `m`, `h`, `d`), so every fault whose duration is whole
@@ -88,12 +90,19 @@ pub enum Fault {
     CloseMidResponse,
     /// Write bytes that are not an HTTP response, then close.
     Garbage,
+    /// On the OTLP route: record all but the last `n` log records of the
+    /// request and answer `200` with an `ExportLogsServiceResponse` whose
+    /// `partialSuccess` says `n` were rejected (at most the request's count).
+    /// The NDJSON route has no partial success and answers as
+    /// [`Healthy`](Fault::Healthy): refusing records there would lose them
+    /// without the client knowing.
+    PartialSuccess(u64),
 }
 
 impl Fault {
     /// A short name for the fault, for logs and the control interface:
     /// `healthy`, `never-answer`, `slow`, `status`, `retry-after`, `reset`,
-    /// `close-mid`, `garbage`.
+    /// `close-mid`, `garbage`, `partial-success`.
     ///
     /// # Examples
     ///
@@ -112,6 +121,7 @@ impl Fault {
             Fault::Reset => "reset",
             Fault::CloseMidResponse => "close-mid",
             Fault::Garbage => "garbage",
+            Fault::PartialSuccess(_) => "partial-success",
         }
     }
 
@@ -127,6 +137,7 @@ impl fmt::Display for Fault {
             Fault::Slow(d) => write!(f, "slow {}", format_duration(*d)),
             Fault::Status(s) => write!(f, "status {s}"),
             Fault::RetryAfter { status, value } => write!(f, "status {status} retry-after={value}"),
+            Fault::PartialSuccess(n) => write!(f, "partial-success {n}"),
             other => f.write_str(other.name()),
         }
     }
@@ -157,6 +168,10 @@ impl Fault {
             "close-mid" | "close-mid-response" => no_args(Fault::CloseMidResponse),
             "garbage" => no_args(Fault::Garbage),
             "slow" => Ok(Some(Fault::Slow(parse_duration(rest).map_err(|r| err(&r))?))),
+            "partial-success" | "partial" => {
+                let n = rest.parse().map_err(|_| err("partial-success takes a count of rejected records"))?;
+                Ok(Some(Fault::PartialSuccess(n)))
+            }
             "status" | "fault" => {
                 let (code, option) = split_word(rest);
                 let status: u16 = code.parse().map_err(|_| err("status must be an integer from 100 to 999"))?;
@@ -404,6 +419,9 @@ mod tests {
         assert_eq!(err.reason(), "unknown certificate mode");
         assert_eq!(" Slow 2m ".parse::<Fault>().unwrap(), Fault::Slow(Duration::from_secs(120)));
         assert_eq!("fault 500".parse::<Fault>().unwrap(), Fault::Status(500));
+        assert_eq!("partial 4".parse::<Fault>().unwrap(), Fault::PartialSuccess(4));
+        let err = "partial-success -1".parse::<Fault>().unwrap_err();
+        assert!(err.reason().contains("count"), "{err}");
     }
 
     fn any_duration() -> impl Strategy<Value = Duration> {
@@ -427,6 +445,7 @@ mod tests {
             Just(Fault::Reset),
             Just(Fault::CloseMidResponse),
             Just(Fault::Garbage),
+            any::<u64>().prop_map(Fault::PartialSuccess),
         ]
     }
 
@@ -468,6 +487,7 @@ mod tests {
             Fault::Reset,
             Fault::CloseMidResponse,
             Fault::Garbage,
+            Fault::PartialSuccess(2),
         ] {
             let parsed: crate::Command = fault.to_string().parse().unwrap();
             assert_eq!(parsed, crate::Command::Fault(fault));

@@ -1,5 +1,6 @@
 //! Batch decoding and the ledger of what was received.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::fs::File;
@@ -36,6 +37,8 @@ pub(crate) enum BodyError {
     NotAnObject { record: usize },
     /// A record has no `seq`, or it is not an unsigned 64-bit integer.
     BadSeq { record: usize },
+    /// An OTLP body that does not match the `ExportLogsServiceRequest` schema.
+    Otlp(crate::otlp::SchemaError),
 }
 
 impl BodyError {
@@ -44,9 +47,11 @@ impl BodyError {
         match self {
             BodyError::UnsupportedEncoding(_) | BodyError::UnsupportedContentType(_) => 415,
             BodyError::TooLarge { .. } => 413,
-            BodyError::Gzip(_) | BodyError::Json { .. } | BodyError::NotAnObject { .. } | BodyError::BadSeq { .. } => {
-                400
-            }
+            BodyError::Gzip(_)
+            | BodyError::Json { .. }
+            | BodyError::NotAnObject { .. }
+            | BodyError::BadSeq { .. }
+            | BodyError::Otlp(_) => 400,
         }
     }
 }
@@ -65,6 +70,7 @@ impl fmt::Display for BodyError {
             BodyError::BadSeq { record } => {
                 write!(f, "record {record} has no top-level \"seq\" that is an unsigned 64-bit integer")
             }
+            BodyError::Otlp(e) => e.fmt(f),
         }
     }
 }
@@ -81,9 +87,42 @@ pub(crate) fn decode(
     body: &[u8],
     limit: usize,
 ) -> Result<Vec<Record>, BodyError> {
-    let decompressed;
-    let body = match content_encoding.map(|e| e.trim().to_ascii_lowercase()).as_deref() {
-        None | Some("" | "identity") => body,
+    let body = decompress(content_encoding, body, limit)?;
+    let body = &body[..];
+    let media = media_type(content_type);
+    let array = match media.as_deref() {
+        Some("application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/x-jsonlines") => false,
+        Some("application/json") => true,
+        None | Some("") => body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'['),
+        Some(other) => return Err(BodyError::UnsupportedContentType(other.to_owned())),
+    };
+    if array { decode_array(body) } else { decode_ndjson(body) }
+}
+
+/// Decodes an OTLP/HTTP logs export: JSON only (`application/json`, or no
+/// content type), gzip or not, parsed strictly (see [`crate::otlp`]).
+pub(crate) fn decode_otlp(
+    content_type: Option<&str>,
+    content_encoding: Option<&str>,
+    body: &[u8],
+    limit: usize,
+) -> Result<Vec<Record>, BodyError> {
+    let body = decompress(content_encoding, body, limit)?;
+    match media_type(content_type).as_deref() {
+        None | Some("" | "application/json") => crate::otlp::parse_logs_request(&body).map_err(BodyError::Otlp),
+        Some(other) => Err(BodyError::UnsupportedContentType(other.to_owned())),
+    }
+}
+
+/// The media type of a `Content-Type`, lowercase, without parameters.
+fn media_type(content_type: Option<&str>) -> Option<String> {
+    content_type.map(|t| t.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+}
+
+/// The body with its `Content-Encoding` (gzip or none) undone, at most `limit` bytes.
+fn decompress<'a>(content_encoding: Option<&str>, body: &'a [u8], limit: usize) -> Result<Cow<'a, [u8]>, BodyError> {
+    match content_encoding.map(|e| e.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("" | "identity") => Ok(Cow::Borrowed(body)),
         Some("gzip" | "x-gzip") => {
             let mut out = Vec::new();
             flate2::read::MultiGzDecoder::new(body)
@@ -93,19 +132,10 @@ pub(crate) fn decode(
             if out.len() > limit {
                 return Err(BodyError::TooLarge { limit });
             }
-            decompressed = out;
-            &decompressed
+            Ok(Cow::Owned(out))
         }
-        Some(other) => return Err(BodyError::UnsupportedEncoding(other.to_owned())),
-    };
-    let media = content_type.map(|t| t.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
-    let array = match media.as_deref() {
-        Some("application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/x-jsonlines") => false,
-        Some("application/json") => true,
-        None | Some("") => body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'['),
-        Some(other) => return Err(BodyError::UnsupportedContentType(other.to_owned())),
-    };
-    if array { decode_array(body) } else { decode_ndjson(body) }
+        Some(other) => Err(BodyError::UnsupportedEncoding(other.to_owned())),
+    }
 }
 
 fn decode_ndjson(body: &[u8]) -> Result<Vec<Record>, BodyError> {
@@ -173,6 +203,21 @@ impl Ledger {
 
     /// Records a decoded batch under its idempotency key (if any).
     pub(crate) fn record(&self, key: Option<&str>, records: &[Record]) -> Outcome {
+        self.record_with(key, records, |_| {})
+    }
+
+    /// Records the accepted part of an OTLP request, `records`, of which
+    /// the collector refused another `rejected`.
+    pub(crate) fn record_otlp(&self, key: Option<&str>, records: &[Record], rejected: u64) -> Outcome {
+        self.record_with(key, records, |s| {
+            s.otlp_records += records.len() as u64;
+            s.otlp_rejected_records += rejected;
+        })
+    }
+
+    /// Records a batch and, unless it is a duplicate, applies `count` to the
+    /// counters under the same lock.
+    fn record_with(&self, key: Option<&str>, records: &[Record], count: impl FnOnce(&mut CollectorStats)) -> Outcome {
         let mut inner = self.inner.lock();
         let inner = &mut *inner;
         if let Some(key) = key {
@@ -204,6 +249,7 @@ impl Ledger {
         stats.events_received += records.len() as u64;
         stats.unique_events = inner.seqs.len() as u64;
         stats.duplicate_events += (records.len() - new) as u64;
+        count(stats);
         self.changed.notify_all();
         Outcome::Accepted { events: records.len(), new }
     }

@@ -31,6 +31,18 @@
 //! content type or encoding, `413` when larger than
 //! [`max_body`](CollectorBuilder::max_body)). `GET /health` answers `200`.
 //!
+//! `POST /v1/logs` ([`Collector::otlp_endpoint`]) takes an OTLP/HTTP
+//! `ExportLogsServiceRequest` in the OTLP JSON encoding, gzip'd or not, and
+//! parses it strictly: a body off the schema (an unknown field, an enum
+//! name, a malformed 64-bit integer, an `AnyValue` with two values, a log
+//! record without a `vigil.seq` attribute…) is answered `400` with a
+//! `google.rpc.Status` JSON body and counted in
+//! [`bad_requests`](CollectorStats::bad_requests). Log records are
+//! de-duplicated by `vigil.seq` like `/ingest` records by `seq`, and counted
+//! in [`otlp_records`](CollectorStats::otlp_records). A success is answered
+//! `{}`; the [`PartialSuccess`](Fault::PartialSuccess) fault answers a
+//! `partialSuccess` instead.
+//!
 //! Connections are HTTP/1.1 keep-alive (`Connection: close` is honoured),
 //! one thread each, at most [`max_connections`](CollectorBuilder::max_connections).
 //!
@@ -131,6 +143,7 @@ mod error;
 mod fault;
 mod http;
 mod ingest;
+mod otlp;
 mod proxy;
 mod server;
 mod stats;

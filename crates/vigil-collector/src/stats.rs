@@ -3,7 +3,7 @@
 /// What the collector has seen so far. A snapshot; it does not update.
 ///
 /// "Events" are records inside accepted batches; "requests" are `POST /ingest`
-/// requests whose head and body were read completely. Health, stats and
+/// and `POST /v1/logs` requests whose head and body were read completely. Health, stats and
 /// control requests are not counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
@@ -26,6 +26,15 @@ pub struct CollectorStats {
     /// Ingest requests refused because the body did not parse or was too
     /// large (400, 413, 415).
     pub bad_requests: u64,
+    /// `POST /v1/logs` requests received (faulted or not); also counted in
+    /// [`requests`](CollectorStats::requests).
+    pub otlp_requests: u64,
+    /// OTLP log records in accepted (non-duplicate) `/v1/logs` requests;
+    /// also counted in [`events_received`](CollectorStats::events_received).
+    pub otlp_records: u64,
+    /// OTLP log records refused in a `partialSuccess` (the
+    /// [`PartialSuccess`](crate::Fault::PartialSuccess) fault).
+    pub otlp_rejected_records: u64,
     /// Ingest requests that were given a fault other than `Healthy`.
     pub faults_served: u64,
     /// CA rotations since start.

@@ -3,6 +3,10 @@
 use std::fmt;
 use std::time::Duration;
 
+use std::sync::OnceLock;
+
+use crate::encode::Framing;
+use crate::otlp::{Envelope, OtlpLogs};
 use crate::sink::Encoding;
 
 /// What [`Emitter::emit`](crate::Emitter::emit) does when the buffer is full.
@@ -48,6 +52,8 @@ pub struct Config {
     pub(crate) max_batch_bytes: usize,
     pub(crate) max_delay: Duration,
     pub(crate) encoding: Encoding,
+    /// The OTLP mapping and the start of its bodies, prepared once.
+    pub(crate) otlp: Option<(OtlpLogs, Envelope)>,
     pub(crate) retry_backoff_min: Duration,
     pub(crate) retry_backoff_max: Duration,
     pub(crate) max_batch_age: Duration,
@@ -67,6 +73,7 @@ impl Default for Config {
             max_batch_bytes: 1024 * 1024,
             max_delay: Duration::from_secs(1),
             encoding: Encoding::Ndjson,
+            otlp: None,
             retry_backoff_min: Duration::from_millis(100),
             retry_backoff_max: Duration::from_secs(30),
             max_batch_age: Duration::from_secs(300),
@@ -149,12 +156,50 @@ impl Config {
         self
     }
 
-    /// How batch bodies are encoded.
+    /// How batch bodies are encoded. [`Encoding::OtlpLogsJson`] uses the
+    /// mapping given to [`otlp_logs`](Config::otlp_logs), or
+    /// [`OtlpLogs::new`] (one per process) without one.
     ///
     /// Defaults to [`Encoding::Ndjson`].
     pub fn encoding(mut self, encoding: Encoding) -> Config {
         self.encoding = encoding;
         self
+    }
+
+    /// Encodes batches as OTLP logs ([`Encoding::OtlpLogsJson`]) with this
+    /// resource and mapping.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use vigil_events::{Config, Encoding, OtlpLogs};
+    /// let config = Config::default().otlp_logs(OtlpLogs::new().service_name("checkout"));
+    /// assert!(config.validate().is_ok());
+    /// ```
+    pub fn otlp_logs(mut self, otlp: OtlpLogs) -> Config {
+        let envelope = otlp.envelope();
+        self.otlp = Some((otlp, envelope));
+        self.encoding = Encoding::OtlpLogsJson;
+        self
+    }
+
+    /// The encoding with what it needs.
+    pub(crate) fn framing(&self) -> Framing<'_> {
+        static DEFAULT: OnceLock<(OtlpLogs, Envelope)> = OnceLock::new();
+        match self.encoding {
+            Encoding::Ndjson => Framing::Ndjson,
+            Encoding::JsonArray => Framing::JsonArray,
+            Encoding::OtlpLogsJson => {
+                let (otlp, envelope) = self.otlp.as_ref().unwrap_or_else(|| {
+                    DEFAULT.get_or_init(|| {
+                        let otlp = OtlpLogs::new();
+                        let envelope = otlp.envelope();
+                        (otlp, envelope)
+                    })
+                });
+                Framing::Otlp(otlp, envelope)
+            }
+        }
     }
 
     /// The first retry delay after a failed delivery. Each further

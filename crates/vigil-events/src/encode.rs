@@ -1,24 +1,59 @@
 //! Record encoding and batch bodies.
 //!
-//! A record is `{"seq":N,"ts":<unix ms>,"event":<event>}`. A batch body is the
-//! records framed by the [`Encoding`]: one per line for NDJSON, or a JSON
-//! array. Bodies remember where each record sits, so a batch the receiver
-//! finds too large can be split without encoding anything again.
+//! A record is `{"seq":N,"ts":<unix ms>,"event":<event>}`, or an OTLP log
+//! record (see [`crate::otlp`]). A batch body is the records framed by the
+//! [`Encoding`]: one per line for NDJSON, a JSON array, or the
+//! `logRecords` array of an OTLP `ExportLogsServiceRequest`. Bodies remember
+//! where each record sits, so a batch the receiver finds too large can be
+//! split without encoding anything again.
 
 use std::io::Write;
 use std::ops::Range;
 
 use serde::Serialize;
 
+use crate::otlp::{Envelope, OtlpLogs, SUFFIX};
 use crate::sink::{Batch, Encoding};
+
+/// An [`Encoding`] with what it needs to encode: the OTLP configuration and
+/// the fixed start of its bodies.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Framing<'a> {
+    Ndjson,
+    JsonArray,
+    Otlp(&'a OtlpLogs, &'a Envelope),
+}
+
+impl Framing<'_> {
+    fn encoding(self) -> Encoding {
+        match self {
+            Framing::Ndjson => Encoding::Ndjson,
+            Framing::JsonArray => Encoding::JsonArray,
+            Framing::Otlp(..) => Encoding::OtlpLogsJson,
+        }
+    }
+
+    /// What comes before the first record and after the last one.
+    fn ends(self) -> (&'static [u8], &'static [u8]) {
+        match self {
+            Framing::Ndjson => (b"", b""),
+            Framing::JsonArray => (b"[", b"]"),
+            Framing::Otlp(..) => (b"", SUFFIX),
+        }
+    }
+}
 
 /// Appends one record to `out`. On error `out` is left as it was.
 pub(crate) fn encode_record<E: Serialize + ?Sized>(
+    framing: Framing<'_>,
     out: &mut Vec<u8>,
     seq: u64,
     ts_ms: u64,
     event: &E,
 ) -> Result<(), serde_json::Error> {
+    if let Framing::Otlp(otlp, _) = framing {
+        return otlp.encode_record(out, seq, ts_ms, event);
+    }
     let start = out.len();
     // Writing into a Vec cannot fail.
     let _ = write!(out, "{{\"seq\":{seq},\"ts\":{ts_ms},\"event\":");
@@ -35,41 +70,43 @@ pub(crate) fn encode_record<E: Serialize + ?Sized>(
 }
 
 /// The size of a body holding `records` records of `raw` bytes in total.
-pub(crate) fn framed_len(encoding: Encoding, records: usize, raw: usize) -> usize {
-    match encoding {
+pub(crate) fn framed_len(framing: Framing<'_>, records: usize, raw: usize) -> usize {
+    match framing {
         // A newline after each record.
-        Encoding::Ndjson => raw + records,
+        Framing::Ndjson => raw + records,
         // Brackets plus a comma between records.
-        Encoding::JsonArray => raw + records.saturating_sub(1) + 2,
+        Framing::JsonArray => raw + records.saturating_sub(1) + 2,
+        // The envelope plus a comma between records.
+        Framing::Otlp(_, envelope) => envelope.prefix.len() + raw + records.saturating_sub(1) + SUFFIX.len(),
     }
 }
 
 /// Frames records into a body; returns the body and each record's span in it.
 pub(crate) fn frame<'a>(
-    encoding: Encoding,
+    framing: Framing<'_>,
     records: impl ExactSizeIterator<Item = &'a [u8]>,
     raw_len: usize,
 ) -> (Vec<u8>, Vec<Range<usize>>) {
     let n = records.len();
-    let mut body = Vec::with_capacity(framed_len(encoding, n, raw_len));
+    let mut body = Vec::with_capacity(framed_len(framing, n, raw_len));
     let mut spans = Vec::with_capacity(n);
-    if encoding == Encoding::JsonArray {
-        body.push(b'[');
+    let (open, close) = framing.ends();
+    if let Framing::Otlp(_, envelope) = framing {
+        body.extend_from_slice(&envelope.prefix);
     }
+    body.extend_from_slice(open);
     for (i, record) in records.enumerate() {
-        if encoding == Encoding::JsonArray && i > 0 {
+        if !matches!(framing, Framing::Ndjson) && i > 0 {
             body.push(b',');
         }
         let start = body.len();
         body.extend_from_slice(record);
         spans.push(start..body.len());
-        if encoding == Encoding::Ndjson {
+        if matches!(framing, Framing::Ndjson) {
             body.push(b'\n');
         }
     }
-    if encoding == Encoding::JsonArray {
-        body.push(b']');
-    }
+    body.extend_from_slice(close);
     (body, spans)
 }
 
@@ -101,8 +138,8 @@ impl Staging {
     }
 
     /// Whether one more record of `len` bytes keeps the body within `max`.
-    pub(crate) fn fits(&self, encoding: Encoding, len: usize, max: usize) -> bool {
-        framed_len(encoding, self.len() + 1, self.raw.len() + len) <= max
+    pub(crate) fn fits(&self, framing: Framing<'_>, len: usize, max: usize) -> bool {
+        framed_len(framing, self.len() + 1, self.raw.len() + len) <= max
     }
 
     pub(crate) fn push(&mut self, seq: u64, record: &[u8]) {
@@ -112,7 +149,7 @@ impl Staging {
     }
 
     /// Frames the staged records into a batch, leaving the staging empty.
-    pub(crate) fn take(&mut self, prefix: &str, encoding: Encoding) -> (Batch, Vec<Range<usize>>) {
+    pub(crate) fn take(&mut self, prefix: &str, framing: Framing<'_>) -> (Batch, Vec<Range<usize>>) {
         let staged = std::mem::take(self);
         let mut start = 0;
         let records = staged.ends.iter().map(|&end| {
@@ -120,23 +157,28 @@ impl Staging {
             start = end;
             r
         });
-        let (body, spans) = frame(encoding, records, staged.raw.len());
+        let (body, spans) = frame(framing, records, staged.raw.len());
         let key = batch_key(prefix, &staged.seqs);
-        (Batch::new(key, encoding, staged.seqs, body), spans)
+        (Batch::new(key, framing.encoding(), staged.seqs, body), spans)
     }
 }
 
 /// Splits a framed batch into two halves (the first half gets the smaller
 /// share). `spans` locate the records in `batch.body()`. Needs two records or
-/// more.
-pub(crate) fn split(prefix: &str, batch: &Batch, spans: &[Range<usize>]) -> [(Batch, Vec<Range<usize>>); 2] {
+/// more. `framing` is the one the batch was framed with.
+pub(crate) fn split(
+    prefix: &str,
+    framing: Framing<'_>,
+    batch: &Batch,
+    spans: &[Range<usize>],
+) -> [(Batch, Vec<Range<usize>>); 2] {
     debug_assert!(batch.len() >= 2 && spans.len() == batch.len());
     let mid = batch.len() / 2;
     let half = |range: Range<usize>| {
         let seqs = batch.seqs()[range.clone()].to_vec();
         let spans = &spans[range];
         let raw: usize = spans.iter().map(|s| s.len()).sum();
-        let (body, spans) = frame(batch.encoding(), spans.iter().map(|s| &batch.body()[s.clone()]), raw);
+        let (body, spans) = frame(framing, spans.iter().map(|s| &batch.body()[s.clone()]), raw);
         (Batch::new(batch_key(prefix, &seqs), batch.encoding(), seqs, body), spans)
     };
     [half(0..mid), half(mid..batch.len())]
@@ -149,17 +191,53 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn record(seq: u64, event: &Value) -> Vec<u8> {
+        record_in(Framing::Ndjson, seq, event)
+    }
+
+    fn record_in(framing: Framing<'_>, seq: u64, event: &Value) -> Vec<u8> {
         let mut out = Vec::new();
-        encode_record(&mut out, seq, 1_700_000_000_000, event).unwrap();
+        encode_record(framing, &mut out, seq, 1_700_000_000_000, event).unwrap();
         out
     }
 
-    fn stage(records: &[(u64, Value)]) -> Staging {
+    fn stage(framing: Framing<'_>, records: &[(u64, Value)]) -> Staging {
         let mut s = Staging::default();
         for (seq, ev) in records {
-            s.push(*seq, &record(*seq, ev));
+            s.push(*seq, &record_in(framing, *seq, ev));
         }
         s
+    }
+
+    fn otlp() -> (OtlpLogs, Envelope) {
+        let otlp = OtlpLogs::new().service_name("test");
+        let envelope = otlp.envelope();
+        (otlp, envelope)
+    }
+
+    /// The records of a body, as JSON, with their `seq`.
+    fn records_of(framing: Framing<'_>, body: &[u8]) -> Vec<(u64, Value)> {
+        let records: Vec<Value> = match framing {
+            Framing::Ndjson => {
+                assert!(body.ends_with(b"\n"));
+                body.split(|&b| b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .map(|l| serde_json::from_slice(l).unwrap())
+                    .collect()
+            }
+            Framing::JsonArray => serde_json::from_slice(body).unwrap(),
+            Framing::Otlp(..) => {
+                let v: Value = serde_json::from_slice(body).unwrap();
+                v["resourceLogs"][0]["scopeLogs"][0]["logRecords"].as_array().unwrap().clone()
+            }
+        };
+        records.into_iter().map(|r| (seq_of(&r), r)).collect()
+    }
+
+    fn seq_of(record: &Value) -> u64 {
+        match record.get("seq") {
+            Some(seq) => seq.as_u64().unwrap(),
+            None => record["attributes"][0]["value"]["intValue"].as_str().unwrap().parse().unwrap(),
+        }
     }
 
     #[test]
@@ -175,37 +253,28 @@ mod tests {
         let mut bad = BTreeMap::new();
         bad.insert(vec![1u8], 1);
         let mut out = b"previous".to_vec();
-        assert!(encode_record(&mut out, 1, 2, &bad).is_err());
+        assert!(encode_record(Framing::Ndjson, &mut out, 1, 2, &bad).is_err());
         assert_eq!(out, b"previous");
     }
 
     #[test]
-    fn ndjson_and_array_bodies_parse_and_match_framed_len() {
-        for encoding in [Encoding::Ndjson, Encoding::JsonArray] {
-            let mut s = stage(&[(1, json!("a")), (2, json!({"b": 1})), (5, json!(null))]);
+    fn bodies_parse_and_match_framed_len() {
+        let (o, e) = otlp();
+        for framing in [Framing::Ndjson, Framing::JsonArray, Framing::Otlp(&o, &e)] {
+            let mut s = stage(framing, &[(1, json!("a")), (2, json!({"b": 1})), (5, json!(null))]);
             let raw = s.raw.len();
-            let (batch, spans) = s.take("p", encoding);
+            let (batch, spans) = s.take("p", framing);
             assert!(s.is_empty());
-            assert_eq!(batch.body().len(), framed_len(encoding, 3, raw));
+            assert_eq!(batch.encoding(), framing.encoding());
+            assert_eq!(batch.body().len(), framed_len(framing, 3, raw));
             assert_eq!(batch.seqs(), &[1, 2, 5]);
             assert_eq!(batch.idempotency_key(), "p-1-5");
-            let records: Vec<Value> = match encoding {
-                Encoding::Ndjson => {
-                    assert!(batch.body().ends_with(b"\n"));
-                    batch
-                        .body()
-                        .split(|&b| b == b'\n')
-                        .filter(|l| !l.is_empty())
-                        .map(|l| serde_json::from_slice(l).unwrap())
-                        .collect()
-                }
-                Encoding::JsonArray => serde_json::from_slice(batch.body()).unwrap(),
-            };
-            let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+            let records = records_of(framing, batch.body());
+            let seqs: Vec<u64> = records.iter().map(|r| r.0).collect();
             assert_eq!(seqs, vec![1, 2, 5]);
             for (span, rec) in spans.iter().zip(&records) {
                 let v: Value = serde_json::from_slice(&batch.body()[span.clone()]).unwrap();
-                assert_eq!(&v, rec);
+                assert_eq!(v, rec.1);
             }
         }
     }
@@ -214,34 +283,42 @@ mod tests {
     fn fits_accounts_for_framing() {
         let r = record(1, &json!(1));
         let mut s = Staging::default();
-        let exact_nd = framed_len(Encoding::Ndjson, 1, r.len());
-        assert!(s.fits(Encoding::Ndjson, r.len(), exact_nd));
-        assert!(!s.fits(Encoding::Ndjson, r.len(), exact_nd - 1));
+        let exact_nd = framed_len(Framing::Ndjson, 1, r.len());
+        assert!(s.fits(Framing::Ndjson, r.len(), exact_nd));
+        assert!(!s.fits(Framing::Ndjson, r.len(), exact_nd - 1));
         s.push(1, &r);
-        let two = framed_len(Encoding::JsonArray, 2, 2 * r.len());
-        assert!(s.fits(Encoding::JsonArray, r.len(), two));
-        assert!(!s.fits(Encoding::JsonArray, r.len(), two - 1));
+        let two = framed_len(Framing::JsonArray, 2, 2 * r.len());
+        assert!(s.fits(Framing::JsonArray, r.len(), two));
+        assert!(!s.fits(Framing::JsonArray, r.len(), two - 1));
+        let (o, e) = otlp();
+        let two = framed_len(Framing::Otlp(&o, &e), 2, 2 * r.len());
+        assert!(s.fits(Framing::Otlp(&o, &e), r.len(), two));
+        assert!(!s.fits(Framing::Otlp(&o, &e), r.len(), two - 1));
     }
 
     #[test]
     fn split_halves_keep_records_and_get_new_keys() {
-        for encoding in [Encoding::Ndjson, Encoding::JsonArray] {
+        let (o, e) = otlp();
+        for framing in [Framing::Ndjson, Framing::JsonArray, Framing::Otlp(&o, &e)] {
             let events: Vec<(u64, Value)> = (10..15).map(|i| (i, json!({"i": i}))).collect();
-            let (batch, spans) = stage(&events).take("k", encoding);
-            let [(a, sa), (b, sb)] = split("k", &batch, &spans);
+            let (batch, spans) = stage(framing, &events).take("k", framing);
+            let [(a, sa), (b, sb)] = split("k", framing, &batch, &spans);
             assert_eq!(a.seqs(), &[10, 11]);
             assert_eq!(b.seqs(), &[12, 13, 14]);
             assert_eq!(a.idempotency_key(), "k-10-11");
             assert_eq!(b.idempotency_key(), "k-12-14");
             for (half, spans) in [(&a, &sa), (&b, &sb)] {
-                for (seq, span) in half.seqs().iter().zip(spans) {
+                let records = records_of(framing, half.body());
+                assert_eq!(records.len(), half.len());
+                for ((seq, span), (parsed_seq, parsed)) in half.seqs().iter().zip(spans).zip(&records) {
                     let v: Value = serde_json::from_slice(&half.body()[span.clone()]).unwrap();
-                    assert_eq!(v["seq"], *seq);
-                    assert_eq!(v["event"]["i"], *seq);
+                    assert_eq!((seq_of(&v), parsed_seq), (*seq, seq));
+                    assert_eq!(&v, parsed);
+                    assert_eq!(v, records_of(framing, batch.body()).into_iter().find(|r| r.0 == *seq).unwrap().1);
                 }
             }
             // Splitting again down to single records works too.
-            let [(c, _), (d, _)] = split("k", &a, &sa);
+            let [(c, _), (d, _)] = split("k", framing, &a, &sa);
             assert_eq!((c.seqs(), d.seqs()), (&[10][..], &[11][..]));
         }
     }

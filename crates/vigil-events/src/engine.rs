@@ -315,7 +315,7 @@ impl<E> Shared<E> {
                 self.ledger.set_last_error("too_large", error.to_string());
                 if batch.len() >= 2 {
                     let Some(f) = st.batches.pop_front() else { return Ok(()) };
-                    let halves = split(self.prefix, &f.batch, &f.spans);
+                    let halves = split(self.prefix, self.config.framing(), &f.batch, &f.spans);
                     log::debug!(target: TARGET, "batch {key} too large ({} bytes): split in halves", batch.body().len());
                     for (b, spans) in halves.into_iter().rev() {
                         st.batches.push_front(InFlight {
@@ -337,6 +337,15 @@ impl<E> Shared<E> {
                 log::debug!(target: TARGET, "batch {key} rejected: {error}");
                 self.ledger.set_last_error("rejected", error.to_string());
                 self.drop_front(st, DropReason::Rejected);
+            }
+            Delivery::PartiallyRejected { rejected, error } => {
+                let rejected = rejected.min(batch.len() as u64);
+                log::debug!(target: TARGET, "batch {key}: {rejected} of {} events rejected: {error}", batch.len());
+                st.batches.pop_front();
+                st.failures = 0;
+                self.ledger.delivered(batch.len() as u64 - rejected);
+                self.ledger.batcher_drop(DropReason::Rejected, rejected);
+                self.ledger.set_last_error("rejected", error.to_string());
             }
             Delivery::Fatal { error } => {
                 // DEBUG: the batcher's restart line (WARN, from its
@@ -437,7 +446,7 @@ impl<E: Serialize> Shared<E> {
             self.publish(st);
             let mut scratch = std::mem::take(&mut st.scratch);
             scratch.clear();
-            let result = encode_record(&mut scratch, entry.seq, entry.ts_ms, &entry.event);
+            let result = encode_record(cfg.framing(), &mut scratch, entry.seq, entry.ts_ms, &entry.event);
             st.encoding = None;
             match result {
                 Err(e) => {
@@ -448,10 +457,10 @@ impl<E: Serialize> Shared<E> {
                 }
                 Ok(()) => {
                     self.buffer.observe_record(scratch.len());
-                    if framed_len(cfg.encoding, 1, scratch.len()) > cfg.max_batch_bytes {
+                    if framed_len(cfg.framing(), 1, scratch.len()) > cfg.max_batch_bytes {
                         log::debug!(target: TARGET, "event with seq {} is {} bytes encoded, over max_batch_bytes", entry.seq, scratch.len());
                         self.ledger.batcher_drop(DropReason::TooLarge, 1);
-                    } else if !st.staging.fits(cfg.encoding, scratch.len(), cfg.max_batch_bytes) {
+                    } else if !st.staging.fits(cfg.framing(), scratch.len(), cfg.max_batch_bytes) {
                         st.carry = Some((entry.seq, scratch.clone()));
                         st.scratch = scratch;
                         break;
@@ -463,7 +472,7 @@ impl<E: Serialize> Shared<E> {
             st.scratch = scratch;
         }
         if !st.staging.is_empty() {
-            let (batch, spans) = st.staging.take(self.prefix, cfg.encoding);
+            let (batch, spans) = st.staging.take(self.prefix, cfg.framing());
             st.batches.push_back(InFlight {
                 batch: Arc::new(batch),
                 spans,
@@ -711,6 +720,8 @@ mod tests {
         /// TooLarge when the batch holds more than this many events.
         MaxEvents(usize),
         Reject,
+        /// Accepted, but this many of the batch's records refused.
+        PartlyReject(u64),
         Fatal,
         Panic,
         /// Takes this long (on the manual clock), then delivers.
@@ -764,6 +775,7 @@ mod tests {
                     Delivery::Delivered
                 }
                 Act::Reject => Delivery::Rejected { error: err() },
+                Act::PartlyReject(rejected) => Delivery::PartiallyRejected { rejected, error: err() },
                 Act::Fatal => Delivery::Fatal { error: err() },
                 Act::Panic => panic!("scripted sink panic"),
             }
@@ -1039,6 +1051,24 @@ mod tests {
         assert_eq!(ids(&sink.delivered), (10..15).collect::<Vec<_>>());
         let snap = balanced(&s);
         assert_eq!((snap.dropped.rejected, snap.delivered), (10, 5));
+        assert_eq!(snap.last_error.unwrap().kind, "rejected");
+    }
+
+    #[test]
+    fn a_partial_rejection_counts_both_parts_exactly() {
+        let clock = Arc::new(ManualClock::new());
+        let s = shared(small());
+        // 3 of the first batch refused; the second receiver claims more
+        // refusals than the batch holds, which counts as all of them.
+        let mut sink = Script::new(&clock, [Act::PartlyReject(3), Act::PartlyReject(99)]);
+        emit(&s, 0..15);
+        s.step(&mut sink, &clock, &|| false, T).unwrap();
+        clock.advance(Duration::from_secs(1));
+        s.step(&mut sink, &clock, &|| false, T).unwrap();
+        assert_eq!(sink.calls, 2, "neither batch is retried");
+        let snap = balanced(&s);
+        assert_eq!((snap.delivered, snap.dropped.rejected, snap.in_flight), (7, 8, 0));
+        assert_eq!(snap.batches, 2);
         assert_eq!(snap.last_error.unwrap().kind, "rejected");
     }
 

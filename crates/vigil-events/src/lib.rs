@@ -11,7 +11,8 @@
 //! - A batcher actor (a [`vigil_core`] worker, under a small supervisor of its
 //!   own) drains the queue into [`Batch`]es bounded by event count, encoded
 //!   size and delay ([`Config`]), encoded as NDJSON or a JSON array of
-//!   `{"seq": N, "ts": <unix ms>, "event": ...}` records, and hands them one
+//!   `{"seq": N, "ts": <unix ms>, "event": ...}` records, or as one OTLP
+//!   `ExportLogsServiceRequest` ([`OtlpLogs`]), and hands them one
 //!   at a time to a [`Sink`]. The sink classifies each attempt as a
 //!   [`Delivery`]; the batcher retries, backs off, splits, drops or restarts
 //!   accordingly.
@@ -129,6 +130,7 @@ mod flush;
 mod handle;
 mod ledger;
 mod local;
+mod otlp;
 mod pipeline;
 mod sink;
 
@@ -137,6 +139,7 @@ pub use config::{Config, ConfigError, MAX_BUFFER_BYTES, MAX_CAPACITY, OverflowPo
 pub use flush::{FlushError, FlushReport};
 pub use handle::EventsHandle;
 pub use ledger::{DropCounts, DropReason, LastError, LedgerSnapshot};
+pub use otlp::{LogFields, OtlpLogs, SEQ_ATTRIBUTE, Severity};
 pub use pipeline::{BuildError, EventPipeline, PipelineBuilder};
 pub use sink::{Batch, Delivery, Encoding, Sink};
 /// The boxed error a failed [`Delivery`] carries: the same alias as everywhere in Vigil.

@@ -19,6 +19,11 @@ pub enum Encoding {
     Ndjson,
     /// One JSON array of objects. Content type `application/json`.
     JsonArray,
+    /// One OTLP `ExportLogsServiceRequest` in the OTLP JSON encoding, one
+    /// log record per event (see [`OtlpLogs`](crate::OtlpLogs) for the
+    /// mapping). Content type `application/json`; POST it to an OTLP/HTTP
+    /// receiver's `/v1/logs`.
+    OtlpLogsJson,
 }
 
 impl Encoding {
@@ -30,19 +35,35 @@ impl Encoding {
     /// use vigil_events::Encoding;
     /// assert_eq!(Encoding::Ndjson.content_type(), "application/x-ndjson");
     /// assert_eq!(Encoding::JsonArray.content_type(), "application/json");
+    /// assert_eq!(Encoding::OtlpLogsJson.content_type(), "application/json");
     /// ```
     pub fn content_type(self) -> &'static str {
         match self {
             Encoding::Ndjson => "application/x-ndjson",
-            Encoding::JsonArray => "application/json",
+            Encoding::JsonArray | Encoding::OtlpLogsJson => "application/json",
         }
+    }
+
+    /// Whether this is an OTLP encoding, whose receivers answer by the OTLP
+    /// response rules.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use vigil_events::Encoding;
+    /// assert!(Encoding::OtlpLogsJson.is_otlp());
+    /// assert!(!Encoding::Ndjson.is_otlp());
+    /// ```
+    pub fn is_otlp(self) -> bool {
+        matches!(self, Encoding::OtlpLogsJson)
     }
 }
 
 /// An encoded batch of events, ready to ship.
 ///
-/// Every record in the body is a JSON object with a top-level `seq` field
-/// holding the event's process-unique sequence number. A retried batch keeps
+/// Every record in the body is a JSON object that carries the event's
+/// process-unique sequence number: a top-level `seq` field, or in OTLP the
+/// `vigil.seq` attribute. A retried batch keeps
 /// its [idempotency key](Batch::idempotency_key), so a receiver can drop
 /// duplicates.
 #[derive(Clone, PartialEq, Eq)]
@@ -127,6 +148,7 @@ impl fmt::Debug for Batch {
 /// | [`Retryable`](Delivery::Retryable) | keeps the batch, backs off (exponential with jitter, at least `retry_after`) and tries again |
 /// | [`TooLarge`](Delivery::TooLarge) | splits the batch in halves and delivers each |
 /// | [`Rejected`](Delivery::Rejected) | drops the batch, counting its events under `rejected` |
+/// | [`PartiallyRejected`](Delivery::PartiallyRejected) | counts `rejected` of the batch's events under `rejected` and the rest as delivered |
 /// | [`Fatal`](Delivery::Fatal) | keeps the batch and fails the actor; the supervisor restarts it and a fresh sink is built |
 #[derive(Debug)]
 #[non_exhaustive]
@@ -150,6 +172,16 @@ pub enum Delivery {
         /// What went wrong.
         error: BoxError,
     },
+    /// The receiver accepted the batch but refused `rejected` of its records
+    /// for good (an OTLP `partialSuccess`). It does not say which ones, so
+    /// the batch is done: the batcher counts `rejected` events under
+    /// `rejected` (at most the batch's size) and the others as delivered.
+    PartiallyRejected {
+        /// How many records the receiver refused.
+        rejected: u64,
+        /// What the receiver said about them.
+        error: BoxError,
+    },
     /// A configuration or trust failure that retrying with this sink cannot fix.
     Fatal {
         /// What went wrong.
@@ -159,13 +191,15 @@ pub enum Delivery {
 
 impl Delivery {
     /// A short name for the variant, for logs and counters:
-    /// `delivered`, `retryable`, `too_large`, `rejected` or `fatal`.
+    /// `delivered`, `retryable`, `too_large`, `rejected`,
+    /// `partially_rejected` or `fatal`.
     pub fn kind(&self) -> &'static str {
         match self {
             Delivery::Delivered => "delivered",
             Delivery::Retryable { .. } => "retryable",
             Delivery::TooLarge { .. } => "too_large",
             Delivery::Rejected { .. } => "rejected",
+            Delivery::PartiallyRejected { .. } => "partially_rejected",
             Delivery::Fatal { .. } => "fatal",
         }
     }
@@ -177,6 +211,7 @@ impl Delivery {
             Delivery::Retryable { error, .. }
             | Delivery::TooLarge { error }
             | Delivery::Rejected { error }
+            | Delivery::PartiallyRejected { error, .. }
             | Delivery::Fatal { error } => Some(error),
         }
     }

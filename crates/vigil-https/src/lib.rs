@@ -21,7 +21,13 @@
 //!   [`class`](HttpsError::class) decides the `Delivery`: TLS failures and
 //!   401/403 are fatal (the supervisor restarts the sink, which reloads the
 //!   trust set), network trouble and 5xx are retryable (honouring
-//!   `Retry-After`), 413 is too large, other 4xx are rejected.
+//!   `Retry-After`), 413 is too large, other 4xx are rejected. A batch in
+//!   the OTLP encoding ([`Encoding::OtlpLogsJson`](vigil_events::Encoding::OtlpLogsJson),
+//!   POSTed to an OTLP/HTTP receiver's `/v1/logs`) is judged by the OTLP
+//!   rules instead ([`otlp_class`](HttpsError::otlp_class)): only 429, 502,
+//!   503 and 504 are retried, and a `200` whose `partialSuccess` rejects
+//!   records becomes
+//!   [`Delivery::PartiallyRejected`](vigil_events::Delivery::PartiallyRejected).
 //! - [`HttpsStats`], obtained from the config, outlives the sinks: it holds the
 //!   last server certificate seen ([`CertificateInfo`]: subject, issuer,
 //!   notAfter, SHA-256 fingerprints), how many times it changed, TLS failures,

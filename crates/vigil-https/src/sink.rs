@@ -216,8 +216,9 @@ impl HttpsSink {
         }
     }
 
-    /// Sends one batch; `Ok` when the server answered 2xx.
-    fn send(&self, batch: &Batch, budget: Option<Duration>) -> Result<(), HttpsError> {
+    /// Sends one batch; `Ok` when the server answered 2xx, with what an
+    /// OTLP receiver said it refused.
+    fn send(&self, batch: &Batch, budget: Option<Duration>) -> Result<PartialSuccess, HttpsError> {
         let endpoint = &self.config.endpoint;
         let timeout = match (bounded(self.config.timeout_global), bounded(budget)) {
             (Some(global), Some(budget)) => Some(global.min(budget)),
@@ -250,10 +251,16 @@ impl HttpsSink {
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
             let mut reader = response.body_mut().with_config().limit(BODY_LIMIT).reader();
-            return match io::copy(&mut reader, &mut io::sink()) {
-                Ok(_) => Ok(()),
+            let mut answer = Vec::new();
+            let read = if batch.encoding().is_otlp() {
+                reader.read_to_end(&mut answer).map(|_| ())
+            } else {
+                io::copy(&mut reader, &mut io::sink()).map(|_| ())
+            };
+            return match read {
+                Ok(()) => Ok(PartialSuccess::parse(&answer)),
                 // The server answered 2xx; a long body is its business.
-                Err(e) if is_body_limit(&e) => Ok(()),
+                Err(e) if is_body_limit(&e) => Ok(PartialSuccess::default()),
                 // Closed mid-response: retrying is safe, the idempotency key
                 // lets the server drop the duplicate.
                 Err(e) => Err(self.classify(ureq::Error::from(e), timeout)),
@@ -359,6 +366,36 @@ pub(crate) fn classify(
             HttpsError::Status { endpoint, status, retry_after: None, body: String::new() }
         }
         other => HttpsError::Other { endpoint, reason: scrub(other.to_string()) },
+    }
+}
+
+/// What an OTLP/HTTP receiver's `200` says it refused: the
+/// `partialSuccess` of an `ExportLogsServiceResponse`. Empty for any other
+/// answer, including one that is not JSON (it is a success all the same).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct PartialSuccess {
+    /// `rejectedLogRecords`; a negative or unreadable count is 0.
+    rejected: u64,
+    /// `errorMessage`.
+    message: String,
+}
+
+impl PartialSuccess {
+    fn parse(body: &[u8]) -> PartialSuccess {
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return PartialSuccess::default();
+        };
+        let partial = &value["partialSuccess"];
+        // An int64: a decimal string in the JSON mapping, though parsers
+        // must take a number too.
+        let rejected = match &partial["rejectedLogRecords"] {
+            serde_json::Value::String(s) => s.trim().parse::<i64>().ok(),
+            other => other.as_i64(),
+        };
+        PartialSuccess {
+            rejected: rejected.and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+            message: partial["errorMessage"].as_str().unwrap_or_default().to_string(),
+        }
     }
 }
 
@@ -471,7 +508,30 @@ impl Sink for HttpsSink {
         let stats = self.config.stats.clone();
         stats.check_expiry(self.config.expiry_warning);
         match self.send(batch, budget) {
-            Ok(()) => {
+            Ok(partial) if partial.rejected > 0 => {
+                let rejected = partial.rejected.min(batch.len() as u64);
+                let message = format!(
+                    "{} refused {rejected} of the {} log records of batch {}: {}",
+                    self.config.endpoint,
+                    batch.len(),
+                    batch.idempotency_key(),
+                    if partial.message.is_empty() { "no errorMessage given" } else { &partial.message }
+                );
+                // Once per batch: the receiver answered once.
+                log::warn!(target: "vigil::https", "{message}");
+                stats.partially_rejected(batch.len() as u64 - rejected, rejected, &message);
+                Delivery::PartiallyRejected { rejected, error: message.into() }
+            }
+            Ok(partial) => {
+                if !partial.message.is_empty() {
+                    log::warn!(
+                        target: "vigil::https",
+                        "{} accepted batch {} with a warning: {}",
+                        self.config.endpoint,
+                        batch.idempotency_key(),
+                        partial.message
+                    );
+                }
                 log::trace!(
                     target: "vigil::https",
                     "delivered batch {} ({} events, {} bytes) to {}",
@@ -484,7 +544,12 @@ impl Sink for HttpsSink {
                 Delivery::Delivered
             }
             Err(error) => {
-                stats.failed(&error);
+                let otlp = batch.encoding().is_otlp();
+                if otlp {
+                    stats.failed_as(&error, error.otlp_class());
+                } else {
+                    stats.failed(&error);
+                }
                 // DEBUG with the full detail (`{:#}`: the presented
                 // certificate's issuer, notAfter, fingerprint). A fatal
                 // failure is reported once at WARN, by the supervisor's
@@ -496,7 +561,7 @@ impl Sink for HttpsSink {
                     // into the restart backoff the watcher's wake just missed.
                     return Delivery::Retryable { error: Box::new(error), retry_after: None };
                 }
-                error.into_delivery()
+                if otlp { error.into_otlp_delivery() } else { error.into_delivery() }
             }
         }
     }
@@ -553,6 +618,62 @@ mod tests {
         for (code, class) in table {
             assert_eq!(status(code, None).class(), class, "status {code}");
         }
+    }
+
+    #[test]
+    fn otlp_status_classification_follows_the_spec() {
+        let table = [
+            (400, ErrorClass::Rejected),
+            (401, ErrorClass::Fatal),
+            (403, ErrorClass::Fatal),
+            (404, ErrorClass::Rejected),
+            (413, ErrorClass::TooLarge),
+            (429, ErrorClass::Retryable),
+            (500, ErrorClass::Rejected),
+            (501, ErrorClass::Rejected),
+            (502, ErrorClass::Retryable),
+            (503, ErrorClass::Retryable),
+            (504, ErrorClass::Retryable),
+            (505, ErrorClass::Rejected),
+            (301, ErrorClass::Fatal),
+        ];
+        for (code, class) in table {
+            assert_eq!(status(code, None).otlp_class(), class, "status {code}");
+        }
+        let wait = Some(Duration::from_secs(2));
+        for code in [429, 502, 503, 504] {
+            match status(code, wait).into_otlp_delivery() {
+                Delivery::Retryable { retry_after, .. } => assert_eq!(retry_after, wait, "{code}"),
+                other => panic!("{code}: {other:?}"),
+            }
+        }
+        assert_eq!(status(500, wait).into_otlp_delivery().kind(), "rejected");
+        // Transport failures classify as in the generic mode.
+        let refused = HttpsError::Io {
+            endpoint: "https://127.0.0.1:8443/v1/logs".into(),
+            phase: Phase::Connect,
+            kind: io::ErrorKind::ConnectionRefused,
+            reason: "refused".into(),
+        };
+        assert_eq!(refused.otlp_class(), ErrorClass::Retryable);
+    }
+
+    #[test]
+    fn partial_success_reads_the_response_message() {
+        let parse = |s: &str| PartialSuccess::parse(s.as_bytes());
+        assert_eq!(parse(""), PartialSuccess::default());
+        assert_eq!(parse("{}"), PartialSuccess::default());
+        assert_eq!(parse("not json"), PartialSuccess::default());
+        assert_eq!(
+            parse(r#"{"partialSuccess":{"rejectedLogRecords":"3","errorMessage":"bad body"}}"#),
+            PartialSuccess { rejected: 3, message: "bad body".into() }
+        );
+        assert_eq!(parse(r#"{"partialSuccess":{"rejectedLogRecords":2}}"#).rejected, 2);
+        assert_eq!(parse(r#"{"partialSuccess":{"rejectedLogRecords":"-4"}}"#).rejected, 0);
+        assert_eq!(
+            parse(r#"{"partialSuccess":{"errorMessage":"slow down"}}"#),
+            PartialSuccess { rejected: 0, message: "slow down".into() }
+        );
     }
 
     #[test]

@@ -71,8 +71,10 @@ pub struct HttpsStatsSnapshot {
     pub tls_failures: u64,
     /// Delivery attempts by outcome.
     pub deliveries: DeliveryCounts,
-    /// Events in delivered batches.
+    /// Events in delivered batches (for a partial success, the ones accepted).
     pub events_delivered: u64,
+    /// Events an OTLP receiver refused in a partial success.
+    pub events_rejected: u64,
     /// Sinks built from the config (the first build and every restart).
     pub sinks_built: u64,
     /// Trust sets swapped in by a running sink after a file changed.
@@ -102,6 +104,9 @@ pub struct DeliveryCounts {
     pub rejected: u64,
     /// Fatal failures (TLS, 401/403, configuration).
     pub fatal: u64,
+    /// Batches an OTLP receiver accepted in part (`partialSuccess` with
+    /// rejected log records).
+    pub partially_rejected: u64,
 }
 
 impl HttpsStats {
@@ -117,6 +122,7 @@ impl HttpsStats {
                     tls_failures: 0,
                     deliveries: DeliveryCounts::default(),
                     events_delivered: 0,
+                    events_rejected: 0,
                     sinks_built: 0,
                     trust_reloads: 0,
                     trust_reload_failures: 0,
@@ -173,10 +179,25 @@ impl HttpsStats {
         state.snapshot.events_delivered += events as u64;
     }
 
-    pub(crate) fn failed(&self, error: &HttpsError) {
+    /// An OTLP receiver accepted `accepted` events of a batch and refused `rejected`.
+    pub(crate) fn partially_rejected(&self, accepted: u64, rejected: u64, message: &str) {
         let mut state = self.inner.lock();
         let s = &mut state.snapshot;
-        match error.class() {
+        s.deliveries.partially_rejected += 1;
+        s.events_delivered += accepted;
+        s.events_rejected += rejected;
+        s.last_error = Some(message.to_string());
+    }
+
+    pub(crate) fn failed(&self, error: &HttpsError) {
+        self.failed_as(error, error.class());
+    }
+
+    /// Counts a failure the sink classified as `class`.
+    pub(crate) fn failed_as(&self, error: &HttpsError, class: crate::ErrorClass) {
+        let mut state = self.inner.lock();
+        let s = &mut state.snapshot;
+        match class {
             crate::ErrorClass::Retryable => s.deliveries.retryable += 1,
             crate::ErrorClass::TooLarge => s.deliveries.too_large += 1,
             crate::ErrorClass::Rejected => s.deliveries.rejected += 1,
@@ -445,7 +466,10 @@ mod tests {
         });
         stats.delivered(7);
         let snap = stats.snapshot();
-        assert_eq!(snap.deliveries, DeliveryCounts { delivered: 1, retryable: 1, too_large: 1, rejected: 1, fatal: 2 });
+        assert_eq!(
+            snap.deliveries,
+            DeliveryCounts { delivered: 1, retryable: 1, too_large: 1, rejected: 1, fatal: 2, partially_rejected: 0 }
+        );
         assert_eq!(snap.events_delivered, 7);
         assert_eq!(snap.tls_failures, 1);
         assert_eq!(snap.rejected_certificate.unwrap().sha256, "CC");

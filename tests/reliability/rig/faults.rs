@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use parking_lot::Mutex;
 use serde::Serialize;
-use vigil::events::{Batch, Config, Delivery, Emitter, EventPipeline, EventsHandle, LedgerSnapshot, Sink};
+use vigil::events::{Batch, Config, Delivery, Emitter, Encoding, EventPipeline, EventsHandle, LedgerSnapshot, Sink};
 use vigil::https::{HttpsError, HttpsSink, HttpsSinkConfig, HttpsStats, HttpsStatsSnapshot};
 use vigil::{Backoff, SupervisionEvent, Supervisor, System};
 use vigil_collector::{Collector, CollectorBuilder, CollectorStats};
@@ -335,6 +335,22 @@ pub(crate) struct Options {
     pub(crate) dir: Option<TempDir>,
     /// Request threads.
     pub(crate) threads: usize,
+    /// How the batcher encodes: NDJSON to the collector's `/ingest`, or
+    /// OTLP/HTTP JSON to its `/v1/logs`. Defaults to what
+    /// [`with_encoding`] set for this thread (NDJSON otherwise).
+    pub(crate) encoding: Encoding,
+}
+
+thread_local! {
+    static ENCODING: std::cell::Cell<Encoding> = const { std::cell::Cell::new(Encoding::Ndjson) };
+}
+
+/// Runs `test` with every rig it starts (on this thread: each test has its
+/// own) encoding its batches as `encoding`: how the fault matrix runs once
+/// more in OTLP mode without a second copy of each test.
+pub(crate) fn with_encoding(encoding: Encoding, test: fn()) {
+    ENCODING.set(encoding);
+    test();
 }
 
 impl Options {
@@ -346,6 +362,7 @@ impl Options {
             identity: None,
             dir: None,
             threads: 3,
+            encoding: ENCODING.get(),
         }
     }
 }
@@ -382,7 +399,10 @@ impl Rig {
         let collector = options.collector.ndjson_log(&ndjson).start().expect("the collector starts");
         let trust = dir.write("trust.pem", std::fs::read(collector.ca_pem_path()).expect("read the CA"));
         let proxy = options.proxy.then(|| Proxy::start(collector.addr()));
-        let endpoint = proxy.as_ref().map_or_else(|| collector.endpoint(), Proxy::endpoint);
+        let mut endpoint = proxy.as_ref().map_or_else(|| collector.endpoint(), Proxy::endpoint);
+        if options.encoding.is_otlp() {
+            endpoint = endpoint.replace("/ingest", "/v1/logs");
+        }
 
         let mut https = HttpsSinkConfig::new(endpoint)
             .trust_file(&trust)
@@ -403,7 +423,8 @@ impl Rig {
             .retry_backoff_max(RETRY_BACKOFF_MAX)
             .max_batch_age(Duration::from_secs(600))
             .delivery_timeout(Some(Duration::from_secs(2)))
-            .shutdown_timeout(Duration::from_secs(2));
+            .shutdown_timeout(Duration::from_secs(2))
+            .encoding(options.encoding);
         let (emitter, events_spec, events) = EventPipeline::builder::<RequestEvent>(config)
             .id("events")
             // Called on every (re)start: a restart re-reads trust and identity files.
@@ -566,9 +587,20 @@ fn read_received(path: &Path) -> BTreeMap<usize, Vec<u64>> {
     received
 }
 
-/// The `(thread, n)` of one encoded record.
+/// The `(thread, n)` of one encoded record (as the collector logs it, or a
+/// batch body of one event: NDJSON, or an OTLP request whose one log
+/// record's body is the event).
 pub(crate) fn event_id(record: &[u8]) -> (usize, u64) {
     let value: serde_json::Value = serde_json::from_slice(record).expect("a JSON record");
+    if let Some(resource_logs) = value.get("resourceLogs") {
+        let body = &resource_logs[0]["scopeLogs"][0]["logRecords"][0]["body"]["kvlistValue"]["values"];
+        let field = |name: &str| -> u64 {
+            let values = body.as_array().unwrap_or_else(|| panic!("no kvlist body in {value}"));
+            let kv = values.iter().find(|kv| kv["key"] == name).unwrap_or_else(|| panic!("no {name} in {value}"));
+            kv["value"]["intValue"].as_str().and_then(|s| s.parse().ok()).expect("an intValue")
+        };
+        return (usize::try_from(field("thread")).expect("a thread index"), field("n"));
+    }
     let event = &value["event"];
     let thread = event["thread"].as_u64().unwrap_or_else(|| panic!("no thread in {value}"));
     let n = event["n"].as_u64().unwrap_or_else(|| panic!("no n in {value}"));
@@ -628,6 +660,14 @@ impl Outcome {
         assert_eq!(t.refused_by_emit, 0, "emit refused events {}", ctx());
         let emitted = t.emitted_total();
         assert_eq!(emitted, t.requests, "one event per request");
+        // Every request went to the route of the encoding in use.
+        let c = &self.collector;
+        if ENCODING.get().is_otlp() {
+            assert_eq!((c.otlp_requests, c.otlp_records), (c.requests, c.events_received), "all OTLP {}", ctx());
+            assert!(c.otlp_records > 0, "OTLP records arrived {}", ctx());
+        } else {
+            assert_eq!((c.otlp_requests, c.otlp_records), (0, 0), "no OTLP {}", ctx());
+        }
 
         let l = &self.ledger;
         assert!(l.is_balanced(), "ledger invariant: {l}");
@@ -723,9 +763,11 @@ impl Row {
         }
     }
 
-    /// Prints the row as a Markdown table line, prefixed with `ROW` for grep.
+    /// Prints the row as a Markdown table line, prefixed with `ROW` for
+    /// grep (`ROW-OTLP` in the OTLP run).
     pub(crate) fn print(&self) {
-        println!("ROW {self}");
+        let prefix = if ENCODING.get().is_otlp() { "ROW-OTLP" } else { "ROW" };
+        println!("{prefix} {self}");
     }
 }
 

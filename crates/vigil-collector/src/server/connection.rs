@@ -109,7 +109,7 @@ fn handle_request(shared: &Shared, reader: &mut BufReader<Tls>, head: &RequestHe
         && n > shared.max_body as u64
     {
         // The client has not sent the body; refuse before it does.
-        count_bad_ingest(shared, route);
+        count_bad_ingest(shared, route, head);
         let msg = format!("body of {n} bytes is larger than the limit of {} bytes", shared.max_body);
         return respond(reader, Response::error(413, msg), false);
     }
@@ -122,7 +122,7 @@ fn handle_request(shared: &Shared, reader: &mut BufReader<Tls>, head: &RequestHe
     let body = match http::read_body(reader, framing, shared.max_body) {
         Ok(Body::Complete(body)) => body,
         Ok(Body::TooLarge) => {
-            count_bad_ingest(shared, route);
+            count_bad_ingest(shared, route, head);
             let msg = format!("body larger than the limit of {} bytes", shared.max_body);
             return respond(reader, Response::error(413, msg), true);
         }
@@ -174,10 +174,11 @@ fn respond(
     }
 }
 
-fn count_bad_ingest(shared: &Shared, route: Route) {
+fn count_bad_ingest(shared: &Shared, route: Route, head: &RequestHead) {
     if route == Route::Ingest {
         shared.ledger.update(|s| {
             s.requests += 1;
+            s.otlp_requests += u64::from(head.path() == routes::OTLP_LOGS);
             s.bad_requests += 1;
         });
     }
@@ -194,6 +195,7 @@ fn ingest_with_fault(
     let fault = shared.faults.lock().take();
     shared.ledger.update(|s| {
         s.requests += 1;
+        s.otlp_requests += u64::from(head.path() == routes::OTLP_LOGS);
         if !fault.is_healthy() {
             s.faults_served += 1;
         }
@@ -204,10 +206,11 @@ fn ingest_with_fault(
     let respond =
         |reader: &mut BufReader<Tls>, response: Response| respond(shared, conn, head, reader, &response, true);
     match routes::fault_action(&fault) {
-        FaultAction::Ingest { delay: None } => respond(reader, ingest(shared, head, body, peer)),
+        FaultAction::Ingest { delay: None } => respond(reader, ingest(shared, head, body, peer, 0)),
+        FaultAction::IngestRejecting(n) => respond(reader, ingest(shared, head, body, peer, n)),
         FaultAction::Ingest { delay: Some(delay) } => {
             if shared.sleep(delay) {
-                respond(reader, ingest(shared, head, body, peer))
+                respond(reader, ingest(shared, head, body, peer, 0))
             } else {
                 Next::Abort
             }
@@ -233,7 +236,7 @@ fn ingest_with_fault(
             Next::Abort
         }
         FaultAction::IngestThenCut => {
-            let response = ingest(shared, head, body, peer);
+            let response = ingest(shared, head, body, peer, 0);
             let bytes = routes::cut_head(&response, head.keep_alive());
             let tls = reader.get_mut();
             let _ = tls.write_all(&bytes).and_then(|()| tls.flush());

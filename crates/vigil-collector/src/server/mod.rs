@@ -269,6 +269,20 @@ impl Collector {
         format!("https://{}/ingest", connect_addr(self.shared.addr))
     }
 
+    /// The OTLP/HTTP logs URL, `https://127.0.0.1:PORT/v1/logs`: it takes an
+    /// `ExportLogsServiceRequest` in the OTLP JSON encoding, parsed strictly.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let collector = vigil_collector::Collector::builder().start()?;
+    /// assert!(collector.otlp_endpoint().ends_with("/v1/logs"));
+    /// # Ok::<(), vigil_collector::CollectorError>(())
+    /// ```
+    pub fn otlp_endpoint(&self) -> String {
+        format!("https://{}{}", connect_addr(self.shared.addr), routes::OTLP_LOGS)
+    }
+
     /// The directory holding the CA PEM files.
     pub fn dir(&self) -> &Path {
         &self.shared.dir

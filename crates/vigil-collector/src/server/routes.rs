@@ -10,8 +10,13 @@ use crate::control::Command;
 use crate::fault::Fault;
 use crate::http::{RequestHead, Response};
 use crate::ingest::{self, Outcome};
+use crate::otlp;
 
-/// Where a request goes.
+/// The OTLP/HTTP logs path.
+pub(super) const OTLP_LOGS: &str = "/v1/logs";
+
+/// Where a request goes. [`Route::Ingest`] covers both `/ingest` and the
+/// OTLP route [`OTLP_LOGS`]; [`ingest`] tells them apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Route {
     Ingest,
@@ -26,8 +31,8 @@ pub(super) enum Route {
 pub(super) fn route(shared: &Shared, head: &RequestHead) -> Route {
     let path = head.path();
     match (head.method.as_str(), path) {
-        ("POST", "/ingest") => Route::Ingest,
-        (_, "/ingest") => Route::MethodNotAllowed("POST"),
+        ("POST", "/ingest" | OTLP_LOGS) => Route::Ingest,
+        (_, "/ingest" | OTLP_LOGS) => Route::MethodNotAllowed("POST"),
         ("GET" | "HEAD", "/health") => Route::Health,
         (_, "/health") => Route::MethodNotAllowed("GET, HEAD"),
         ("GET", "/stats") if shared.control => Route::Stats,
@@ -38,9 +43,14 @@ pub(super) fn route(shared: &Shared, head: &RequestHead) -> Route {
     }
 }
 
-/// Decodes and records a batch, and says how it went.
-pub(super) fn ingest(shared: &Shared, head: &RequestHead, body: &[u8], peer: SocketAddr) -> Response {
+/// Decodes and records a batch, and says how it went. On the OTLP route,
+/// the last `reject` log records (at most all of them) are refused in a
+/// `partialSuccess`; elsewhere `reject` is ignored.
+pub(super) fn ingest(shared: &Shared, head: &RequestHead, body: &[u8], peer: SocketAddr, reject: u64) -> Response {
     let key = head.header("idempotency-key").map(str::trim).filter(|k| !k.is_empty());
+    if head.path() == OTLP_LOGS {
+        return ingest_otlp(shared, head, body, peer, key, reject);
+    }
     let records =
         match ingest::decode(head.header("content-type"), head.header("content-encoding"), body, shared.max_body) {
             Ok(records) => records,
@@ -58,6 +68,45 @@ pub(super) fn ingest(shared: &Shared, head: &RequestHead, body: &[u8], peer: Soc
         Outcome::Duplicate { events } => {
             log::info!(target: TARGET, "duplicate batch {key:?} from {peer} ({events} event(s)), not counted again");
             Response::json(200, &serde_json::json!({ "accepted": 0, "new": 0, "duplicate": true }))
+        }
+    }
+}
+
+fn ingest_otlp(
+    shared: &Shared,
+    head: &RequestHead,
+    body: &[u8],
+    peer: SocketAddr,
+    key: Option<&str>,
+    reject: u64,
+) -> Response {
+    let records = match ingest::decode_otlp(
+        head.header("content-type"),
+        head.header("content-encoding"),
+        body,
+        shared.max_body,
+    ) {
+        Ok(records) => records,
+        Err(e) => {
+            shared.ledger.update(|s| s.bad_requests += 1);
+            log::warn!(target: TARGET, "refusing an OTLP request from {peer} (key {key:?}): {e}");
+            return Response::json(e.status(), &otlp::status_body(&e.to_string()));
+        }
+    };
+    let rejected = reject.min(records.len() as u64);
+    let kept = &records[..records.len() - rejected as usize];
+    let message = format!("injected fault: {rejected} log record(s) rejected");
+    match shared.ledger.record_otlp(key, kept, rejected) {
+        Outcome::Accepted { events, new } => {
+            log::debug!(
+                target: TARGET,
+                "accepted OTLP request {key:?} from {peer}: {events} log record(s), {new} new, {rejected} rejected"
+            );
+            Response::json(200, &otlp::response(rejected, &message))
+        }
+        Outcome::Duplicate { events } => {
+            log::info!(target: TARGET, "duplicate OTLP request {key:?} from {peer} ({events} record(s)), not counted again");
+            Response::json(200, &otlp::response(rejected, &message))
         }
     }
 }
@@ -119,6 +168,9 @@ pub(super) enum FaultAction {
         /// How long to wait first.
         delay: Option<Duration>,
     },
+    /// Record the batch but the last `n` OTLP log records, and answer with a
+    /// `partialSuccess` (on `/ingest`: as [`FaultAction::Ingest`]).
+    IngestRejecting(u64),
     /// Answer with this response; record nothing.
     Respond(Response),
     /// Never answer: read and drop whatever the client sends until it
@@ -138,6 +190,7 @@ pub(super) enum FaultAction {
 pub(super) fn fault_action(fault: &Fault) -> FaultAction {
     match fault {
         Fault::Healthy => FaultAction::Ingest { delay: None },
+        Fault::PartialSuccess(n) => FaultAction::IngestRejecting(*n),
         Fault::Slow(d) => FaultAction::Ingest { delay: Some(*d) },
         Fault::Status(status) => {
             FaultAction::Respond(Response::error(*status, format!("injected fault: status {status}")))
@@ -199,6 +252,11 @@ mod tests {
         assert_eq!(header(&response, "Retry-After"), Some(date));
         let head = String::from_utf8(response.head_bytes(false)).unwrap();
         assert!(head.contains(&format!("Retry-After: {date}\r\n")), "{head}");
+    }
+
+    #[test]
+    fn partial_success_records_all_but_the_rejected() {
+        assert_eq!(fault_action(&Fault::PartialSuccess(3)), FaultAction::IngestRejecting(3));
     }
 
     #[test]

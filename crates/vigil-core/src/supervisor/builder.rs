@@ -178,8 +178,8 @@ impl Body for SupervisorBuilder {
     }
 }
 
-/// Here rather than in spec.rs, beside what it wraps: the spec module knows
-/// children only through [`Body`].
+// Here rather than in spec.rs, beside what it wraps: the spec module knows
+// children only through `Body`.
 impl ChildSpec {
     /// A nested supervisor. Its [`handle`](SupervisorBuilder::handle) stays
     /// valid across its restarts.

@@ -183,6 +183,7 @@ pub(crate) fn parse(batch: &Batch) -> Vec<(u64, u64)> {
                 .collect()
         }
         Encoding::JsonArray => serde_json::from_slice(batch.body()).expect("the body is a JSON array"),
+        other => panic!("these tests read NDJSON and JSON arrays, not {other:?}"),
     };
     records
         .iter()

@@ -326,12 +326,74 @@ impl HttpsError {
         }
     }
 
+    /// How the batcher should treat this error when the batch went to an
+    /// OTLP/HTTP receiver ([`Encoding::OtlpLogsJson`](vigil_events::Encoding::OtlpLogsJson)):
+    /// the OTLP specification's response rules, which differ from
+    /// [`class`](HttpsError::class) for statuses only.
+    ///
+    /// | status | class |
+    /// |---|---|
+    /// | 429, 502, 503, 504 | retryable, honouring `Retry-After` |
+    /// | 413 | too large |
+    /// | 401, 403 | fatal (the spec says "not retryable"; Vigil rebuilds the sink, which re-reads its credentials and trust, and keeps the batch) |
+    /// | any other 4xx or 5xx, 500 included | rejected |
+    /// | 1xx, 3xx | fatal |
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use vigil_https::{ErrorClass, HttpsError};
+    ///
+    /// let status = |status| HttpsError::Status {
+    ///     endpoint: "https://127.0.0.1:4318/v1/logs".into(),
+    ///     status,
+    ///     retry_after: None,
+    ///     body: String::new(),
+    /// };
+    /// assert_eq!(status(500).class(), ErrorClass::Retryable);
+    /// assert_eq!(status(500).otlp_class(), ErrorClass::Rejected);
+    /// assert_eq!(status(502).otlp_class(), ErrorClass::Retryable);
+    /// ```
+    pub fn otlp_class(&self) -> ErrorClass {
+        match self {
+            HttpsError::Status { status, .. } => match *status {
+                413 => ErrorClass::TooLarge,
+                401 | 403 => ErrorClass::Fatal,
+                429 | 502..=504 => ErrorClass::Retryable,
+                400..=599 => ErrorClass::Rejected,
+                _ => ErrorClass::Fatal,
+            },
+            other => other.class(),
+        }
+    }
+
+    /// The `Retry-After` an OTLP/HTTP receiver asked for: on a 429, 502, 503
+    /// or 504 that carried one.
+    pub fn otlp_retry_after(&self) -> Option<Duration> {
+        match self {
+            HttpsError::Status { status: 429 | 502..=504, retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Turns this error into the [`Delivery`](vigil_events::Delivery) the
+    /// batcher expects for a batch sent to an OTLP/HTTP receiver: as
+    /// [`into_delivery`](HttpsError::into_delivery), by
+    /// [`otlp_class`](HttpsError::otlp_class).
+    pub fn into_otlp_delivery(self) -> vigil_events::Delivery {
+        let (class, retry_after) = (self.otlp_class(), self.otlp_retry_after());
+        self.delivery(class, retry_after)
+    }
+
     /// Turns this error into the [`Delivery`](vigil_events::Delivery) the
     /// batcher expects, boxing it as the delivery's error.
     pub fn into_delivery(self) -> vigil_events::Delivery {
+        let (class, retry_after) = (self.class(), self.retry_after());
+        self.delivery(class, retry_after)
+    }
+
+    fn delivery(self, class: ErrorClass, retry_after: Option<Duration>) -> vigil_events::Delivery {
         use vigil_events::Delivery;
-        let class = self.class();
-        let retry_after = self.retry_after();
         let error: vigil_events::BoxError = Box::new(self);
         match class {
             ErrorClass::Retryable => Delivery::Retryable { error, retry_after },

@@ -7,6 +7,7 @@ mod delivery;
 mod expiry;
 mod faults;
 mod identity;
+mod otlp;
 mod pipeline;
 mod proxy;
 mod readiness;
