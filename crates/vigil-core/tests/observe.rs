@@ -1,59 +1,43 @@
 //! Stats snapshots, subscriptions and the log lines a person reads.
+//!
+//! A test binary of its own: it asserts on `vigil` log lines that any tree in
+//! the same process could write.
+#[path = "core/support/mod.rs"]
 mod support;
 
-use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use support::*;
 use vigil_core::*;
+use vigil_testkit::{capture_logs, captured_logs};
 
-/// Records every `vigil` log line in memory.
-struct Capture(Mutex<Vec<String>>);
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        if record.target() == "vigil" {
-            self.0.lock().unwrap().push(format!("{} {}", record.level(), record.args()));
-        }
-    }
-    fn flush(&self) {}
-}
-
-fn capture() -> &'static Capture {
-    static CAPTURE: OnceLock<&'static Capture> = OnceLock::new();
-    CAPTURE.get_or_init(|| {
-        let capture: &'static Capture = Box::leak(Box::new(Capture(Mutex::new(Vec::new()))));
-        log::set_logger(capture).unwrap();
-        log::set_max_level(log::LevelFilter::Debug);
-        capture
-    })
+/// The `vigil` log lines kept so far, as `LEVEL message`.
+fn vigil_lines() -> Vec<String> {
+    captured_logs().into_iter().filter(|r| r.target == "vigil").map(|r| format!("{} {}", r.level, r.message)).collect()
 }
 
 #[test]
 fn a_restart_is_logged_as_one_readable_line() {
-    let logs = capture();
+    capture_logs();
     let (tx, notes) = crossbeam_channel::unbounded();
     let spec = probe("events", &tx).backoff(Backoff::exponential(Duration::from_millis(40), Duration::from_millis(40)));
     let addr = spec.addr();
     let system = Supervisor::builder().intensity(3, Duration::from_secs(5)).child(spec).start().unwrap();
     addr.tell(Cmd::Panic).unwrap();
     expect(&notes, "restart", |n| *n == Note::Started("events", 1));
-    let lines = logs.0.lock().unwrap().clone();
+    let lines = vigil_lines();
     let restart = lines.iter().find(|l| l.contains("restarting root/events")).expect("a restart line");
     assert!(restart.starts_with("WARN restarting root/events (1 of 3 in 5s, backoff 40ms): panicked at "), "{restart}");
     assert!(restart.contains(": events was told to panic"), "{restart}");
     assert!(lines.iter().any(|l| l.starts_with("DEBUG root/events exited: panicked at")), "{lines:#?}");
     system.shutdown().unwrap();
-    let lines = logs.0.lock().unwrap().clone();
+    let lines = vigil_lines();
     assert!(lines.iter().any(|l| l == "INFO root shut down (0 abandoned)"), "{lines:#?}");
 }
 
 #[test]
 fn an_unlimited_intensity_reads_no_limit_and_a_zero_backoff_reads_no_backoff() {
-    let logs = capture();
+    capture_logs();
     let (tx, notes) = crossbeam_channel::unbounded();
     let spec = probe("nolimit", &tx);
     let addr = spec.addr();
@@ -61,8 +45,8 @@ fn an_unlimited_intensity_reads_no_limit_and_a_zero_backoff_reads_no_backoff() {
     addr.tell(Cmd::Fail).unwrap();
     expect(&notes, "restart", |n| *n == Note::Started("nolimit", 1));
     // An in-place restart is announced by the supervisor after the fact.
-    wait_until("the restart line", || logs.0.lock().unwrap().iter().any(|l| l.contains("restarting root/nolimit")));
-    let lines = logs.0.lock().unwrap().clone();
+    wait_until("the restart line", || vigil_lines().iter().any(|l| l.contains("restarting root/nolimit")));
+    let lines = vigil_lines();
     let restart = lines.iter().find(|l| l.contains("restarting root/nolimit")).expect("a restart line");
     assert!(
         restart.starts_with("WARN restarting root/nolimit (1 in 1s, no limit, no backoff): in the handle hook: "),

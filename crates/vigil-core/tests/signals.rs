@@ -1,5 +1,6 @@
 //! SIGTERM turns into an orderly shutdown (own test binary: signals are
 //! process-wide).
+#[path = "core/support/mod.rs"]
 mod support;
 
 use support::*;

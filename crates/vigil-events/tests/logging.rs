@@ -1,48 +1,34 @@
 //! What the pipeline logs (target `vigil::events`): one warning on the first
 //! drop of each reason, a summary line while trouble lasts, the final tally.
+//!
+//! A test binary of its own: it counts lines (`first event dropped …`
+//! exactly once) that any other pipeline in the same process would also write.
 
+#[path = "events/support.rs"]
 mod support;
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use log::{Level, Log, Metadata, Record};
-use parking_lot::Mutex;
+use log::Level;
 use support::*;
+use vigil_testkit::{LogRecord, capture_logs, captured_logs};
 
-struct Capture(Mutex<Vec<(Level, String)>>);
-
-impl Log for Capture {
-    fn enabled(&self, m: &Metadata<'_>) -> bool {
-        m.target().starts_with("vigil::events")
-    }
-
-    fn log(&self, r: &Record<'_>) {
-        if self.enabled(r.metadata()) {
-            self.0.lock().push((r.level(), r.args().to_string()));
-        }
-    }
-
-    fn flush(&self) {}
-}
-
-fn capture() -> &'static Capture {
-    static CAPTURE: OnceLock<&'static Capture> = OnceLock::new();
-    CAPTURE.get_or_init(|| {
-        let c: &'static Capture = Box::leak(Box::new(Capture(Mutex::new(Vec::new()))));
-        log::set_logger(c).expect("no other logger in this test binary");
-        log::set_max_level(log::LevelFilter::Debug);
-        c
-    })
+/// The `vigil::events` lines kept so far, as `(level, message)`.
+fn records() -> Vec<(Level, String)> {
+    captured_logs()
+        .into_iter()
+        .filter(|r: &LogRecord| r.target.starts_with("vigil::events"))
+        .map(|r| (r.level, r.message))
+        .collect()
 }
 
 fn lines(level: Level, containing: &str) -> usize {
-    capture().0.lock().iter().filter(|(l, m)| *l == level && m.contains(containing)).count()
+    records().iter().filter(|(l, m)| *l == level && m.contains(containing)).count()
 }
 
 #[test]
 fn first_drops_warn_once_summaries_repeat_and_shutdown_tallies() {
-    let logs = capture();
+    capture_logs();
     let control = Control::new();
     control.set_default(Step::Retry(Some(Duration::from_millis(20))));
     let config = fast_config()
@@ -58,7 +44,7 @@ fn first_drops_warn_once_summaries_repeat_and_shutdown_tallies() {
         }
     }
     assert!(refused > 0);
-    assert_eq!(lines(Level::Warn, "first event dropped for reason `queue_full`"), 1, "{:?}", logs.0.lock());
+    assert_eq!(lines(Level::Warn, "first event dropped for reason `queue_full`"), 1, "{:?}", records());
 
     wait_until("two summary lines", || lines(Level::Warn, "event pipeline: accepted=1000") >= 2);
     assert!(lines(Level::Warn, "last error: retryable: test sink: 503") >= 1);
@@ -66,7 +52,7 @@ fn first_drops_warn_once_summaries_repeat_and_shutdown_tallies() {
     run.handle.close();
     run.shutdown();
     assert_eq!(lines(Level::Warn, "first event dropped for reason `shutdown`"), 1);
-    assert_eq!(lines(Level::Warn, "event pipeline stopped (budget exhausted)"), 1, "{:?}", logs.0.lock());
+    assert_eq!(lines(Level::Warn, "event pipeline stopped (budget exhausted)"), 1, "{:?}", records());
     let ledger = run.handle.ledger();
     assert_balanced(&ledger);
     assert_eq!(ledger.dropped.queue_full, refused);
@@ -75,7 +61,7 @@ fn first_drops_warn_once_summaries_repeat_and_shutdown_tallies() {
 
 #[test]
 fn a_pipeline_settled_without_its_batcher_logs_the_final_tally() {
-    capture();
+    capture_logs();
     let control = Control::new();
     control.script([Step::Fatal]);
     let (emitter, spec, handle) = vigil_events::EventPipeline::builder(fast_config().max_batch_events(10))
@@ -95,7 +81,7 @@ fn a_pipeline_settled_without_its_batcher_logs_the_final_tally() {
         lines(Level::Warn, "event pipeline stopped (no batcher running): delivered 0 dropped 0 pending 10"),
         1,
         "{:?}",
-        capture().0.lock()
+        records()
     );
     assert_eq!(handle.final_report().map(|r| r.pending), Some(10));
 }

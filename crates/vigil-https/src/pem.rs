@@ -236,32 +236,7 @@ mod tests {
     use super::*;
     use std::io;
 
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let dir = std::env::temp_dir().join(format!(
-                "vigil-https-pem-{name}-{}-{:?}",
-                std::process::id(),
-                std::thread::current().id()
-            ));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-
-        fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
-            let path = self.0.join(name);
-            std::fs::write(&path, contents).unwrap();
-            path
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use vigil_testkit::TempDir;
 
     struct TestCa {
         cert: rcgen::Certificate,
@@ -384,7 +359,7 @@ mod tests {
     #[test]
     fn unreadable_trust_file_is_an_error() {
         let dir = TempDir::new("unreadable");
-        let missing = dir.0.join("missing.pem");
+        let missing = dir.path("missing.pem");
         let err = load_trust(std::slice::from_ref(&missing), false).unwrap_err();
         let text = err.to_string();
         let (path, _, problem) = pem_problem(err);
@@ -393,7 +368,8 @@ mod tests {
         assert!(text.starts_with(&format!("trust file {} cannot be read", missing.display())), "{text}");
 
         // A directory cannot be read as a file either.
-        let (_, _, problem) = pem_problem(load_trust(std::slice::from_ref(&dir.0), false).unwrap_err());
+        let (_, _, problem) =
+            pem_problem(load_trust(std::slice::from_ref(&dir.root().to_path_buf()), false).unwrap_err());
         assert!(matches!(problem, PemProblem::Unreadable { .. }), "{problem:?}");
     }
 
@@ -487,7 +463,7 @@ mod tests {
         assert_eq!(problem, PemProblem::SeveralKeys { count: 2 });
 
         // Missing key file.
-        let missing = dir.0.join("nope.pem");
+        let missing = dir.path("nope.pem");
         let (p, role, problem) = pem_problem(load_identity(&chain, &missing, &ring()).unwrap_err());
         assert_eq!((p, role), (missing, PemRole::ClientKey));
         assert!(matches!(problem, PemProblem::Unreadable { kind: io::ErrorKind::NotFound, .. }));

@@ -6,23 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use vigil_spool::{Item, SpoolConfig, SpoolError, SpoolReader, SyncPolicy, open};
-
-/// A fresh directory under the target's temp space, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("vigil-spool-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use vigil_testkit::TempDir;
 
 fn payload(i: u64) -> Vec<u8> {
     format!("{{\"event\":{i},\"pad\":\"{}\"}}", "x".repeat((i % 7) as usize * 10)).into_bytes()
@@ -53,7 +37,7 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn records_come_back_in_order_and_survive_a_reopen() {
     let dir = TempDir::new("reopen");
-    let config = SpoolConfig::new(&dir.0).segment_bytes(1024);
+    let config = SpoolConfig::new(dir.path("spool")).segment_bytes(1024);
     let now = Instant::now();
     let id;
     {
@@ -66,7 +50,7 @@ fn records_come_back_in_order_and_survive_a_reopen() {
         assert!(status.durable_seq() < Some(99), "the live segment waits for the interval (rotation syncs)");
         w.sync(now).unwrap();
         assert_eq!(status.durable_seq(), Some(99));
-        assert!(segments(&dir.0).len() > 3, "1 KiB segments rotate");
+        assert!(segments(&dir.path("spool")).len() > 3, "1 KiB segments rotate");
         let (records, damaged) = read_all(&mut r);
         assert_eq!(damaged, 0);
         assert_eq!(records.len(), 100);
@@ -89,7 +73,8 @@ fn records_come_back_in_order_and_survive_a_reopen() {
 #[test]
 fn acknowledged_segments_are_deleted_and_free_space() {
     let dir = TempDir::new("delete");
-    let (mut w, mut r, status, _) = open(SpoolConfig::new(&dir.0).segment_bytes(512).max_bytes(4096)).unwrap();
+    let (mut w, mut r, status, _) =
+        open(SpoolConfig::new(dir.path("spool")).segment_bytes(512).max_bytes(4096)).unwrap();
     let now = Instant::now();
     let mut written = 0u64;
     let full = loop {
@@ -106,26 +91,26 @@ fn acknowledged_segments_are_deleted_and_free_space() {
     assert_eq!(records.len() as u64, written);
     r.ack(written, &BTreeMap::new(), now, true).unwrap();
     assert!(status.used_bytes() < used, "sealed, acknowledged segments are gone");
-    assert_eq!(segments(&dir.0).len(), 1, "only the live segment stays");
+    assert_eq!(segments(&dir.path("spool")).len(), 1, "only the live segment stays");
     w.write([&b"again"[..]], now).unwrap();
 }
 
 #[test]
 fn a_second_open_of_the_same_directory_is_refused() {
     let dir = TempDir::new("lock");
-    let first = open(SpoolConfig::new(&dir.0)).unwrap();
-    let err = open(SpoolConfig::new(&dir.0)).unwrap_err();
-    assert_eq!(err, SpoolError::Locked { dir: dir.0.clone() });
+    let first = open(SpoolConfig::new(dir.path("spool"))).unwrap();
+    let err = open(SpoolConfig::new(dir.path("spool"))).unwrap_err();
+    assert_eq!(err, SpoolError::Locked { dir: dir.path("spool").clone() });
     assert!(err.to_string().contains("locked"));
     drop(first);
-    assert!(open(SpoolConfig::new(&dir.0)).is_ok(), "released on close");
+    assert!(open(SpoolConfig::new(dir.path("spool"))).is_ok(), "released on close");
 }
 
 #[test]
 fn the_interval_policy_syncs_when_due_by_the_injected_clock() {
     let dir = TempDir::new("interval");
     let (mut w, _r, status, _) =
-        open(SpoolConfig::new(&dir.0).sync(SyncPolicy::Interval(Duration::from_millis(100)))).unwrap();
+        open(SpoolConfig::new(dir.path("spool")).sync(SyncPolicy::Interval(Duration::from_millis(100)))).unwrap();
     let t0 = Instant::now();
     w.sync(t0).unwrap();
     w.write([&b"a"[..]], t0).unwrap();
@@ -141,7 +126,7 @@ fn the_interval_policy_syncs_when_due_by_the_injected_clock() {
 fn every_write_and_os_policies_mark_durable_at_once() {
     for policy in [SyncPolicy::EveryWrite, SyncPolicy::Os] {
         let dir = TempDir::new(&format!("{policy:?}").to_lowercase());
-        let (mut w, _r, status, _) = open(SpoolConfig::new(&dir.0).sync(policy)).unwrap();
+        let (mut w, _r, status, _) = open(SpoolConfig::new(dir.path("spool")).sync(policy)).unwrap();
         w.write([&b"a"[..], b"b"], Instant::now()).unwrap();
         assert_eq!(status.durable_seq(), Some(1), "{policy:?}");
     }
@@ -152,15 +137,15 @@ fn a_torn_tail_is_cut_and_counted() {
     let dir = TempDir::new("torn");
     let now = Instant::now();
     {
-        let (mut w, _, _, _) = open(SpoolConfig::new(&dir.0)).unwrap();
+        let (mut w, _, _, _) = open(SpoolConfig::new(dir.path("spool"))).unwrap();
         for i in 0..10 {
             w.write([payload(i).as_slice()], now).unwrap();
         }
     }
-    let seg = &segments(&dir.0)[0];
+    let seg = &segments(&dir.path("spool"))[0];
     let len = std::fs::metadata(seg).unwrap().len();
     std::fs::OpenOptions::new().write(true).open(seg).unwrap().set_len(len - 3).unwrap();
-    let (mut w, mut r, _, rec) = open(SpoolConfig::new(&dir.0)).unwrap();
+    let (mut w, mut r, _, rec) = open(SpoolConfig::new(dir.path("spool"))).unwrap();
     assert_eq!((rec.pending, rec.corrupt), (9, 1));
     assert!(rec.truncated_bytes > 0);
     assert_eq!(std::fs::metadata(seg).unwrap().len(), len - rec.truncated_bytes - 3);
@@ -178,17 +163,17 @@ fn a_damaged_checkpoint_replays_everything() {
     let dir = TempDir::new("cpdamage");
     let now = Instant::now();
     {
-        let (mut w, mut r, _, _) = open(SpoolConfig::new(&dir.0)).unwrap();
+        let (mut w, mut r, _, _) = open(SpoolConfig::new(dir.path("spool"))).unwrap();
         w.write((0..5).map(|_| &b"r"[..]), now).unwrap();
         read_all(&mut r);
         r.ack(3, &BTreeMap::new(), now, true).unwrap();
     }
-    let cp = dir.0.join("checkpoint");
+    let cp = dir.path("spool").join("checkpoint");
     let mut bytes = std::fs::read(&cp).unwrap();
     let at = bytes.len() - 2;
     bytes[at] ^= 0x10;
     std::fs::write(&cp, bytes).unwrap();
-    let (_, _, _, rec) = open(SpoolConfig::new(&dir.0)).unwrap();
+    let (_, _, _, rec) = open(SpoolConfig::new(dir.path("spool"))).unwrap();
     assert!(rec.checkpoint_damaged);
     assert_eq!((rec.pending, rec.acked), (5, 0));
 }
@@ -196,22 +181,22 @@ fn a_damaged_checkpoint_replays_everything() {
 #[test]
 fn a_vanished_directory_is_a_typed_error_and_the_writer_recovers_when_it_returns() {
     let dir = TempDir::new("vanish");
-    let (mut w, mut r, status, _) = open(SpoolConfig::new(&dir.0).segment_bytes(64)).unwrap();
+    let (mut w, mut r, status, _) = open(SpoolConfig::new(dir.path("spool")).segment_bytes(64)).unwrap();
     let now = Instant::now();
     w.write([&b"first"[..]], now).unwrap();
     // The directory is replaced by a plain file (root ignores permission bits, so this is the
     // failure a test can cause whoever runs it): the next segment cannot be created.
-    let moved = dir.0.with_extension("moved");
-    std::fs::rename(&dir.0, &moved).unwrap();
-    std::fs::write(&dir.0, b"not a directory").unwrap();
+    let moved = dir.path("spool").with_extension("moved");
+    std::fs::rename(dir.path("spool"), &moved).unwrap();
+    std::fs::write(dir.path("spool"), b"not a directory").unwrap();
     let big = vec![b'x'; 100];
     let err = w.write([big.as_slice()], now).unwrap_err();
     assert!(matches!(err, SpoolError::Io { op: "create", .. }), "{err}");
     assert!(err.to_string().contains("spool: create"), "{err}");
     let lost = w.next_seq() - 1;
     // It comes back: the next write starts a new segment; the failed write's number is not reused.
-    std::fs::remove_file(&dir.0).unwrap();
-    std::fs::rename(&moved, &dir.0).unwrap();
+    std::fs::remove_file(dir.path("spool")).unwrap();
+    std::fs::rename(&moved, dir.path("spool")).unwrap();
     let seqs = w.write([big.as_slice()], now).unwrap();
     assert_eq!(seqs.start, lost + 1);
     w.sync(now).unwrap();
@@ -223,7 +208,7 @@ fn a_vanished_directory_is_a_typed_error_and_the_writer_recovers_when_it_returns
 #[test]
 fn a_segment_deleted_under_the_reader_counts_only_its_own_records() {
     let dir = TempDir::new("deleted");
-    let (mut w, mut r, status, _) = open(SpoolConfig::new(&dir.0).segment_bytes(64)).unwrap();
+    let (mut w, mut r, status, _) = open(SpoolConfig::new(dir.path("spool")).segment_bytes(64)).unwrap();
     let now = Instant::now();
     let big = vec![b'x'; 100];
     assert_eq!(w.write([&b"a"[..]], now).unwrap(), 0..1);
@@ -231,7 +216,9 @@ fn a_segment_deleted_under_the_reader_counts_only_its_own_records() {
     assert_eq!(w.write([big.as_slice()], now).unwrap(), 6..7);
     assert_eq!(w.write([big.as_slice()], now).unwrap(), 7..8);
     assert_eq!(r.read_next().unwrap(), Some(Item::Record { seq: 0, payload: b"a".to_vec() }));
-    let sealed = segments(&dir.0).into_iter().find(|p| p.to_string_lossy().ends_with("00006-00000000000000000007.seg"));
+    let sealed = segments(&dir.path("spool"))
+        .into_iter()
+        .find(|p| p.to_string_lossy().ends_with("00006-00000000000000000007.seg"));
     std::fs::remove_file(sealed.expect("segment 6 is sealed under its end")).unwrap();
     assert_eq!(r.read_next().unwrap(), Some(Item::Damaged { count: 1 }), "not the 5 reserved numbers");
     assert_eq!(r.read_next().unwrap(), Some(Item::Record { seq: 7, payload: big }));
@@ -272,7 +259,7 @@ mod corruption {
             // Where each record sits: (segment index, byte range).
             let mut layout: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
             {
-                let (mut w, mut r, _, _) = open(SpoolConfig::new(&dir.0).segment_bytes(700)).unwrap();
+                let (mut w, mut r, _, _) = open(SpoolConfig::new(dir.path("spool")).segment_bytes(700)).unwrap();
                 for i in 0..n {
                     w.write([payload(i).as_slice()], now).unwrap();
                 }
@@ -280,7 +267,7 @@ mod corruption {
                 read_all(&mut r);
                 r.ack(acked, &BTreeMap::new(), now, true).unwrap();
             }
-            let segs = segments(&dir.0);
+            let segs = segments(&dir.path("spool"));
             let mut first_seq = Vec::new();
             for (si, path) in segs.iter().enumerate() {
                 let stem = path.file_stem().unwrap().to_str().unwrap();
@@ -318,7 +305,7 @@ mod corruption {
                     }
                 }
             }
-            let (_, mut r, _, rec) = open(SpoolConfig::new(&dir.0).segment_bytes(700)).unwrap();
+            let (_, mut r, _, rec) = open(SpoolConfig::new(dir.path("spool")).segment_bytes(700)).unwrap();
             let (records, damaged_at_read) = read_all(&mut r);
             prop_assert_eq!(damaged_at_read, 0, "damage found at open is not reported again");
             // Expected survivors: records on disk past the acknowledged point whose bytes were untouched.

@@ -1,130 +1,28 @@
-//! Helpers shared by the scenario tests: a recording logger, temp dirs,
-//! waiting on conditions, batches, and client PKI made with rcgen.
+//! Helpers shared by the scenario tests: collectors, sink configs, batches
+//! and deliveries. The recording logger, temp dirs, polling and client PKI
+//! come from `vigil-testkit`.
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-use parking_lot::Mutex;
 use vigil_collector::{Collector, CollectorStats};
 use vigil_events::{Batch, Delivery, Encoding, Sink};
 use vigil_https::{HttpsError, HttpsSink, HttpsSinkConfig, HttpsStats};
 
-/// How long a test waits for something that should happen quickly. Only
-/// reached on failure.
-pub(crate) const DEADLINE: Duration = Duration::from_secs(20);
-
-/// One log record, as the recording logger keeps it.
-#[derive(Debug, Clone)]
-pub(crate) struct Record {
-    pub(crate) level: log::Level,
-    pub(crate) target: String,
-    pub(crate) message: String,
-}
-
-/// A `log::Log` that keeps every record in memory.
-struct Recorder {
-    records: Mutex<Vec<Record>>,
-}
-
-impl log::Log for Recorder {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-
-    fn log(&self, record: &log::Record<'_>) {
-        self.records.lock().push(Record {
-            level: record.level(),
-            target: record.target().to_string(),
-            message: record.args().to_string(),
-        });
-    }
-
-    fn flush(&self) {}
-}
-
-fn recorder() -> &'static Recorder {
-    static RECORDER: OnceLock<&'static Recorder> = OnceLock::new();
-    RECORDER.get_or_init(|| {
-        let recorder: &'static Recorder = Box::leak(Box::new(Recorder { records: Mutex::new(Vec::new()) }));
-        log::set_logger(recorder).expect("no other logger in this test binary");
-        log::set_max_level(log::LevelFilter::Trace);
-        recorder
-    })
-}
-
-/// Installs the recording logger (once per test binary).
-pub(crate) fn capture_logs() {
-    recorder();
-}
+pub(crate) use vigil_testkit::{
+    DEADLINE, LogRecord as Record, TempDir, TestCa, capture_logs, captured_logs, days_from_now, eventually,
+    write_atomically,
+};
 
 /// The `vigil::https` records whose message contains `needle` (tests run in
 /// parallel, so each filters on its own endpoint).
 pub(crate) fn https_logs(needle: &str) -> Vec<Record> {
-    recorder()
-        .records
-        .lock()
-        .iter()
-        .filter(|r| r.target == "vigil::https" && r.message.contains(needle))
-        .cloned()
-        .collect()
+    captured_logs().into_iter().filter(|r| r.target == "vigil::https" && r.message.contains(needle)).collect()
 }
 
 /// Whether any record of any target contains `needle`.
 pub(crate) fn any_log_contains(needle: &str) -> bool {
-    recorder().records.lock().iter().any(|r| r.message.contains(needle))
-}
-
-/// Polls `pred` every 10 ms until it holds or [`DEADLINE`] passes; returns whether it held.
-pub(crate) fn eventually(mut pred: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if pred() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// A directory removed on drop.
-pub(crate) struct TempDir(PathBuf);
-
-impl TempDir {
-    pub(crate) fn new(name: &str) -> TempDir {
-        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("vigil-https-it-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-
-    pub(crate) fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    /// Writes a file atomically (write a sibling, rename over), so a polling
-    /// sink never sees it half written.
-    pub(crate) fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
-        let path = self.path(name);
-        write_atomically(&path, contents.as_ref());
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-pub(crate) fn write_atomically(path: &Path, contents: &[u8]) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents).expect("write temp file");
-    std::fs::rename(&tmp, path).expect("rename into place");
+    captured_logs().iter().any(|r| r.message.contains(needle))
 }
 
 /// Starts a collector with default settings.
@@ -201,92 +99,6 @@ pub(crate) fn deliver_until_refused(sink: &mut HttpsSink, stats: &HttpsStats, n:
         "reload failure #{n} was not seen: {:?}",
         stats.snapshot()
     );
-}
-
-/// A CA made with rcgen, able to sign client certificates.
-pub(crate) struct TestCa {
-    pub(crate) cert: rcgen::Certificate,
-    key: rcgen::KeyPair,
-    params: rcgen::CertificateParams,
-}
-
-impl TestCa {
-    pub(crate) fn new(name: &str) -> TestCa {
-        let key = rcgen::KeyPair::generate().expect("key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
-        let cert = params.self_signed(&key).expect("self-signed CA");
-        TestCa { cert, key, params }
-    }
-
-    /// A client certificate (clientAuth) and its key, signed by this CA.
-    pub(crate) fn client(&self, name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
-        let key = rcgen::KeyPair::generate().expect("key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
-        (params.signed_by(&key, &issuer).expect("client cert"), key)
-    }
-}
-
-/// `days` from now, for a validity bound.
-pub(crate) fn days_from_now(days: u64) -> std::time::SystemTime {
-    std::time::SystemTime::now() + Duration::from_secs(days * 86_400)
-}
-
-impl TestCa {
-    /// A CA signed by this one (an intermediate), valid until `not_after`.
-    pub(crate) fn intermediate(&self, name: &str, not_after: std::time::SystemTime) -> TestCa {
-        let key = rcgen::KeyPair::generate().expect("key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
-        params.not_after = not_after.into();
-        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
-        let cert = params.signed_by(&key, &issuer).expect("intermediate");
-        TestCa { cert, key, params }
-    }
-
-    /// A server certificate for 127.0.0.1 and its key, signed by this CA.
-    pub(crate) fn server(&self) -> (rcgen::Certificate, rcgen::KeyPair) {
-        let key = rcgen::KeyPair::generate().expect("key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.subject_alt_names = vec![rcgen::SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into())];
-        params.distinguished_name.push(rcgen::DnType::CommonName, "127.0.0.1");
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
-        (params.signed_by(&key, &issuer).expect("server cert"), key)
-    }
-
-    /// A client certificate like [`TestCa::client`], valid until `not_after`.
-    pub(crate) fn client_until(
-        &self,
-        name: &str,
-        not_after: std::time::SystemTime,
-    ) -> (rcgen::Certificate, rcgen::KeyPair) {
-        let key = rcgen::KeyPair::generate().expect("key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        params.not_after = not_after.into();
-        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
-        (params.signed_by(&key, &issuer).expect("client cert"), key)
-    }
-
-    /// A CA certificate that expired yesterday (self-signed).
-    pub(crate) fn expired(name: &str) -> rcgen::Certificate {
-        let key = rcgen::KeyPair::generate().expect("key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        params.not_before = (std::time::SystemTime::now() - Duration::from_secs(30 * 86_400)).into();
-        params.not_after = (std::time::SystemTime::now() - Duration::from_secs(86_400)).into();
-        params.self_signed(&key).expect("expired CA")
-    }
 }
 
 /// A minimal HTTPS server on loopback that serves a chain of our choosing
