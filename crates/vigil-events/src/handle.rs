@@ -415,7 +415,35 @@ impl EventsHandle {
     }
 
     /// With a spool: its stable id, the prefix of every record's `id`
-    /// (`<spool id>-<seq>`). `None` without a spool.
+    /// (`<spool id>-<seq>`). `None` without a spool. The id is kept in the
+    /// spool's directory, so it stays the same across restarts of the
+    /// process.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use vigil_events::{Batch, Config, Delivery, EventPipeline, Sink, SpoolConfig};
+    /// # struct Null;
+    /// # impl Sink for Null {
+    /// #     fn deliver(&mut self, _: &Batch, _: Option<Duration>) -> Delivery { Delivery::Delivered }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = std::env::temp_dir().join(format!("vigil-doc-spool-id-{}", std::process::id()));
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// let spooled = || Config::default().spool(SpoolConfig::new(&dir));
+    /// let (_, _, handle) = EventPipeline::builder::<u32>(spooled()).sink(|| Ok::<_, std::io::Error>(Null)).build()?;
+    /// let id = handle.spool_id().expect("a spool").to_owned();
+    /// drop(handle); // as a process that ends
+    /// let (_, _, again) = EventPipeline::builder::<u32>(spooled()).sink(|| Ok::<_, std::io::Error>(Null)).build()?;
+    /// assert_eq!(again.spool_id(), Some(id.as_str()));
+    ///
+    /// let (_, _, plain) = EventPipeline::builder::<u32>(Config::default()).sink(|| Ok::<_, std::io::Error>(Null)).build()?;
+    /// assert_eq!(plain.spool_id(), None);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn spool_id(&self) -> Option<&str> {
         self.state.spool_id()
     }
