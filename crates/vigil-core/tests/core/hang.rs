@@ -358,6 +358,18 @@ struct StuckTree {
 /// when it closes the mailbox of `root/mid/w` after `w` stopped normally
 /// (transient: kept, not restarted).
 fn stuck_supervisor() -> StuckTree {
+    stuck(|w, tx| {
+        let mid = Supervisor::builder().hang_timeout(HANG).child(w);
+        Supervisor::builder()
+            .intensity(5, Duration::from_secs(60))
+            .child(probe("other", tx))
+            .child(ChildSpec::supervisor("mid", mid))
+    })
+}
+
+/// Builds the tree around the transient `w` and gets the loop of `w`'s
+/// supervisor stuck as [`stuck_supervisor`] says.
+fn stuck(tree: impl FnOnce(ChildSpec, &Sender<Note>) -> SupervisorBuilder) -> StuckTree {
     let (tx, notes) = crossbeam_channel::unbounded();
     let builds = Counter::default();
     let counted = builds.clone();
@@ -367,13 +379,7 @@ fn stuck_supervisor() -> StuckTree {
     })
     .restart(Restart::Transient);
     let addr = w.addr();
-    let mid = Supervisor::builder().hang_timeout(HANG).child(w);
-    let system = Supervisor::builder()
-        .intensity(5, Duration::from_secs(60))
-        .child(probe("other", &tx))
-        .child(ChildSpec::supervisor("mid", mid))
-        .start()
-        .unwrap();
+    let system = tree(w.into(), &tx).start().unwrap();
     let events = system.subscribe();
     let (gate, until) = crossbeam_channel::bounded::<()>(0);
     let (dropping, dropped) = crossbeam_channel::bounded::<()>(1);
@@ -502,4 +508,45 @@ fn a_zero_supervisor_hang_timeout_is_refused_before_anything_starts() {
         refused.map(|e| e.to_string()),
         Some(StartError::Config(ConfigError::ZeroTimeout { child: "root/mid".into(), which: "hang" }).to_string())
     );
+}
+
+#[test]
+fn a_hung_supervisor_deeper_down_takes_every_supervisor_above_it_to_the_root() {
+    let StuckTree { system, events, notes, builds, release } = stuck(|w, tx| {
+        let mid = Supervisor::builder().hang_timeout(HANG).child(w);
+        let top = Supervisor::builder().intensity(5, Duration::from_secs(60)).child(ChildSpec::supervisor("mid", mid));
+        Supervisor::builder()
+            .intensity(5, Duration::from_secs(60))
+            .child(probe("other", tx))
+            .child(ChildSpec::supervisor("top", top))
+    });
+    let event = expect(&events, "the supervisor's hang", hung);
+    assert!(matches!(&event, SupervisionEvent::Hung { path, .. } if path == "root/top/mid"), "{event:?}");
+    expect(&notes, "the root to stop its other child", |n| matches!(n, Note::Stopped("other", _)));
+    // `top` ended with the same reason, and the root did not restart it.
+    let error = root_gave_up(system);
+    assert!(
+        matches!(&error.reason, ExitReason::HungSupervisor { supervisor, .. } if supervisor == "root/top/mid"),
+        "{error}"
+    );
+    assert_eq!(error.abandoned, vec!["root/top/mid".to_owned()]);
+    assert!(!drain(&events).iter().any(|e| matches!(e, SupervisionEvent::Started { .. })), "nothing restarted");
+    assert_eq!(builds.get(), 1);
+    drop(release);
+}
+
+#[test]
+fn a_hung_root_ends_the_system_with_its_name() {
+    let StuckTree { system, events, builds, release, .. } =
+        stuck(|w, _| Supervisor::builder().hang_timeout(HANG).child(w));
+    // `System::wait` hears the root's hang (main waits there).
+    let error = root_gave_up(system);
+    let event = expect(&events, "the root's hang", hung);
+    assert!(matches!(&event, SupervisionEvent::Hung { path, hook: Hook::Supervisor, .. } if path == "root"));
+    let ExitReason::HungSupervisor { supervisor, cause } = &error.reason else { panic!("{error}") };
+    assert_eq!(supervisor, "root");
+    assert!(matches!(**cause, ExitReason::Hung { hook: Hook::Supervisor, .. }), "{cause}");
+    assert_eq!(error.abandoned, vec!["root".to_owned()]);
+    assert_eq!(builds.get(), 1);
+    drop(release);
 }
