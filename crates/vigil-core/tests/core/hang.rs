@@ -550,3 +550,22 @@ fn a_hung_root_ends_the_system_with_its_name() {
     assert_eq!(builds.get(), 1);
     drop(release);
 }
+
+#[test]
+fn a_shutdown_does_not_wait_forever_on_a_supervisor_that_hangs_and_lists_it() {
+    // Long enough that the shutdown request reaches the root first: the
+    // root then waits on `mid`'s stop (no shutdown timeout) until the
+    // watchdog declares `mid` hung.
+    let timeout = HANG * 30;
+    let StuckTree { system, events, builds, release, .. } = stuck(|w, tx| {
+        let mid = Supervisor::builder().hang_timeout(timeout).child(w);
+        Supervisor::builder().child(probe("other", tx)).child(ChildSpec::supervisor("mid", mid))
+    });
+    let report = system.shutdown().expect("a requested shutdown completes");
+    assert_eq!(report.abandoned, vec!["root/mid".to_owned()], "{report:?}");
+    assert!(!report.is_clean());
+    let event = expect(&events, "the supervisor's hang", hung);
+    assert!(matches!(&event, SupervisionEvent::Hung { path, elapsed, .. } if path == "root/mid" && *elapsed >= timeout));
+    assert_eq!(builds.get(), 1);
+    drop(release);
+}
