@@ -457,7 +457,8 @@ impl System {
                 // supervisor completed all the same; the report lists it.
                 let requested = self.shutdown.stop.load(std::sync::atomic::Ordering::Relaxed);
                 let completed = reason == ExitReason::Shutdown
-                    || (requested && matches!(&reason, ExitReason::HungSupervisor { supervisor, .. } if *supervisor != self.root.id));
+                    || (requested
+                        && matches!(&reason, ExitReason::HungSupervisor { supervisor, .. } if *supervisor != self.root.id));
                 return Some(if completed {
                     log::info!(target: "vigil", "{} shut down ({} abandoned)", self.root.id, abandoned.len());
                     Ok(ShutdownReport { abandoned, abandoned_threads, uptime })

@@ -214,7 +214,8 @@ impl Sup {
     /// is left running unsupervised. If stopping in order panics too, every
     /// child is asked to stop and left to end on its own.
     pub(super) fn stop_after_panic(&mut self) {
-        if catch_unwind(AssertUnwindSafe(|| self.stop_all())).is_ok() || self.pulse.as_ref().is_some_and(|p| p.is_fenced())
+        if catch_unwind(AssertUnwindSafe(|| self.stop_all())).is_ok()
+            || self.pulse.as_ref().is_some_and(|p| p.is_fenced())
         {
             return;
         }

@@ -476,9 +476,7 @@ impl Actor for Slow {
 #[test]
 fn a_supervisor_waiting_on_a_slow_child_within_its_timeouts_is_not_hung() {
     let slow = HANG * 5;
-    let spec = ChildSpec::worker("slow", move || Slow { slow })
-        .start_timeout(DEADLINE)
-        .shutdown(DEADLINE);
+    let spec = ChildSpec::worker("slow", move || Slow { slow }).start_timeout(DEADLINE).shutdown(DEADLINE);
     let addr = spec.addr();
     // One-for-all: the supervisor itself restarts the child, and waits.
     let mid = Supervisor::builder()
@@ -565,7 +563,9 @@ fn a_shutdown_does_not_wait_forever_on_a_supervisor_that_hangs_and_lists_it() {
     assert_eq!(report.abandoned, vec!["root/mid".to_owned()], "{report:?}");
     assert!(!report.is_clean());
     let event = expect(&events, "the supervisor's hang", hung);
-    assert!(matches!(&event, SupervisionEvent::Hung { path, elapsed, .. } if path == "root/mid" && *elapsed >= timeout));
+    assert!(
+        matches!(&event, SupervisionEvent::Hung { path, elapsed, .. } if path == "root/mid" && *elapsed >= timeout)
+    );
     assert_eq!(builds.get(), 1);
     drop(release);
 }
