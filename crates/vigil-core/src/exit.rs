@@ -82,7 +82,9 @@ pub enum ExitReason {
     },
     /// One hook call (`started`, `handle` or `timeout`) ran longer than the
     /// child's [hang timeout](crate::WorkerSpec::hang_timeout) without a
-    /// [heartbeat](crate::Context::heartbeat). Its thread was abandoned and
+    /// [heartbeat](crate::Context::heartbeat), or a supervisor's loop
+    /// (hook [`Hook::Supervisor`]) past its
+    /// [own](crate::SupervisorBuilder::hang_timeout). Its thread was abandoned and
     /// fenced: if the hook ever returns, that thread reads no more messages
     /// and reports nothing. Counts toward the intensity like any failure.
     Hung {

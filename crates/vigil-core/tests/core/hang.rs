@@ -471,12 +471,15 @@ impl Actor for Slow {
 
 #[test]
 fn a_supervisor_waiting_on_a_slow_child_within_its_timeouts_is_not_hung() {
-    let slow = HANG * 5;
+    // Longer than the loop's own work could take on a loaded machine;
+    // each wait is twice as long.
+    let timeout = Duration::from_millis(300);
+    let slow = timeout * 2;
     let spec = ChildSpec::worker("slow", move || Slow { slow }).start_timeout(DEADLINE).shutdown(DEADLINE);
     let addr = spec.addr();
     // One-for-all: the supervisor itself restarts the child, and waits.
     let mid = Supervisor::builder()
-        .hang_timeout(HANG)
+        .hang_timeout(timeout)
         .strategy(Strategy::OneForAll)
         .intensity(5, Duration::from_secs(60))
         .child(spec);
