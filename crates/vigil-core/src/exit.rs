@@ -82,7 +82,9 @@ pub enum ExitReason {
     },
     /// One hook call (`started`, `handle` or `timeout`) ran longer than the
     /// child's [hang timeout](crate::WorkerSpec::hang_timeout) without a
-    /// [heartbeat](crate::Context::heartbeat). Its thread was abandoned and
+    /// [heartbeat](crate::Context::heartbeat), or a supervisor's loop
+    /// (hook [`Hook::Supervisor`]) past its
+    /// [own](crate::SupervisorBuilder::hang_timeout). Its thread was abandoned and
     /// fenced: if the hook ever returns, that thread reads no more messages
     /// and reports nothing. Counts toward the intensity like any failure.
     Hung {
@@ -106,6 +108,17 @@ pub enum ExitReason {
         /// The path of the child that hung.
         child: String,
         /// That child's exit reason.
+        cause: Box<ExitReason>,
+    },
+    /// A nested supervisor's own loop [hung](crate::SupervisorBuilder::hang_timeout).
+    /// Its children still run under it and own their mailboxes, so it cannot
+    /// be replaced: its parent stops its other children and ends with this
+    /// reason, and so does every supervisor above, up to the root (the
+    /// process supervisor, systemd or Kubernetes, restarts the process).
+    HungSupervisor {
+        /// The path of the supervisor that hung.
+        supervisor: String,
+        /// Its [`Hung`](ExitReason::Hung) reason.
         cause: Box<ExitReason>,
     },
     /// The OS refused to spawn a thread for the child.
@@ -159,7 +172,8 @@ impl ExitReason {
         let mut current = self;
         while let ExitReason::Escalated { cause, .. }
         | ExitReason::ChildStartFailed { cause, .. }
-        | ExitReason::AbandonedLimit { cause, .. } = current
+        | ExitReason::AbandonedLimit { cause, .. }
+        | ExitReason::HungSupervisor { cause, .. } = current
         {
             chain.push(cause);
             current = cause;
@@ -205,6 +219,9 @@ impl fmt::Display for ExitReason {
                 f,
                 "{supervisor} gave up: more than {limit} abandoned threads still running after {child} exited: {cause}"
             ),
+            ExitReason::HungSupervisor { supervisor, cause } => {
+                write!(f, "supervisor {supervisor} {cause}; not replaced while its children run")
+            }
             ExitReason::Spawn { error } => write!(f, "could not spawn thread: {error}"),
             ExitReason::ChildStartFailed { child, cause } => write!(f, "child {child} failed to start: {cause}"),
             ExitReason::Escalated { supervisor, intensity, period, child, cause } => write!(

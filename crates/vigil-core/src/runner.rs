@@ -53,7 +53,10 @@ impl FastRestart {
     fn restart_in_place(&self, reason: &ExitReason, stop: &AtomicBool) -> Option<u32> {
         // Whether the supervisor is dynamic only changes what becomes of a
         // child that is not restarted, which is the supervisor's to do.
-        let wanted = decide(self.restart, reason, false) == Decision::Restart;
+        // A supervisor that ended because one below it hung is never
+        // restarted: its supervisor gives up (see `Sup::on_exit`).
+        let wanted = decide(self.restart, reason, false) == Decision::Restart
+            && !matches!(reason, ExitReason::HungSupervisor { .. });
         if !wanted || stop.load(Ordering::Relaxed) || self.terminating.load(Ordering::Acquire) {
             return None;
         }

@@ -17,6 +17,7 @@ use crate::protocol::SupMsg;
 use crate::runner::Runner;
 use crate::spec::Body;
 use crate::supervisor::{SupervisorBuilder, SupervisorRef, next_key};
+use crate::watchdog::Pulse;
 
 const ROOT_GENERATION: u64 = 1;
 
@@ -45,7 +46,19 @@ impl SupervisorBuilder {
         let bus = Arc::new(Bus::new(self.max_abandoned));
         let (tx, events) = crossbeam_channel::unbounded();
         let key = next_key();
-        let link = Link::new(Arc::new(tx), key, path.clone().into(), Arc::clone(&bus));
+        let mut link = Link::new(Arc::new(tx.clone()), key, path.clone().into(), Arc::clone(&bus));
+        if let Some(timeout) = self.hang_timeout {
+            // The root's own loop under the watchdog: `System` is its parent.
+            let pulse = Arc::new(Pulse::new(timeout, None));
+            link.pulse = Some(Arc::clone(&pulse));
+            let report = Box::new(move |generation, reason| {
+                let _ = tx.send(SupMsg::Child(Report::Hung { key, generation, reason }));
+            });
+            bus.watchdog.watch(pulse, report).map_err(|e| StartError::Child {
+                path: path.clone(),
+                reason: ExitReason::Spawn { error: e.to_string() },
+            })?;
+        }
         let handle = self.handle();
         let inbox = self.inbox.tx.clone();
         let runner = Runner::spawn(self.incarnation(), link, None).map_err(|e| StartError::Child {
@@ -60,6 +73,11 @@ impl SupervisorBuilder {
             Ok(SupMsg::Child(Report::Exited { reason, .. })) => {
                 runner.quit();
                 return Err(start_error(path, reason));
+            }
+            Ok(SupMsg::Child(Report::Hung { reason, .. })) => {
+                let reason = abandon_hung_root(&bus, &path, runner, reason);
+                bus.watchdog.stop();
+                return Err(StartError::Child { path, reason });
             }
             _ => {
                 runner.quit();
@@ -80,6 +98,18 @@ impl SupervisorBuilder {
             started: Instant::now(),
         })
     }
+}
+
+/// Abandons the root's runner after the watchdog declared its loop hung;
+/// the reason the system ends with.
+fn abandon_hung_root(bus: &Bus, path: &str, runner: Runner, reason: ExitReason) -> ExitReason {
+    let running = bus.hung(path, runner.abandon());
+    if let ExitReason::Hung { hook, message_type, elapsed } = reason {
+        let path = path.to_owned();
+        bus.publish(|| SupervisionEvent::Hung { path, hook, message_type, elapsed, abandoned_threads: running });
+    }
+    log::warn!(target: "vigil", "{path} {reason}; the tree ends ({running} abandoned threads still running)");
+    ExitReason::HungSupervisor { supervisor: path.to_owned(), cause: Box::new(reason) }
 }
 
 /// The deepest child that failed, with its own reason.
@@ -401,10 +431,21 @@ impl System {
                 Some(deadline) => self.events.recv_deadline(deadline).ok()?,
                 None => self.events.recv().ok()?,
             };
-            if let SupMsg::Child(Report::Exited { reason, .. }) = msg {
-                if let Some(runner) = self.runner.take() {
-                    runner.quit();
+            let reason = match msg {
+                SupMsg::Child(Report::Exited { reason, .. }) => {
+                    if let Some(runner) = self.runner.take() {
+                        runner.quit();
+                    }
+                    Some(reason)
                 }
+                // The root's own loop hung: nothing can stop its children in
+                // order, so the tree ends here (see `SupervisorBuilder::hang_timeout`).
+                SupMsg::Child(Report::Hung { reason, .. }) => {
+                    self.runner.take().map(|runner| abandon_hung_root(&self.bus, &self.root.id, runner, reason))
+                }
+                _ => None,
+            };
+            if let Some(reason) = reason {
                 // The tree is dead for good: every mailbox in it refuses
                 // messages from now on, whoever still holds an address.
                 self.root.close();
@@ -412,7 +453,13 @@ impl System {
                 let abandoned_threads = self.bus.abandoned_threads();
                 let abandoned: Vec<String> = abandoned_threads.iter().map(|a| a.path.clone()).collect();
                 let uptime = self.started.elapsed();
-                return Some(if reason == ExitReason::Shutdown {
+                // A requested shutdown that had to abandon a hung nested
+                // supervisor completed all the same; the report lists it.
+                let requested = self.shutdown.stop.load(std::sync::atomic::Ordering::Relaxed);
+                let completed = reason == ExitReason::Shutdown
+                    || (requested
+                        && matches!(&reason, ExitReason::HungSupervisor { supervisor, .. } if *supervisor != self.root.id));
+                return Some(if completed {
                     log::info!(target: "vigil", "{} shut down ({} abandoned)", self.root.id, abandoned.len());
                     Ok(ShutdownReport { abandoned, abandoned_threads, uptime })
                 } else {

@@ -132,6 +132,7 @@ fn hook_code(hook: Hook) -> u8 {
     match hook {
         Hook::Start => 1,
         Hook::Timeout => 2,
+        Hook::Supervisor => 3,
         _ => 0,
     }
 }
@@ -140,6 +141,7 @@ fn code_hook(code: u8) -> Hook {
     match code {
         1 => Hook::Start,
         2 => Hook::Timeout,
+        3 => Hook::Supervisor,
         _ => Hook::Handle,
     }
 }

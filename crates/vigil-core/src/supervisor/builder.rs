@@ -31,6 +31,7 @@ pub struct SupervisorBuilder {
     pub(crate) inbox: Arc<Inbox>,
     pub(super) node: Arc<Node>,
     pub(crate) max_abandoned: usize,
+    pub(crate) hang_timeout: Option<Duration>,
 }
 
 impl fmt::Debug for SupervisorBuilder {
@@ -58,6 +59,7 @@ impl SupervisorBuilder {
             inbox: Arc::new(Inbox::new()),
             node: Arc::new(Node::default()),
             max_abandoned: crate::observe::DEFAULT_MAX_ABANDONED_THREADS,
+            hang_timeout: None,
         }
     }
 
@@ -91,6 +93,40 @@ impl SupervisorBuilder {
     /// ```
     pub fn max_abandoned_threads(mut self, limit: usize) -> Self {
         self.max_abandoned = limit;
+        self
+    }
+
+    /// Puts this supervisor's own loop under the watchdog, as
+    /// [`WorkerSpec::hang_timeout`](crate::WorkerSpec::hang_timeout) does a
+    /// worker's hooks: the longest it may spend on one message, timer or
+    /// request, user code it runs included (the `Drop` of messages it drops
+    /// when it closes a mailbox, of a child spec's factory). Waiting for a
+    /// child's start or stop, bounded by that child's timeouts, does not
+    /// count. Off by default.
+    ///
+    /// A supervisor declared hung is reported to its parent as
+    /// [`ExitReason::Hung`](crate::ExitReason::Hung) in
+    /// [`Hook::Supervisor`](crate::Hook::Supervisor) and fenced: if its loop
+    /// resumes, it starts, stops and reports nothing. It is not replaced,
+    /// because its children still run and own their mailboxes: its parent
+    /// ends with [`ExitReason::HungSupervisor`](crate::ExitReason::HungSupervisor),
+    /// and so does every supervisor up to the root. A zero timeout is refused
+    /// at start with [`ConfigError::ZeroTimeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # use std::time::Duration;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let pool = Supervisor::builder().hang_timeout(Duration::from_secs(10)).child(ChildSpec::worker("w", || W));
+    /// let system = Supervisor::builder().child(ChildSpec::supervisor("pool", pool)).start()?;
+    /// assert!(system.stats().abandoned_threads.is_empty());
+    /// system.shutdown().unwrap();
+    /// # Ok::<(), StartError>(())
+    /// ```
+    pub fn hang_timeout(mut self, timeout: Duration) -> Self {
+        self.hang_timeout = Some(timeout);
         self
     }
 
@@ -156,6 +192,9 @@ impl SupervisorBuilder {
         if self.period.is_zero() {
             return Err(ConfigError::ZeroPeriod { supervisor: path.to_owned() });
         }
+        if self.hang_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(ConfigError::ZeroTimeout { child: path.to_owned(), which: "hang" });
+        }
         if self.children.is_empty() && !self.dynamic {
             return Err(ConfigError::EmptyTree { supervisor: path.to_owned() });
         }
@@ -216,6 +255,7 @@ impl ChildSpec {
     pub fn supervisor(id: impl Into<String>, builder: SupervisorBuilder) -> ChildSpec {
         let id = id.into();
         let builder = builder.with_id(id.clone());
+        let hang_timeout = builder.hang_timeout;
         ChildSpec {
             common: Common {
                 id,
@@ -224,7 +264,7 @@ impl ChildSpec {
                 shutdown: Duration::MAX,
                 start_timeout: Duration::from_secs(60),
                 stack_size: None,
-                hang_timeout: None,
+                hang_timeout,
             },
             body: Arc::new(builder),
         }

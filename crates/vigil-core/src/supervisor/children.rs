@@ -9,7 +9,7 @@ use super::run::Sup;
 use crate::exit::ExitReason;
 use crate::format::human;
 use crate::link::{Link, Report};
-use crate::observe::{ChildState, SupervisionEvent};
+use crate::observe::{ChildKind, ChildState, SupervisionEvent};
 use crate::protocol::SupMsg;
 use crate::restart::{Restart, Strategy};
 use crate::runner::{FastRestart, Runner};
@@ -18,6 +18,10 @@ use crate::watchdog::Pulse;
 impl Sup {
     /// Starts a child and waits for its start hook, within its start timeout.
     pub(super) fn start_child(&mut self, key: u64) -> Result<(), ExitReason> {
+        self.fence();
+        if let Some(poison) = &self.poison {
+            return Err(poison.clone());
+        }
         let Some(i) = self.index(key) else { return Ok(()) };
         let mut link =
             Link::new(Arc::clone(&self.as_parent), key, Arc::clone(&self.children[i].path), Arc::clone(&self.bus));
@@ -110,6 +114,7 @@ impl Sup {
     /// Asks a running child to stop and waits for it, within its shutdown
     /// timeout; abandons it after that. Leaves it in `next` state.
     pub(super) fn stop_child(&mut self, i: usize, next: ChildState) {
+        self.fence();
         let child = &mut self.children[i];
         // `Starting` here is an incarnation its runner restarted in place;
         // a synchronous start never overlaps a stop.
@@ -139,6 +144,7 @@ impl Sup {
     }
 
     pub(super) fn abandon(&mut self, i: usize, timeout: Duration) {
+        self.fence();
         let child = &mut self.children[i];
         if let Some(stop) = &child.stop {
             stop.store(true, Ordering::Relaxed);
@@ -160,13 +166,28 @@ impl Sup {
 
     /// Waits for the start or exit report of one incarnation, keeping every
     /// other message for later. A hang report counts as the exit: the hung
-    /// runner is abandoned here.
+    /// runner is abandoned here. A nested supervisor that hung, or that
+    /// ended because one below it hung, poisons this one (see
+    /// [`Sup::poison`]).
     pub(super) fn wait_for(&mut self, key: u64, generation: u64, timeout: Duration, exit_only: bool) -> Option<SupMsg> {
         let msg = self.wait_for_report(key, generation, timeout, exit_only)?;
-        let SupMsg::Child(Report::Hung { key, generation, reason }) = msg else { return Some(msg) };
-        if let Some(i) = self.index(key) {
-            let running = self.abandon_hung(i, &reason);
-            log::warn!(target: "vigil", "{} {reason} ({running} abandoned threads still running)", self.children[i].path);
+        let (key, generation, reason) = match msg {
+            SupMsg::Child(Report::Hung { key, generation, reason }) => (key, generation, reason),
+            SupMsg::Child(Report::Exited { reason: ref reason @ ExitReason::HungSupervisor { .. }, .. }) => {
+                self.poison.get_or_insert_with(|| reason.clone());
+                return Some(msg);
+            }
+            msg => return Some(msg),
+        };
+        let Some(i) = self.index(key) else { return Some(SupMsg::Child(Report::Exited { key, generation, reason })) };
+        let running = self.abandon_hung(i, &reason);
+        let path = &self.children[i].path;
+        if self.children[i].spec.body.kind() == ChildKind::Supervisor {
+            log::warn!(target: "vigil", "{path} {reason}; not replaced while its children run: {} gives up ({running} abandoned threads still running)", self.path);
+            let poison = ExitReason::HungSupervisor { supervisor: path.to_string(), cause: Box::new(reason.clone()) };
+            self.poison.get_or_insert(poison);
+        } else {
+            log::warn!(target: "vigil", "{path} {reason} ({running} abandoned threads still running)");
         }
         Some(SupMsg::Child(Report::Exited { key, generation, reason }))
     }
@@ -184,10 +205,14 @@ impl Sup {
         }
         let deadline = Instant::now().checked_add(timeout);
         loop {
+            // Waiting for a child within its timeout is not the loop hanging.
+            self.idle();
             let msg = match deadline {
-                Some(deadline) => self.inbox.recv_deadline(deadline).ok()?,
-                None => self.inbox.recv().ok()?,
+                Some(deadline) => self.inbox.recv_deadline(deadline).ok(),
+                None => self.inbox.recv().ok(),
             };
+            self.busy();
+            let msg = msg?;
             if matches(&msg) {
                 return Some(msg);
             }
@@ -199,6 +224,7 @@ impl Sup {
     /// counts and publishes the hang. Returns how many abandoned threads
     /// are still running, this one included.
     pub(super) fn abandon_hung(&mut self, i: usize, reason: &ExitReason) -> usize {
+        self.fence();
         let child = &mut self.children[i];
         let thread = child.runner.take().and_then(Runner::abandon);
         let path = child.path.to_string();

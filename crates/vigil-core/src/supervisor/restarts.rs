@@ -9,7 +9,7 @@ use super::run::{Sup, Timer};
 use crate::exit::ExitReason;
 use crate::format::human;
 use crate::intensity::Verdict;
-use crate::observe::{ChildState, SupervisionEvent};
+use crate::observe::{ChildKind, ChildState, SupervisionEvent};
 use crate::protocol::SupMsg;
 use crate::restart::{self, Decision, Restart, decide};
 
@@ -24,6 +24,10 @@ impl Sup {
         child.last_exit = Some(reason.clone());
         let path = child.path.to_string();
         self.bus.publish(|| SupervisionEvent::Exited { path, reason: reason.clone() });
+        if let ExitReason::HungSupervisor { supervisor, .. } = &reason {
+            log::warn!(target: "vigil", "{} exited: {supervisor} hung; {} gives up", child.path, self.path);
+            return Err(self.unrecoverable(i, reason));
+        }
         let restart = child.spec.common.restart;
         let decision = decide(restart, &reason, self.dynamic);
         if decision == Decision::Restart {
@@ -76,6 +80,14 @@ impl Sup {
         let child = &mut self.children[i];
         let path = child.path.to_string();
         let hung = hung_line(&path, &reason);
+        if child.spec.body.kind() == ChildKind::Supervisor {
+            // Its children still run under it and own their mailboxes: a
+            // replacement would start a second set on the same mailboxes.
+            log::warn!(target: "vigil", "{hung}; not replaced while its children run: {} gives up ({running} abandoned threads still running)", self.path);
+            let reason = ExitReason::HungSupervisor { supervisor: path.clone(), cause: Box::new(reason) };
+            self.bus.publish(|| SupervisionEvent::Exited { path, reason: reason.clone() });
+            return Err(self.unrecoverable(i, reason));
+        }
         if running > limit {
             log::warn!(target: "vigil", "{hung}; not replaced: {running} abandoned threads still running, limit {limit}");
             child.since = None;
@@ -99,6 +111,18 @@ impl Sup {
         };
         log::warn!(target: "vigil", "{hung}; {fate} ({running} abandoned threads still running)");
         self.on_exit(key, generation, reason)
+    }
+
+    /// Child `i` ended with [`ExitReason::HungSupervisor`]: it is stopped
+    /// for good, without waiting for it, and this supervisor gives up with
+    /// the same reason, so that every supervisor up to the root does.
+    fn unrecoverable(&mut self, i: usize, reason: ExitReason) -> ExitReason {
+        let child = &mut self.children[i];
+        child.since = None;
+        child.last_exit = Some(reason.clone());
+        child.state = ChildState::Stopped;
+        self.sync(i);
+        self.escalate(reason)
     }
 
     pub(super) fn limits(&self) -> (u32, Duration) {

@@ -3,7 +3,7 @@
 //! own retries and backoff timers) until it stops or gives up.
 
 use std::collections::VecDeque;
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -23,6 +23,7 @@ use crate::protocol::SupMsg;
 use crate::restart::Strategy;
 use crate::runner::{Incarnate, Runner};
 use crate::spec::ChildSpec;
+use crate::watchdog::{InHook, Pulse};
 
 pub(super) struct SupervisorBody {
     pub(super) builder: SupervisorBuilder,
@@ -49,7 +50,11 @@ impl Incarnate for SupervisorBody {
             jitter: Jitter::seeded(),
             bus: Arc::clone(&link.bus),
             node: Arc::clone(&builder.node),
+            pulse: link.pulse.clone(),
+            entered: None,
+            poison: None,
         };
+        sup.busy();
         {
             let mut node = sup.node.inner.lock();
             node.path = link.path.to_string();
@@ -62,6 +67,10 @@ impl Incarnate for SupervisorBody {
             node.running = true;
         }
         let outcome = match catch_unwind(AssertUnwindSafe(|| sup.run(link, generation, &builder.children))) {
+            // Declared hung, then resumed: its parent was told and gave up
+            // on it. It touches nothing and reports nothing (`run_loop`
+            // counts the late return).
+            _ if link.fenced() => return (ExitReason::Shutdown, sup.started),
             Ok(outcome) => outcome,
             Err(payload) => {
                 let reason = panic::panicked(Hook::Supervisor, payload, None);
@@ -70,6 +79,9 @@ impl Incarnate for SupervisorBody {
                 (reason, sup.started)
             }
         };
+        if link.fenced() {
+            return (ExitReason::Shutdown, sup.started);
+        }
         // Requests that arrived too late are dropped, so their callers get an
         // answer at once instead of waiting for a next incarnation; requests
         // made from now on are refused (see `SupervisorRef::request`).
@@ -78,6 +90,11 @@ impl Incarnate for SupervisorBody {
             if let Err(panic) = panic::drop_guarded(msg) {
                 log::warn!(target: "vigil", "{}: dropping a late request panicked: {panic}", sup.path);
             }
+        }
+        if let (Some(pulse), Some(entered)) = (&sup.pulse, sup.entered.take()) {
+            // Fenced while dropping late requests: the report is the
+            // watchdog's, and `run_loop` sends nothing.
+            let _ = pulse.leave(entered);
         }
         outcome
     }
@@ -127,7 +144,19 @@ pub(super) struct Sup {
     pub(super) jitter: Jitter,
     pub(super) bus: Arc<Bus>,
     pub(super) node: Arc<Node>,
+    /// What the watchdog samples, when this supervisor has a hang timeout.
+    pub(super) pulse: Option<Arc<Pulse>>,
+    /// Set while the loop works (see [`Sup::busy`]).
+    pub(super) entered: Option<InHook>,
+    /// A nested supervisor hung while this one waited for it: nothing is
+    /// started from now on, and this supervisor ends with that reason.
+    pub(super) poison: Option<ExitReason>,
 }
+
+/// The payload that unwinds a fenced supervisor's loop to
+/// `SupervisorBody::run`, which ends it quietly. Raised with
+/// `resume_unwind`, so the panic hook does not log it.
+struct Fenced;
 
 impl Sup {
     pub(super) fn run(&mut self, link: &Link, generation: u64, specs: &[ChildSpec]) -> (ExitReason, bool) {
@@ -137,22 +166,57 @@ impl Sup {
         for i in 0..self.children.len() {
             let key = self.children[i].key;
             if let Err(reason) = self.start_child(key) {
+                if let Some(poison) = self.poison.take() {
+                    self.stop_all();
+                    return (poison, false);
+                }
                 let child = self.children[i].path.to_string();
                 log::error!(target: "vigil", "{child} failed to start: {reason}");
                 self.stop_all();
                 return (ExitReason::ChildStartFailed { child, cause: Box::new(reason) }, false);
             }
         }
+        self.fence();
         link.started(generation);
         self.started = true;
         (self.serve(generation), true)
+    }
+
+    /// Marks the start of the loop's own work for the watchdog: from here
+    /// until [`idle`](Sup::idle), the supervisor can be declared hung.
+    pub(super) fn busy(&mut self) {
+        if let (Some(pulse), None) = (&self.pulse, &self.entered) {
+            self.entered = Some(pulse.enter(Hook::Supervisor));
+        }
+    }
+
+    /// Marks a legitimate wait: for the inbox, or for a child's start or
+    /// stop within its timeout. A supervisor the watchdog declared hung
+    /// stops here.
+    pub(super) fn idle(&mut self) {
+        if let (Some(pulse), Some(entered)) = (&self.pulse, self.entered.take())
+            && !pulse.leave(entered)
+        {
+            resume_unwind(Box::new(Fenced));
+        }
+    }
+
+    /// Stops here if the watchdog declared this supervisor hung: called
+    /// before anything that starts, stops or reports a child, or writes the
+    /// node, so that a loop resuming after the fence does none of it.
+    pub(super) fn fence(&self) {
+        if self.pulse.as_ref().is_some_and(|pulse| pulse.is_fenced()) {
+            resume_unwind(Box::new(Fenced));
+        }
     }
 
     /// Stops the children after this supervisor's own code panicked, so none
     /// is left running unsupervised. If stopping in order panics too, every
     /// child is asked to stop and left to end on its own.
     pub(super) fn stop_after_panic(&mut self) {
-        if catch_unwind(AssertUnwindSafe(|| self.stop_all())).is_ok() {
+        if catch_unwind(AssertUnwindSafe(|| self.stop_all())).is_ok()
+            || self.pulse.as_ref().is_some_and(|p| p.is_fenced())
+        {
             return;
         }
         for child in &mut self.children {
@@ -169,16 +233,23 @@ impl Sup {
         loop {
             let msg = match self.deferred.pop_front() {
                 Some(msg) => Some(msg),
-                None => match self.timers.iter().filter_map(|t| t.at).min() {
-                    Some(at) => self.inbox.recv_deadline(at).ok(),
-                    None => self.inbox.recv().ok(),
-                },
+                None => {
+                    self.idle();
+                    let msg = match self.timers.iter().filter_map(|t| t.at).min() {
+                        Some(at) => self.inbox.recv_deadline(at).ok(),
+                        None => self.inbox.recv().ok(),
+                    };
+                    self.busy();
+                    msg
+                }
             };
             let outcome = match msg {
                 None => Ok(()),
                 Some(SupMsg::Stop { generation: g }) if g == generation => {
                     self.stop_all();
-                    return ExitReason::Shutdown;
+                    // A nested supervisor that hung while stopping is not
+                    // to be started again by whoever stops this one.
+                    return self.poison.take().unwrap_or(ExitReason::Shutdown);
                 }
                 Some(SupMsg::Stop { .. }) => Ok(()),
                 Some(SupMsg::Child(Report::Started { key, generation })) => {
@@ -202,8 +273,12 @@ impl Sup {
                     Ok(())
                 }
             };
+            self.fence();
             if let Err(escalation) = outcome {
                 return escalation;
+            }
+            if let Some(poison) = self.poison.take() {
+                return self.escalate(poison);
             }
             self.fire_timers();
         }
@@ -218,6 +293,7 @@ impl Sup {
     }
 
     pub(super) fn push_child(&mut self, spec: ChildSpec) {
+        self.fence();
         let key = next_key();
         let path: Arc<str> = format!("{}/{}", self.path, spec.common.id).into();
         let child = Child {
@@ -240,6 +316,7 @@ impl Sup {
     }
 
     pub(super) fn sync(&self, i: usize) {
+        self.fence();
         let child = &self.children[i];
         let mut node = self.node.inner.lock();
         if let Some(slot) = node.rows.iter_mut().find(|r| r.key == child.key) {
@@ -253,6 +330,7 @@ impl Sup {
         if let Some(runner) = child.runner.take() {
             runner.quit();
         }
+        self.fence();
         self.node.inner.lock().rows.retain(|r| r.key != child.key);
         for timer in &mut self.timers {
             timer.group.retain(|&k| k != child.key);

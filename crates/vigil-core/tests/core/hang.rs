@@ -191,11 +191,7 @@ fn block_until_the_root_gives_up(system: System, addr: &Addr<Cmd>, n: usize) -> 
         releases.push(release);
         addr.tell(Cmd::Block(blocked)).unwrap();
     }
-    match system.wait_timeout(DEADLINE) {
-        Err(Err(error)) => (error, releases),
-        Err(Ok(_)) => panic!("the root did not give up"),
-        Ok(report) => panic!("the root shut down: {report:?}"),
-    }
+    (root_gave_up(system), releases)
 }
 
 #[test]
@@ -302,4 +298,273 @@ fn a_zero_hang_timeout_is_refused_before_anything_starts() {
         refused.map(|e| e.to_string()),
         Some(StartError::Config(ConfigError::ZeroTimeout { child: "root/w".into(), which: "hang" }).to_string())
     );
+}
+
+/// A message whose `Drop` blocks until the test releases it (or drops the
+/// release), after saying so. The supervisor runs that `Drop` on its own
+/// thread when it closes the mailbox of a child that stopped for good.
+struct Sticky {
+    dropping: Sender<()>,
+    release: Receiver<()>,
+}
+
+impl Drop for Sticky {
+    fn drop(&mut self) {
+        let _ = self.dropping.send(());
+        let _ = self.release.recv();
+    }
+}
+
+enum Jam {
+    /// Holds the handler until the test lets go, so what follows queues.
+    Gate(Receiver<()>),
+    Stop,
+    /// Never handled: it is queued behind `Stop`.
+    Sticky(#[allow(dead_code)] Sticky),
+}
+
+struct Jammer;
+
+impl Actor for Jammer {
+    type Msg = Jam;
+    fn handle(&mut self, msg: Jam, ctx: &mut Context<'_, Jam>) -> Result<(), BoxError> {
+        match msg {
+            Jam::Gate(until) => {
+                let _ = until.recv();
+            }
+            Jam::Stop => ctx.stop(),
+            Jam::Sticky(_) => {}
+        }
+        Ok(())
+    }
+}
+
+/// `root` with a worker `other` and a nested supervisor `mid` (hang
+/// timeout `HANG`) over a transient `Jammer` `w`, whose factory counts.
+struct StuckTree {
+    system: System,
+    events: Receiver<SupervisionEvent>,
+    notes: Receiver<Note>,
+    builds: Counter,
+    /// Dropping it lets the stuck `Drop` return.
+    release: Sender<()>,
+}
+
+/// Gets `root/mid`'s loop stuck in a queued message's `Drop`, which it runs
+/// when it closes the mailbox of `root/mid/w` after `w` stopped normally
+/// (transient: kept, not restarted).
+fn stuck_supervisor() -> StuckTree {
+    stuck(|w, tx| {
+        let mid = Supervisor::builder().hang_timeout(HANG).child(w);
+        Supervisor::builder()
+            .intensity(5, Duration::from_secs(60))
+            .child(probe("other", tx))
+            .child(ChildSpec::supervisor("mid", mid))
+    })
+}
+
+/// Builds the tree around the transient `w` and gets the loop of `w`'s
+/// supervisor stuck as [`stuck_supervisor`] says.
+fn stuck(tree: impl FnOnce(ChildSpec, &Sender<Note>) -> SupervisorBuilder) -> StuckTree {
+    let (tx, notes) = crossbeam_channel::unbounded();
+    let builds = Counter::default();
+    let counted = builds.clone();
+    let w = ChildSpec::worker("w", move || {
+        counted.bump();
+        Jammer
+    })
+    .restart(Restart::Transient);
+    let addr = w.addr();
+    let system = tree(w.into(), &tx).start().unwrap();
+    let events = system.subscribe();
+    let (gate, until) = crossbeam_channel::bounded::<()>(0);
+    let (dropping, dropped) = crossbeam_channel::bounded::<()>(1);
+    let (release, stuck) = crossbeam_channel::bounded::<()>(0);
+    addr.tell(Jam::Gate(until)).unwrap();
+    addr.tell(Jam::Stop).unwrap();
+    addr.tell(Jam::Sticky(Sticky { dropping, release: stuck })).unwrap();
+    drop(gate);
+    dropped.recv_timeout(DEADLINE).expect("the supervisor drops the queued message");
+    StuckTree { system, events, notes, builds, release }
+}
+
+fn root_gave_up(system: System) -> SystemError {
+    match system.wait_timeout(DEADLINE) {
+        Err(Err(error)) => error,
+        Err(Ok(_)) => panic!("the root did not give up"),
+        Ok(report) => panic!("the root shut down: {report:?}"),
+    }
+}
+
+#[test]
+fn a_stuck_supervisor_is_reported_hung_and_escalates_to_the_root_instead_of_being_replaced() {
+    let StuckTree { system, events, notes, builds, release } = stuck_supervisor();
+
+    let event = expect(&events, "the supervisor's hang", hung);
+    let SupervisionEvent::Hung { path, hook, message_type, elapsed, abandoned_threads } = event else { unreachable!() };
+    assert_eq!((path.as_str(), hook, message_type, abandoned_threads), ("root/mid", Hook::Supervisor, None, 1));
+    assert!(elapsed >= HANG, "declared hung after {elapsed:?}, before the timeout");
+    // The root stops its other children in order and gives up with the
+    // hung supervisor named, without waiting for it (its shutdown timeout
+    // is infinite) and without replacing it.
+    expect(&notes, "the root to stop its other child", |n| matches!(n, Note::Stopped("other", _)));
+    let error = root_gave_up(system);
+    let ExitReason::HungSupervisor { supervisor, cause } = &error.reason else { panic!("{error}") };
+    assert_eq!(supervisor, "root/mid");
+    assert!(matches!(**cause, ExitReason::Hung { hook: Hook::Supervisor, message_type: None, .. }), "{cause}");
+    assert!(error.to_string().contains("root/mid"), "{error}");
+    assert_eq!(error.abandoned, vec!["root/mid".to_owned()], "the stuck thread is listed");
+    assert!(!drain(&events).iter().any(|e| matches!(e, SupervisionEvent::Started { .. })), "nothing restarted");
+    assert_eq!(builds.get(), 1);
+    drop(release);
+}
+
+#[test]
+fn a_hung_supervisor_resuming_later_starts_stops_and_reports_nothing() {
+    let StuckTree { system, events, notes: _notes, builds, release } = stuck_supervisor();
+    expect(&events, "the supervisor's hang", hung);
+    // The root gave up and stopped `other`: nothing of the tree is left to
+    // publish anything but the hung supervisor.
+    wait_until("the root to stop its other child", || {
+        system.stats().find("root/other").is_some_and(|c| c.state == ChildState::Stopped)
+    });
+    let before = system.stats();
+    drain(&events);
+
+    release.send(()).unwrap();
+    wait_until("the late return", || system.stats().late_returns == 1);
+    wait_until("the hung thread to end", || system.stats().abandoned_threads.is_empty());
+
+    // Resumed, it did not touch its rows (`w` still reads as it did when the
+    // loop got stuck), published nothing and built no new child.
+    let after = system.stats();
+    let (b, a) = (before.find("root/mid/w").unwrap(), after.find("root/mid/w").unwrap());
+    assert_eq!((a.state, a.restarts_total, &a.last_exit), (b.state, b.restarts_total, &b.last_exit));
+    assert_eq!(drain(&events), Vec::new());
+    assert_eq!(builds.get(), 1);
+    assert_eq!((after.hangs_total, after.late_returns), (1, 1));
+    let error = root_gave_up(system);
+    assert!(matches!(&error.reason, ExitReason::HungSupervisor { supervisor, .. } if supervisor == "root/mid"));
+}
+
+/// Takes `slow` in `started` and again in `stopped`: real work, not a wait.
+struct Slow {
+    slow: Duration,
+}
+
+impl Actor for Slow {
+    type Msg = Cmd;
+    fn started(&mut self, _: &mut Context<'_, Cmd>) -> Result<(), BoxError> {
+        std::thread::sleep(self.slow); // a slow start hook
+        Ok(())
+    }
+    fn handle(&mut self, cmd: Cmd, _: &mut Context<'_, Cmd>) -> Result<(), BoxError> {
+        match cmd {
+            Cmd::Fail => Err("told to fail".into()),
+            _ => Ok(()),
+        }
+    }
+    fn stopped(&mut self, _: &ExitReason) {
+        std::thread::sleep(self.slow); // a slow stop
+    }
+}
+
+#[test]
+fn a_supervisor_waiting_on_a_slow_child_within_its_timeouts_is_not_hung() {
+    // Longer than the loop's own work could take on a loaded machine;
+    // each wait is twice as long.
+    let timeout = Duration::from_millis(300);
+    let slow = timeout * 2;
+    let spec = ChildSpec::worker("slow", move || Slow { slow }).start_timeout(DEADLINE).shutdown(DEADLINE);
+    let addr = spec.addr();
+    // One-for-all: the supervisor itself restarts the child, and waits.
+    let mid = Supervisor::builder()
+        .hang_timeout(timeout)
+        .strategy(Strategy::OneForAll)
+        .intensity(5, Duration::from_secs(60))
+        .child(spec);
+    // Its start waits for the slow start.
+    let system = Supervisor::builder().child(ChildSpec::supervisor("mid", mid)).start().unwrap();
+    let events = system.subscribe();
+    // A restart waits for the slow start.
+    addr.tell(Cmd::Fail).unwrap();
+    expect(&events, "the restart", started("root/mid/slow", 1));
+    assert_eq!(system.stats().hangs_total, 0);
+    // The shutdown waits for the slow stop.
+    let report = system.shutdown().unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert!(!drain(&events).iter().any(hung));
+}
+
+#[test]
+fn a_zero_supervisor_hang_timeout_is_refused_before_anything_starts() {
+    let (tx, _notes) = crossbeam_channel::unbounded();
+    let mid = Supervisor::builder().hang_timeout(Duration::ZERO).child(probe("w", &tx));
+    let refused = Supervisor::builder().child(ChildSpec::supervisor("mid", mid)).start().err();
+    assert_eq!(
+        refused.map(|e| e.to_string()),
+        Some(StartError::Config(ConfigError::ZeroTimeout { child: "root/mid".into(), which: "hang" }).to_string())
+    );
+}
+
+#[test]
+fn a_hung_supervisor_deeper_down_takes_every_supervisor_above_it_to_the_root() {
+    let StuckTree { system, events, notes, builds, release } = stuck(|w, tx| {
+        let mid = Supervisor::builder().hang_timeout(HANG).child(w);
+        let top = Supervisor::builder().intensity(5, Duration::from_secs(60)).child(ChildSpec::supervisor("mid", mid));
+        Supervisor::builder()
+            .intensity(5, Duration::from_secs(60))
+            .child(probe("other", tx))
+            .child(ChildSpec::supervisor("top", top))
+    });
+    let event = expect(&events, "the supervisor's hang", hung);
+    assert!(matches!(&event, SupervisionEvent::Hung { path, .. } if path == "root/top/mid"), "{event:?}");
+    expect(&notes, "the root to stop its other child", |n| matches!(n, Note::Stopped("other", _)));
+    // `top` ended with the same reason, and the root did not restart it.
+    let error = root_gave_up(system);
+    assert!(
+        matches!(&error.reason, ExitReason::HungSupervisor { supervisor, .. } if supervisor == "root/top/mid"),
+        "{error}"
+    );
+    assert_eq!(error.abandoned, vec!["root/top/mid".to_owned()]);
+    assert!(!drain(&events).iter().any(|e| matches!(e, SupervisionEvent::Started { .. })), "nothing restarted");
+    assert_eq!(builds.get(), 1);
+    drop(release);
+}
+
+#[test]
+fn a_hung_root_ends_the_system_with_its_name() {
+    let StuckTree { system, events, builds, release, .. } =
+        stuck(|w, _| Supervisor::builder().hang_timeout(HANG).child(w));
+    // `System::wait` hears the root's hang (main waits there).
+    let error = root_gave_up(system);
+    let event = expect(&events, "the root's hang", hung);
+    assert!(matches!(&event, SupervisionEvent::Hung { path, hook: Hook::Supervisor, .. } if path == "root"));
+    let ExitReason::HungSupervisor { supervisor, cause } = &error.reason else { panic!("{error}") };
+    assert_eq!(supervisor, "root");
+    assert!(matches!(**cause, ExitReason::Hung { hook: Hook::Supervisor, .. }), "{cause}");
+    assert_eq!(error.abandoned, vec!["root".to_owned()]);
+    assert_eq!(builds.get(), 1);
+    drop(release);
+}
+
+#[test]
+fn a_shutdown_does_not_wait_forever_on_a_supervisor_that_hangs_and_lists_it() {
+    // Long enough that the shutdown request reaches the root first: the
+    // root then waits on `mid`'s stop (no shutdown timeout) until the
+    // watchdog declares `mid` hung.
+    let timeout = HANG * 30;
+    let StuckTree { system, events, builds, release, .. } = stuck(|w, tx| {
+        let mid = Supervisor::builder().hang_timeout(timeout).child(w);
+        Supervisor::builder().child(probe("other", tx)).child(ChildSpec::supervisor("mid", mid))
+    });
+    let report = system.shutdown().expect("a requested shutdown completes");
+    assert_eq!(report.abandoned, vec!["root/mid".to_owned()], "{report:?}");
+    assert!(!report.is_clean());
+    let event = expect(&events, "the supervisor's hang", hung);
+    assert!(
+        matches!(&event, SupervisionEvent::Hung { path, elapsed, .. } if path == "root/mid" && *elapsed >= timeout)
+    );
+    assert_eq!(builds.get(), 1);
+    drop(release);
 }
