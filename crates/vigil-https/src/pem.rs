@@ -236,26 +236,7 @@ mod tests {
     use super::*;
     use std::io;
 
-    use vigil_testkit::TempDir;
-
-    struct TestCa {
-        cert: rcgen::Certificate,
-        key: rcgen::KeyPair,
-        params: rcgen::CertificateParams,
-    }
-
-    fn test_ca(name: &str) -> TestCa {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        TestCa { cert: params.self_signed(&key).unwrap(), key, params }
-    }
-
-    fn ca(name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
-        let TestCa { cert, key, .. } = test_ca(name);
-        (cert, key)
-    }
+    use vigil_testkit::{TempDir, TestCa};
 
     fn ring() -> CryptoProvider {
         rustls::crypto::ring::default_provider()
@@ -271,9 +252,9 @@ mod tests {
     #[test]
     fn loads_several_trust_files() {
         let dir = TempDir::new("several");
-        let (a, _) = ca("CA A");
-        let (b, _) = ca("CA B");
-        let (c, _) = ca("CA C");
+        let a = TestCa::new("CA A").cert;
+        let b = TestCa::new("CA B").cert;
+        let c = TestCa::new("CA C").cert;
         let one = dir.write("one.pem", a.pem());
         let two = dir.write("two.pem", format!("{}\n{}", b.pem(), c.pem()));
         let set = load_trust(&[one.clone(), two.clone()], false).unwrap();
@@ -288,7 +269,7 @@ mod tests {
     #[test]
     fn webpki_roots_are_added_on_request() {
         let dir = TempDir::new("webpki");
-        let (a, _) = ca("CA A");
+        let a = TestCa::new("CA A").cert;
         let one = dir.write("one.pem", a.pem());
         let set = load_trust(std::slice::from_ref(&one), true).unwrap();
         assert_eq!(set.roots.len(), 1 + webpki_roots::TLS_SERVER_ROOTS.len());
@@ -325,7 +306,7 @@ mod tests {
         assert!(text.contains("is not valid PEM"), "{text}");
         assert!(text.contains(&bad_base64.display().to_string()), "{text}");
 
-        let (a, _) = ca("CA A");
+        let a = TestCa::new("CA A").cert;
         let truncated_pem = a.pem();
         let truncated = dir.write("truncated.pem", &truncated_pem[..truncated_pem.len() - 30]);
         let (_, _, problem) = pem_problem(load_trust(&[truncated], false).unwrap_err());
@@ -347,7 +328,8 @@ mod tests {
     #[test]
     fn key_in_trust_file_is_an_error() {
         let dir = TempDir::new("wrongitem");
-        let (a, key) = ca("CA A");
+        let a = TestCa::new("CA A").cert;
+        let key = rcgen::KeyPair::generate().unwrap();
         let path = dir.write("mixed.pem", format!("{}\n{}", a.pem(), key.serialize_pem()));
         let err = load_trust(std::slice::from_ref(&path), false).unwrap_err();
         let text = err.to_string();
@@ -376,8 +358,8 @@ mod tests {
     #[test]
     fn end_entity_certificates_are_not_anchors() {
         let dir = TempDir::new("notca");
-        let issuer = test_ca("Issuer CA");
-        let (leaf, _) = leaf_signed_by(&issuer);
+        let issuer = TestCa::new("Issuer CA");
+        let (leaf, _) = issuer.client("vigil client");
         let path = dir.write("mixed.pem", format!("{}\n{}", issuer.cert.pem(), leaf.pem()));
         let err = load_trust(std::slice::from_ref(&path), false).unwrap_err();
         let text = err.to_string();
@@ -393,26 +375,18 @@ mod tests {
     #[test]
     fn first_bad_file_fails_the_whole_set() {
         let dir = TempDir::new("firstbad");
-        let (a, _) = ca("CA A");
+        let a = TestCa::new("CA A").cert;
         let good = dir.write("good.pem", a.pem());
         let bad = dir.write("bad.pem", "");
         let (path, _, _) = pem_problem(load_trust(&[good, bad.clone()], false).unwrap_err());
         assert_eq!(path, bad);
     }
 
-    fn leaf_signed_by(ca: &TestCa) -> (rcgen::Certificate, rcgen::KeyPair) {
-        let key = rcgen::KeyPair::generate().unwrap();
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, "vigil client");
-        let issuer = rcgen::Issuer::from_params(&ca.params, &ca.key);
-        (params.signed_by(&key, &issuer).unwrap(), key)
-    }
-
     #[test]
     fn client_identity_loads_when_key_matches() {
         let dir = TempDir::new("identity");
-        let client_ca = test_ca("Client CA");
-        let (leaf, key) = leaf_signed_by(&client_ca);
+        let client_ca = TestCa::new("Client CA");
+        let (leaf, key) = client_ca.client("vigil client");
         let chain = dir.write("chain.pem", format!("{}\n{}", leaf.pem(), client_ca.cert.pem()));
         let key_path = dir.write("key.pem", key.serialize_pem());
         let identity = load_identity(&chain, &key_path, &ring()).unwrap();
@@ -427,8 +401,8 @@ mod tests {
     #[test]
     fn client_key_mismatch_names_both_files() {
         let dir = TempDir::new("mismatch");
-        let client_ca = test_ca("Client CA");
-        let (leaf, _right_key) = leaf_signed_by(&client_ca);
+        let client_ca = TestCa::new("Client CA");
+        let (leaf, _right_key) = client_ca.client("vigil client");
         let wrong_key = rcgen::KeyPair::generate().unwrap();
         let chain = dir.write("chain.pem", leaf.pem());
         let key_path = dir.write("key.pem", wrong_key.serialize_pem());
@@ -443,8 +417,8 @@ mod tests {
     #[test]
     fn client_identity_file_errors() {
         let dir = TempDir::new("identityerrors");
-        let client_ca = test_ca("Client CA");
-        let (leaf, key) = leaf_signed_by(&client_ca);
+        let client_ca = TestCa::new("Client CA");
+        let (leaf, key) = client_ca.client("vigil client");
         let chain = dir.write("chain.pem", leaf.pem());
         let key_path = dir.write("key.pem", key.serialize_pem());
 

@@ -76,17 +76,7 @@ fn every_record_carries_its_stable_event_id() {
     let dir = TempDir::new("ids");
     let records = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
     let sink_records = std::sync::Arc::clone(&records);
-    let (emitter, spec, handle) = EventPipeline::builder::<Ev>(spooled(&dir))
-        .sink(move || Ok::<_, std::io::Error>(Recorder(std::sync::Arc::clone(&sink_records))))
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let system = vigil_core::Supervisor::builder().child(spec).start().unwrap();
-    for id in 0..5 {
-        emitter.emit(Ev { id }).unwrap();
-    }
-    wait_until("delivered", || handle.ledger().delivered == 5);
-    system.shutdown().unwrap();
-    let spool_id = handle.spool_id().unwrap();
+    let spool_id = deliver_five(spooled(&dir), move || Recorder(std::sync::Arc::clone(&sink_records)));
     assert_eq!(spool_id.len(), 32, "128 random bits in hex");
     let records = records.lock();
     assert_eq!(records.len(), 5);
@@ -103,17 +93,7 @@ fn a_spooled_otlp_pipeline_sends_log_records_that_carry_the_stable_id() {
     let bodies = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
     let sink_bodies = std::sync::Arc::clone(&bodies);
     let config = spooled(&dir).otlp_logs(vigil_events::OtlpLogs::new().service_name("spool-test"));
-    let (emitter, spec, handle) = EventPipeline::builder::<Ev>(config)
-        .sink(move || Ok::<_, std::io::Error>(BodyRecorder(std::sync::Arc::clone(&sink_bodies))))
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let system = vigil_core::Supervisor::builder().child(spec).start().unwrap();
-    for id in 0..5 {
-        emitter.emit(Ev { id }).unwrap();
-    }
-    wait_until("delivered", || handle.ledger().delivered == 5);
-    system.shutdown().unwrap();
-    let spool_id = handle.spool_id().unwrap().to_owned();
+    let spool_id = deliver_five(config, move || BodyRecorder(std::sync::Arc::clone(&sink_bodies)));
     let records: Vec<serde_json::Value> = bodies
         .lock()
         .iter()
@@ -139,6 +119,25 @@ fn a_spooled_otlp_pipeline_sends_log_records_that_carry_the_stable_id() {
         );
         assert_eq!(record["body"]["kvlistValue"]["values"][0]["key"], "id", "{record}");
     }
+}
+
+/// Runs a pipeline on `config` with the sink `make` builds, delivers five
+/// events through it, shuts it down, and returns the spool's id.
+fn deliver_five<S: vigil_events::Sink + 'static>(
+    config: Config,
+    make: impl Fn() -> S + Send + Sync + 'static,
+) -> String {
+    let (emitter, spec, handle) = EventPipeline::builder::<Ev>(config)
+        .sink(move || Ok::<_, std::io::Error>(make()))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let system = vigil_core::Supervisor::builder().child(spec).start().unwrap();
+    for id in 0..5 {
+        emitter.emit(Ev { id }).unwrap();
+    }
+    wait_until("delivered", || handle.ledger().delivered == 5);
+    system.shutdown().unwrap();
+    handle.spool_id().expect("a spool").to_owned()
 }
 
 /// A sink that keeps each batch's body as JSON.
