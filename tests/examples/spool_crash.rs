@@ -176,12 +176,16 @@ fn kill_dash_nine_at_random_moments_loses_nothing_durable_and_delivers_it_exactl
         collector.stats().duplicate_events
     );
 
-    // The ledger over the spool's life: balanced, nothing pending, no corruption from kills.
+    // The ledger over the spool's life: balanced, nothing pending.
     let count = |k: &str| ledger[k].as_u64().unwrap();
     let dropped: u64 = ledger["dropped"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
     assert_eq!(count("accepted"), count("delivered") + dropped + count("pending"), "{ledger}");
     assert_eq!(count("pending"), 0, "{ledger}");
-    assert_eq!(ledger["dropped"]["corrupt"], 0, "a kill tears nothing the writer published: {ledger}");
+    // A SIGKILL can stop a write(2) part-way (Linux checks for a fatal
+    // signal between pages), so the record being written at the kill may be
+    // torn. It was not durable yet (every durable event arrived, above), and
+    // recovery counts it under `corrupt`, so the ledger still balances.
+    println!("records torn by the kills, counted as corrupt: {}", ledger["dropped"]["corrupt"]);
     assert_eq!(count("delivered"), records.len() as u64, "the lifetime ledger matches the collector: {ledger}");
     let _ = std::fs::remove_dir_all(&base);
 }
