@@ -299,6 +299,8 @@ pub struct ChildStats {
     pub kind: ChildKind,
     /// Its restart type.
     pub restart: Restart,
+    /// Whether it is significant (see [`ChildSpec::significant`](crate::ChildSpec::significant)).
+    pub significant: bool,
     /// Its state.
     pub state: ChildState,
     /// Restarts since its supervisor started.

@@ -45,6 +45,9 @@ pub(crate) struct Common {
     pub(crate) start_timeout: Duration,
     pub(crate) stack_size: Option<usize>,
     pub(crate) hang_timeout: Option<Duration>,
+    /// OTP's `significant`: its exit may trigger its supervisor's
+    /// `auto_shutdown`, and health counts it.
+    pub(crate) significant: bool,
 }
 
 /// The type-erased part of a child: how to run it and what it exposes.
@@ -128,6 +131,14 @@ macro_rules! common_setters {
         /// use memory.
         pub fn stack_size(mut self, bytes: usize) -> Self {
             self.common.stack_size = Some(bytes);
+            self
+        }
+
+        /// Marks the child significant, as OTP's `significant => true`: its
+        /// exit counts towards its supervisor's `auto_shutdown`, and health
+        /// reports (readiness, liveness) watch it. Defaults to `false`.
+        pub fn significant(mut self, significant: bool) -> Self {
+            self.common.significant = significant;
             self
         }
 
@@ -241,6 +252,7 @@ impl<A: Actor> WorkerSpec<A> {
                 start_timeout: DEFAULT_START_TIMEOUT,
                 stack_size: None,
                 hang_timeout: None,
+                significant: false,
             },
             factory,
             capacity: DEFAULT_MAILBOX,

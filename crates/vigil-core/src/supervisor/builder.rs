@@ -265,6 +265,7 @@ impl ChildSpec {
                 start_timeout: Duration::from_secs(60),
                 stack_size: None,
                 hang_timeout,
+                significant: false,
             },
             body: Arc::new(builder),
         }

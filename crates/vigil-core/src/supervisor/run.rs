@@ -344,6 +344,7 @@ fn row(child: &Child) -> Row {
         id: child.spec.common.id.clone(),
         path: child.path.to_string(),
         restart: child.spec.common.restart,
+        significant: child.spec.common.significant,
         state: child.state,
         restarts: child.restarts.iter().copied().collect(),
         restarts_total: child.restarts_total,
