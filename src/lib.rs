@@ -10,6 +10,7 @@
 //! |---|---|---|---|
 //! | `events` | yes | `events` | `vigil-events`: the never-blocking event buffer and the supervised batcher |
 //! | `https` | yes | `https` | `vigil-https`: the HTTPS sink that survives certificate rotation (implies `events`) |
+//! | `health` | no | `health` | `vigil-health`: one health model for systemd (`Type=notify`), Kubernetes probes and Prometheus `/metrics` (implies `https`) |
 //! | `collector` | no | `collector` | `vigil-collector`: a loopback HTTPS collector with fault injection, for your own integration tests |
 //!
 //! With `default-features = false` you get supervision alone, with
@@ -97,6 +98,9 @@ pub use vigil_collector as collector;
 #[cfg(feature = "events")]
 #[doc(inline)]
 pub use vigil_events as events;
+#[cfg(feature = "health")]
+#[doc(inline)]
+pub use vigil_health as health;
 #[cfg(feature = "https")]
 #[doc(inline)]
 pub use vigil_https as https;

@@ -124,4 +124,4 @@ pub use spec::{
     ChildSpec, DEFAULT_MAILBOX, DEFAULT_SHUTDOWN, DEFAULT_START_TIMEOUT, MAX_MAILBOX, MAX_MAILBOX_BYTES, WorkerSpec,
 };
 pub use supervisor::{ChildCounts, MAX_INTENSITY, Supervisor, SupervisorBuilder, SupervisorRef};
-pub use system::{ShutdownHandle, ShutdownReport, System, exit_code};
+pub use system::{ShutdownHandle, ShutdownReport, System, SystemObserver, exit_code};

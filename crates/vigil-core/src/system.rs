@@ -287,6 +287,28 @@ impl System {
         self.bus.subscribe()
     }
 
+    /// A read-only view of the tree for other threads: snapshots, events,
+    /// and whether it is stopping or has ended. See [`SystemObserver`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let system = Supervisor::builder().child(ChildSpec::worker("w", || W)).start()?;
+    /// let observer = system.observer();
+    /// assert_eq!(observer.stats().children.len(), 1);
+    /// # Ok::<(), StartError>(())
+    /// ```
+    pub fn observer(&self) -> SystemObserver {
+        SystemObserver {
+            root: self.handle.clone(),
+            bus: Arc::clone(&self.bus),
+            stop: Arc::clone(&self.shutdown.stop),
+            root_id: self.root.id.clone(),
+        }
+    }
+
     /// A handle that can request shutdown from other threads.
     ///
     /// # Examples
@@ -468,6 +490,120 @@ impl System {
                 });
             }
         }
+    }
+}
+
+/// A read-only view of a running [`System`] for threads other than the one
+/// that holds it: snapshots, events, and whether the tree is stopping or
+/// has ended. Health monitors and metrics exporters hold one while `main`
+/// blocks in [`System::wait`]. Cheap to clone; every clone sees the same
+/// tree, and it stays valid (showing the ended tree) after the `System` is
+/// gone.
+#[derive(Clone)]
+pub struct SystemObserver {
+    root: SupervisorRef,
+    bus: Arc<Bus>,
+    stop: Arc<AtomicBool>,
+    root_id: String,
+}
+
+impl fmt::Debug for SystemObserver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SystemObserver").field("root", &self.root_id).finish()
+    }
+}
+
+impl SystemObserver {
+    /// The root's path (its id).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let system = Supervisor::builder().child(ChildSpec::worker("w", || W)).start()?;
+    /// assert_eq!(system.observer().root_path(), "root");
+    /// # Ok::<(), StartError>(())
+    /// ```
+    pub fn root_path(&self) -> &str {
+        &self.root_id
+    }
+
+    /// The same snapshot as [`System::stats`], tree-wide counters included.
+    /// Never blocks on a supervisor.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let system = Supervisor::builder().child(ChildSpec::worker("w", || W)).start()?;
+    /// let observer = system.observer();
+    /// let stats = std::thread::spawn(move || observer.stats()).join().unwrap();
+    /// assert_eq!(stats.children[0].path, "root/w");
+    /// # Ok::<(), StartError>(())
+    /// ```
+    pub fn stats(&self) -> SupervisorStats {
+        let mut stats = self.root.stats();
+        (stats.hangs_total, stats.late_returns) = self.bus.hang_counts();
+        stats.abandoned_threads = self.bus.abandoned_threads();
+        stats
+    }
+
+    /// Subscribes to the tree's lifecycle events, as [`System::subscribe`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let system = Supervisor::builder().child(ChildSpec::worker("w", || W)).start()?;
+    /// let events = system.observer().subscribe();
+    /// system.root().terminate_child("w").unwrap();
+    /// assert!(events.iter().any(|e| matches!(e, SupervisionEvent::Exited { .. })));
+    /// # Ok::<(), StartError>(())
+    /// ```
+    pub fn subscribe(&self) -> Receiver<SupervisionEvent> {
+        self.bus.subscribe()
+    }
+
+    /// Whether an orderly shutdown of the whole tree was requested (by
+    /// [`ShutdownHandle::shutdown`], a signal, [`System::shutdown`] or
+    /// dropping the `System`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let system = Supervisor::builder().child(ChildSpec::worker("w", || W)).start()?;
+    /// let observer = system.observer();
+    /// assert!(!observer.shutdown_requested());
+    /// system.shutdown().unwrap();
+    /// assert!(observer.shutdown_requested());
+    /// # Ok::<(), StartError>(())
+    /// ```
+    pub fn shutdown_requested(&self) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the root supervisor is still running: false once the tree has
+    /// ended, after a shutdown or because the root gave up.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let system = Supervisor::builder().child(ChildSpec::worker("w", || W)).start()?;
+    /// let observer = system.observer();
+    /// assert!(observer.is_running());
+    /// system.shutdown().unwrap();
+    /// assert!(!observer.is_running());
+    /// # Ok::<(), StartError>(())
+    /// ```
+    pub fn is_running(&self) -> bool {
+        self.root.is_running()
     }
 }
 

@@ -274,6 +274,12 @@ impl SupervisorRef {
         self.node.snapshot()
     }
 
+    /// Whether an incarnation of this supervisor is running and taking
+    /// requests.
+    pub(crate) fn is_running(&self) -> bool {
+        self.node.inner.lock().running
+    }
+
     fn request(&self, make: impl FnOnce(Answer) -> Control) -> Result<(), ControlError> {
         let caller = match runner::caller(&self.parent) {
             Caller::Other => None,
