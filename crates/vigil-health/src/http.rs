@@ -12,8 +12,13 @@ use crate::error::HealthError;
 use crate::monitor::HealthReport;
 use crate::watch::Watch;
 
-/// The content type of `/metrics`.
+/// The content type of `/metrics` for a scraper that accepts OpenMetrics
+/// (Prometheus does).
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The content type of `/metrics` for any other client: Prometheus's
+/// classic text format 0.0.4 (what `promtool check metrics` reads).
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// An HTTP endpoint for the engines outside the process, answering from
 /// the latest [`HealthReport`] (it never calls into the tree):
@@ -24,7 +29,7 @@ pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; char
 /// | `/readyz` | [`ready`](HealthReport::ready) | `{"ready":…,"health":…}` |
 /// | `/startupz` | [`started`](HealthReport::started) | `{"started":…,"health":…}` |
 /// | `/stats` | always | the whole report: tree snapshot, events ledger, HTTPS stats |
-/// | `/metrics` | always | OpenMetrics text (prometheus-client) |
+/// | `/metrics` | always | OpenMetrics text when the `Accept` header asks for it, else the classic text format 0.0.4 (both by prometheus-client) |
 ///
 /// Otherwise 503 (or 404 for an unknown path). The health's JSON carries
 /// its reasons. [`bind`](HealthEndpoint::bind) listens at once (a bad
@@ -124,7 +129,10 @@ impl Actor for EndpointActor {
         while !ctx.stop_requested() {
             ctx.heartbeat();
             let Some(request) = self.endpoint.server.recv_timeout(Duration::from_millis(50))? else { continue };
-            let (status, content_type, body) = answer(request.url(), &self.endpoint.watch.get());
+            let accept =
+                request.headers().iter().find(|h| h.field.equiv("Accept")).map(|h| h.value.as_str().to_owned());
+            let (status, content_type, body) =
+                answer(request.url(), accept.as_deref().unwrap_or(""), &self.endpoint.watch.get());
             let header =
                 tiny_http::Header::from_bytes("Content-Type", content_type).map_err(|()| "bad Content-Type header")?;
             // The client may have gone; that is not the endpoint's failure.
@@ -135,8 +143,9 @@ impl Actor for EndpointActor {
     }
 }
 
-/// The answer to a GET of `url`: status, content type, body.
-pub(crate) fn answer(url: &str, report: &HealthReport) -> (u16, &'static str, String) {
+/// The answer to a GET of `url` with the `Accept` header `accept`: status,
+/// content type, body.
+pub(crate) fn answer(url: &str, accept: &str, report: &HealthReport) -> (u16, &'static str, String) {
     const JSON: &str = "application/json";
     let path = url.split('?').next().unwrap_or(url);
     let probe = |name: &str, ok: bool| {
@@ -151,7 +160,10 @@ pub(crate) fn answer(url: &str, report: &HealthReport) -> (u16, &'static str, St
             Ok(body) => (200, JSON, body),
             Err(e) => (500, JSON, serde_json::json!({ "error": e.to_string() }).to_string()),
         },
-        "/metrics" => (200, OPENMETRICS, crate::metrics::encode(report)),
+        "/metrics" if accept.contains("application/openmetrics-text") => {
+            (200, OPENMETRICS, crate::metrics::encode(report, crate::metrics::Format::OpenMetrics))
+        }
+        "/metrics" => (200, PROMETHEUS_TEXT, crate::metrics::encode(report, crate::metrics::Format::Prometheus)),
         _ => (404, JSON, r#"{"paths":["/livez","/readyz","/startupz","/stats","/metrics"]}"#.to_owned()),
     }
 }
@@ -161,22 +173,37 @@ mod tests {
     use super::*;
     use crate::model::{Health, Reason};
 
+    fn answer_(url: &str, report: &HealthReport) -> (u16, &'static str, String) {
+        answer(url, "", report)
+    }
+
+    #[test]
+    fn metrics_are_openmetrics_only_for_a_client_that_asks() {
+        let report = HealthReport::starting();
+        let (_, kind, body) = answer("/metrics", "application/openmetrics-text;version=1.0.0,*/*;q=0.1", &report);
+        assert_eq!(kind, OPENMETRICS);
+        assert!(body.ends_with("# EOF\n"));
+        let (_, kind, body) = answer("/metrics", "*/*", &report);
+        assert_eq!(kind, PROMETHEUS_TEXT);
+        assert!(!body.contains("# EOF"));
+    }
+
     #[test]
     fn probes_answer_by_the_report() {
         let mut report = HealthReport::starting();
-        assert_eq!(answer("/livez", &report).0, 200);
-        assert_eq!(answer("/readyz", &report).0, 503);
-        assert_eq!(answer("/startupz", &report).0, 503);
+        assert_eq!(answer_("/livez", &report).0, 200);
+        assert_eq!(answer_("/readyz", &report).0, 503);
+        assert_eq!(answer_("/startupz", &report).0, 503);
         report.started = true;
         report.ready = true;
         report.health = Health::Degraded { reasons: vec![Reason::Hung { path: "root/w".into() }] };
-        let (status, _, body) = answer("/readyz?verbose", &report);
+        let (status, _, body) = answer_("/readyz?verbose", &report);
         assert_eq!(status, 200);
         let body: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(body["health"]["state"], "degraded");
         assert_eq!(body["health"]["reasons"][0]["path"], "root/w");
         report.live = false;
-        assert_eq!(answer("/livez", &report).0, 503);
-        assert_eq!(answer("/nope", &report).0, 404);
+        assert_eq!(answer_("/livez", &report).0, 503);
+        assert_eq!(answer_("/nope", &report).0, 404);
     }
 }

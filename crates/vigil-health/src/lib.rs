@@ -71,7 +71,7 @@ mod watch;
 
 pub use error::HealthError;
 #[cfg(feature = "http")]
-pub use http::{EndpointActor, HealthEndpoint, OPENMETRICS};
+pub use http::{EndpointActor, HealthEndpoint, OPENMETRICS, PROMETHEUS_TEXT};
 pub use model::{Health, HealthConfig, Reason};
 #[cfg(feature = "https")]
 pub use monitor::HttpsFigures;

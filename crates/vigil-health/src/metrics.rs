@@ -4,7 +4,7 @@
 //! are the tree's and the ledger's own counters (monotonic, kept by the
 //! tree), so nothing is counted twice and a scrape never blocks the tree.
 
-use prometheus_client::encoding::text;
+use prometheus_client::encoding::{prometheus_text, text};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -30,8 +30,17 @@ fn int(n: impl TryInto<i64>) -> i64 {
     n.try_into().unwrap_or(i64::MAX)
 }
 
-/// The report as OpenMetrics text (ends with `# EOF`).
-pub(crate) fn encode(report: &HealthReport) -> String {
+/// The two text formats prometheus-client writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// OpenMetrics 1.0 (ends with `# EOF`), what Prometheus asks for.
+    OpenMetrics,
+    /// Prometheus's classic text format 0.0.4, for other clients.
+    Prometheus,
+}
+
+/// The report in `format`.
+pub(crate) fn encode(report: &HealthReport, format: Format) -> String {
     let mut registry = Registry::default();
 
     let health = gauge(&mut registry, "vigil_health", "1 for the tree's current health state");
@@ -126,7 +135,10 @@ pub(crate) fn encode(report: &HealthReport) -> String {
 
     let mut out = String::new();
     // Writing into a String cannot fail.
-    let _ = text::encode(&mut out, &registry);
+    let _ = match format {
+        Format::OpenMetrics => text::encode(&mut out, &registry),
+        Format::Prometheus => prometheus_text::encode(&mut out, &registry),
+    };
     out
 }
 
@@ -139,7 +151,7 @@ mod tests {
     fn restarts_are_a_counter_family_with_path_and_reason() {
         let mut report = HealthReport::starting();
         report.restarts = vec![RestartCount { path: "root/w".into(), reason: "panicked".into(), count: 3 }];
-        let text = encode(&report);
+        let text = encode(&report, Format::OpenMetrics);
         assert!(text.contains("# TYPE vigil_restarts counter"), "{text}");
         assert!(text.contains(r#"vigil_restarts_total{path="root/w",reason="panicked"} 3"#), "{text}");
         assert!(text.contains(r#"vigil_health{state="starting"} 1"#), "{text}");

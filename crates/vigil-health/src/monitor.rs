@@ -115,8 +115,8 @@ impl HealthReport {
         }
     }
 
-    /// The one-line summary systemd shows as `STATUS=`: the health, children
-    /// running, restarts in the window, events pending.
+    /// The one-line summary systemd shows as `STATUS=`: the health (with
+    /// "(not live)" when not live), children running, restarts in the window, events pending.
     ///
     /// # Examples
     ///
@@ -127,8 +127,9 @@ impl HealthReport {
     pub fn status_line(&self) -> String {
         #[allow(unused_mut)]
         let mut line = format!(
-            "{}; {}/{} children running; {} restarts in the window",
+            "{}{}; {}/{} children running; {} restarts in the window",
             self.health.name(),
+            if self.live { "" } else { " (not live)" },
             self.running,
             self.children,
             self.restarts_in_window

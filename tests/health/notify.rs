@@ -1,0 +1,144 @@
+//! systemd's side of `Type=notify`: a datagram listener on a socket path
+//! handed to the notifier (never through the process-wide NOTIFY_SOCKET,
+//! which a multi-threaded test binary must not change).
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use vigil::{Supervisor, exit_code};
+use vigil_health::{HealthConfig, HealthMonitor, SystemdNotifier};
+use vigil_testkit::{TempDir, wait_until};
+
+use crate::support::{Cmd, INTERVAL, significant_main};
+
+/// What systemd would receive: one string per datagram.
+struct Listener {
+    datagrams: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Listener {
+    fn bind(path: &Path) -> Listener {
+        let socket = UnixDatagram::bind(path).expect("bind the notify socket");
+        socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let datagrams = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (seen, done) = (Arc::clone(&datagrams), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while !done.load(Ordering::Relaxed) {
+                if let Ok(n) = socket.recv(&mut buf) {
+                    seen.lock().push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                }
+            }
+        });
+        Listener { datagrams, stop, thread: Some(thread) }
+    }
+
+    fn datagrams(&self) -> Vec<String> {
+        self.datagrams.lock().clone()
+    }
+
+    /// Stops listening and returns everything received.
+    fn finish(mut self) -> Vec<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+        self.datagrams()
+    }
+}
+
+fn has_line(datagram: &str, line: &str) -> bool {
+    datagram.lines().any(|l| l == line)
+}
+
+/// Index of the first datagram with `line`.
+fn first(datagrams: &[String], line: &str) -> Option<usize> {
+    datagrams.iter().position(|d| has_line(d, line))
+}
+
+fn count_after(datagrams: &[String], from: usize, line: &str) -> usize {
+    datagrams[from..].iter().filter(|d| has_line(d, line)).count()
+}
+
+#[test]
+fn the_listener_sees_ready_then_watchdog_pings_then_stopping() {
+    let dir = TempDir::new("health-notify");
+    let path = dir.path("notify.sock");
+    let listener = Listener::bind(&path);
+    let system = Supervisor::builder().child(significant_main(Duration::from_secs(30))).start().unwrap();
+    let monitor =
+        HealthMonitor::builder(system.observer()).config(HealthConfig::new().interval(INTERVAL)).start().unwrap();
+    let notifier =
+        SystemdNotifier::new(&path).watchdog(Some(Duration::from_millis(200))).start(monitor.watch()).unwrap();
+
+    wait_until("READY=1 and then three WATCHDOG=1 pings", || {
+        let d = listener.datagrams();
+        first(&d, "READY=1").is_some_and(|ready| count_after(&d, ready, "WATCHDOG=1") >= 3)
+    });
+    let report = system.shutdown().unwrap();
+    assert_eq!(exit_code(&Ok(report)), std::process::ExitCode::SUCCESS);
+    assert_eq!(monitor.stop().health, vigil_health::Health::Stopped);
+    notifier.join();
+    let d = listener.finish();
+
+    let ready = first(&d, "READY=1").unwrap();
+    let stopping = first(&d, "STOPPING=1").expect("STOPPING=1 at shutdown");
+    assert!(ready < stopping, "{d:#?}");
+    assert_eq!(d.iter().filter(|x| has_line(x, "READY=1")).count(), 1, "READY=1 once: {d:#?}");
+    assert_eq!(d.iter().filter(|x| has_line(x, "STOPPING=1")).count(), 1, "STOPPING=1 once: {d:#?}");
+    assert_eq!(count_after(&d, stopping + 1, "WATCHDOG=1"), 0, "no ping once stopping: {d:#?}");
+    assert!(d[..ready].iter().all(|x| !has_line(x, "WATCHDOG=1")), "no ping before READY=1: {d:#?}");
+    assert!(d[ready].lines().any(|l| l.starts_with("STATUS=ready; 1/1 children running")), "{d:#?}");
+}
+
+#[test]
+fn a_wedged_significant_child_stops_the_watchdog_pings_until_it_returns() {
+    let dir = TempDir::new("health-wedge");
+    let path = dir.path("notify.sock");
+    let listener = Listener::bind(&path);
+    let main = significant_main(Duration::from_millis(300));
+    let addr = main.addr();
+    let system = Supervisor::builder().intensity(10, Duration::from_secs(60)).child(main).start().unwrap();
+    let monitor =
+        HealthMonitor::builder(system.observer()).config(HealthConfig::new().interval(INTERVAL)).start().unwrap();
+    let notifier =
+        SystemdNotifier::new(&path).watchdog(Some(Duration::from_millis(200))).start(monitor.watch()).unwrap();
+    wait_until("READY=1 and a first ping", || {
+        let d = listener.datagrams();
+        first(&d, "READY=1").is_some_and(|ready| count_after(&d, ready, "WATCHDOG=1") >= 1)
+    });
+
+    // Wedge it: the watchdog declares it hung after 300 ms, its thread is
+    // abandoned and still running, so the process is not live.
+    let (release, gate) = crossbeam_channel::bounded::<()>(0);
+    addr.tell(Cmd::Block(gate)).unwrap();
+    let not_live =
+        |d: &[String]| d.iter().position(|x| x.lines().any(|l| l.starts_with("STATUS=") && l.contains("(not live)")));
+    wait_until("a STATUS= line saying not live", || not_live(&listener.datagrams()).is_some());
+    // The absence of pings can only be seen over time: five ping intervals.
+    std::thread::sleep(Duration::from_millis(1000));
+    let d = listener.datagrams();
+    let wedged = not_live(&d).unwrap();
+    assert_eq!(count_after(&d, wedged, "WATCHDOG=1"), 0, "pings while a significant child is wedged: {d:#?}");
+    assert!(d[wedged].contains("degraded"), "{d:#?}");
+
+    // Released, the hung hook returns late, the thread ends: live again,
+    // and the pings resume.
+    drop(release);
+    wait_until("pings after the wedged thread returned", || {
+        count_after(&listener.datagrams(), wedged, "WATCHDOG=1") >= 1
+    });
+    system.shutdown().unwrap();
+    monitor.stop();
+    notifier.join();
+    let d = listener.finish();
+    assert!(first(&d, "STOPPING=1").is_some(), "{d:#?}");
+}
