@@ -14,6 +14,7 @@
 //! cargo run --release --example incident -- --help
 //! ```
 
+mod health;
 mod load;
 mod naive;
 mod report;
@@ -87,6 +88,12 @@ pub(crate) struct Args {
     /// several [default: none].
     #[arg(long = "ca", value_name = "FILE", requires = "endpoint")]
     cas: Vec<PathBuf>,
+    /// Serve Vigil's health on HOST:PORT while it runs: /livez, /readyz,
+    /// /startupz, /stats and /metrics (Prometheus). With it, or under
+    /// systemd (NOTIFY_SOCKET set), SIGTERM ends the replay early with an
+    /// orderly shutdown [default: no endpoint].
+    #[arg(long, value_name = "ADDR", value_parser = health_addr)]
+    health: Option<String>,
     /// How Vigil ships its events: `ndjson` to the collector's /ingest, or
     /// `otlp`, OTLP/HTTP JSON logs to the embedded collector's /v1/logs (with
     /// --endpoint, give the receiver's https://HOST:PORT/v1/logs). The naive
@@ -177,6 +184,13 @@ impl Args {
         }
         Ok(())
     }
+}
+
+/// `--health`: a socket address, checked before anything starts.
+fn health_addr(v: &str) -> Result<String, String> {
+    v.parse::<std::net::SocketAddr>()
+        .map(|_| v.to_owned())
+        .map_err(|_| format!("{v:?} is not HOST:PORT with a numeric host, such as 127.0.0.1:9464"))
 }
 
 fn positive_secs(v: &str) -> Result<Duration, String> {
@@ -413,6 +427,7 @@ fn run(args: &Args, multi: &MultiProgress) -> Result<Report, Box<dyn Error>> {
             }
         }),
         plot_error,
+        health_transitions: vigil.health_transitions,
     })
 }
 

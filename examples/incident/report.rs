@@ -93,6 +93,9 @@ pub(crate) struct Report {
     /// The plot that could not be written, and why.
     #[serde(skip)]
     pub(crate) plot_error: Option<(std::path::PathBuf, String)>,
+    /// Vigil's health as the engines outside saw it, each change once
+    /// (examples/incident/health.rs).
+    pub(crate) health_transitions: Vec<crate::health::Transition>,
 }
 
 /// When the scripted phases began, in seconds since the start.

@@ -80,6 +80,7 @@ pub(crate) struct Outcome {
     pub(crate) readiness: Option<Readiness>,
     pub(crate) collector_unique_events: Option<u64>,
     pub(crate) duration_s: f64,
+    pub(crate) health_transitions: Vec<crate::health::Transition>,
 }
 
 /// The service under test.
@@ -158,6 +159,10 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
             Target::Naive(naive::Manager::start(&naive_endpoint, trust_files[0].clone(), args.work(), epoch)?)
         }
     };
+    let health = match &target {
+        Target::Vigil(service) => Some(crate::health::Health::attach(args.health.as_deref(), service, epoch)?),
+        Target::Naive(_) => None,
+    };
     let supervision = match &target {
         Target::Vigil(service) => Some(service.system.subscribe()),
         Target::Naive(_) => None,
@@ -197,7 +202,7 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
     let tick = Duration::from_millis(250);
     let counted = collector.as_ref().filter(|_| design == Design::Naive);
     let mut previous = Snapshot::take(&target, &load.recorder, counted, 0.0);
-    while epoch.elapsed() < args.duration {
+    while epoch.elapsed() < args.duration && !health.as_ref().is_some_and(crate::health::Health::stop_requested) {
         let now = epoch.elapsed();
         if let Some(collector) = &collector {
             if phase == Phase::Healthy && now >= rotate_at {
@@ -278,7 +283,10 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
     phases.load_end_s = secs(epoch.elapsed());
     let (ledger, https) = match target {
         Target::Vigil(service) => {
-            if let Err(e) = service.events.flush(Duration::from_secs(15)) {
+            // After a signal the tree's own shutdown flushes, within the budget.
+            if !health.as_ref().is_some_and(crate::health::Health::stop_requested)
+                && let Err(e) = service.events.flush(Duration::from_secs(15))
+            {
                 log::warn!(target: "incident", "final flush: {e}");
             }
             watch(&mut restart_log, &mut markers, &mut restarts);
@@ -322,7 +330,9 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
     if phases.fix_s.is_some() && phases.drained_s.is_none() && ledger.as_ref().is_some_and(|l| l.pending == 0) {
         phases.drained_s = Some(secs(epoch.elapsed()));
     }
+    let health_transitions = health.map(crate::health::Health::finish).unwrap_or_default();
     Ok(Outcome {
+        health_transitions,
         requests,
         timeline,
         markers,

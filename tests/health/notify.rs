@@ -2,71 +2,15 @@
 //! handed to the notifier (never through the process-wide NOTIFY_SOCKET,
 //! which a multi-threaded test binary must not change).
 
-use std::os::unix::net::UnixDatagram;
-use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use vigil::{Supervisor, exit_code};
 use vigil_health::{HealthConfig, HealthMonitor, SystemdNotifier};
-use vigil_testkit::{TempDir, wait_until};
+use vigil_testkit::{
+    NotifyListener as Listener, TempDir, count_lines_after as count_after, first_line as first, has_line, wait_until,
+};
 
 use crate::support::{Cmd, INTERVAL, significant_main};
-
-/// What systemd would receive: one string per datagram.
-struct Listener {
-    datagrams: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Listener {
-    fn bind(path: &Path) -> Listener {
-        let socket = UnixDatagram::bind(path).expect("bind the notify socket");
-        socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-        let datagrams = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (seen, done) = (Arc::clone(&datagrams), Arc::clone(&stop));
-        let thread = std::thread::spawn(move || {
-            let mut buf = vec![0u8; 65536];
-            while !done.load(Ordering::Relaxed) {
-                if let Ok(n) = socket.recv(&mut buf) {
-                    seen.lock().push(String::from_utf8_lossy(&buf[..n]).into_owned());
-                }
-            }
-        });
-        Listener { datagrams, stop, thread: Some(thread) }
-    }
-
-    fn datagrams(&self) -> Vec<String> {
-        self.datagrams.lock().clone()
-    }
-
-    /// Stops listening and returns everything received.
-    fn finish(mut self) -> Vec<String> {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            thread.join().unwrap();
-        }
-        self.datagrams()
-    }
-}
-
-fn has_line(datagram: &str, line: &str) -> bool {
-    datagram.lines().any(|l| l == line)
-}
-
-/// Index of the first datagram with `line`.
-fn first(datagrams: &[String], line: &str) -> Option<usize> {
-    datagrams.iter().position(|d| has_line(d, line))
-}
-
-fn count_after(datagrams: &[String], from: usize, line: &str) -> usize {
-    datagrams[from..].iter().filter(|d| has_line(d, line)).count()
-}
 
 #[test]
 fn the_listener_sees_ready_then_watchdog_pings_then_stopping() {

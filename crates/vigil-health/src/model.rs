@@ -124,6 +124,27 @@ pub enum Reason {
     },
 }
 
+impl Reason {
+    /// The reason's kind, as its JSON `reason` tag spells it: stays the
+    /// same while its figures change.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let hung = vigil_health::Reason::Hung { path: "root/db".into() };
+    /// assert_eq!(hung.kind(), "hung");
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Reason::Restarts { .. } => "restarts",
+            Reason::SignificantDown { .. } => "significant_down",
+            Reason::Hung { .. } => "hung",
+            Reason::EventsOutage { .. } => "events_outage",
+            Reason::RotationNotReady { .. } => "rotation_not_ready",
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
