@@ -86,3 +86,32 @@ fn a_wedged_significant_child_stops_the_watchdog_pings_until_it_returns() {
     let d = listener.finish();
     assert!(first(&d, "STOPPING=1").is_some(), "{d:#?}");
 }
+
+#[test]
+fn a_root_that_gives_up_is_failed_not_live_and_stops_pinging() {
+    let dir = TempDir::new("health-gave-up");
+    let path = dir.path("notify.sock");
+    let listener = Listener::bind(&path);
+    let flaky = vigil::ChildSpec::worker("flaky", || crate::support::Worker);
+    let addr = flaky.addr();
+    let system = Supervisor::builder().intensity(1, Duration::from_secs(60)).child(flaky).start().unwrap();
+    let monitor =
+        HealthMonitor::builder(system.observer()).config(HealthConfig::new().interval(INTERVAL)).start().unwrap();
+    let notifier =
+        SystemdNotifier::new(&path).watchdog(Some(Duration::from_millis(200))).start(monitor.watch()).unwrap();
+    wait_until("READY=1", || listener.first("READY=1").is_some());
+
+    // Two failures within the window: beyond an intensity of 1, the root gives up.
+    addr.tell(Cmd::Fail).unwrap();
+    wait_until("the first restart", || system.stats().restarts_total == 1);
+    addr.tell(Cmd::Fail).unwrap();
+    assert!(system.wait().is_err(), "the root gave up");
+    let last = monitor.stop();
+    assert_eq!(last.health, vigil_health::Health::Failed);
+    assert!(!last.live && !last.ready);
+    notifier.join();
+    let d = listener.finish();
+    let stopping = first(&d, "STOPPING=1").expect("STOPPING=1 when the tree ends");
+    assert_eq!(count_after(&d, stopping, "WATCHDOG=1"), 0, "{d:#?}");
+    assert!(d[stopping..].iter().any(|x| x.contains("STATUS=failed (not live)")), "{d:#?}");
+}

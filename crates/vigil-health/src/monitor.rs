@@ -409,6 +409,9 @@ impl State {
                 Ok(report) => report,
                 Err(_) => {
                     log::error!(target: "vigil", "the health monitor's look at the tree panicked; retrying");
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
                     continue;
                 }
             };
@@ -429,7 +432,12 @@ impl State {
             SupervisionEvent::Restarting { path, reason, .. } => {
                 *self.by_reason.entry((path, reason_class(&reason))).or_default() += 1;
             }
-            SupervisionEvent::GaveUp { path, .. } if path == self.observer.root_path() => self.root_gave_up = true,
+            // The root gave up, or its own loop hung (the tree ends then).
+            SupervisionEvent::GaveUp { path, .. } | SupervisionEvent::Hung { path, .. }
+                if path == self.observer.root_path() =>
+            {
+                self.root_gave_up = true;
+            }
             SupervisionEvent::Lagged { missed } => self.missed = self.missed.saturating_add(missed),
             _ => {}
         }
