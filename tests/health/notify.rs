@@ -116,3 +116,41 @@ fn a_root_that_gives_up_is_failed_not_live_and_stops_pinging() {
     assert_eq!(count_after(&d, stopping, "WATCHDOG=1"), 0, "{d:#?}");
     assert!(d[stopping..].iter().any(|x| x.contains("STATUS=failed (not live)")), "{d:#?}");
 }
+
+/// Takes `STOP` to stop: a drain that moves one child at a time.
+struct SlowStop;
+
+const STOP: Duration = Duration::from_millis(1500);
+
+impl vigil::Actor for SlowStop {
+    type Msg = ();
+    fn handle(&mut self, _: (), _: &mut vigil::Context<'_, ()>) -> Result<(), vigil::BoxError> {
+        Ok(())
+    }
+    fn stopped(&mut self, _: &vigil::ExitReason) {
+        // Stands in for draining work: the shutdown waits for it.
+        std::thread::sleep(STOP);
+    }
+}
+
+#[test]
+fn a_shutdown_that_makes_progress_asks_systemd_for_more_time() {
+    let dir = TempDir::new("health-extend");
+    let path = dir.path("notify.sock");
+    let listener = Listener::bind(&path);
+    let system = Supervisor::builder()
+        .children((0..3).map(|i| vigil::ChildSpec::worker(format!("slow-{i}"), || SlowStop)))
+        .start()
+        .unwrap();
+    let (monitor, notifier) = watched(&system, &path);
+    wait_until("READY=1", || listener.first("READY=1").is_some());
+    // Three children stopping one after the other, 1.5 s each: each second
+    // in which one of them finished extends the stop timeout.
+    assert!(system.shutdown().unwrap().is_clean());
+    monitor.stop();
+    notifier.join();
+    let d = listener.finish();
+    let stopping = first(&d, "STOPPING=1").unwrap();
+    let extended = count_after(&d, stopping, "EXTEND_TIMEOUT_USEC=10000000");
+    assert!(extended >= 1, "no EXTEND_TIMEOUT_USEC during a 4.5 s drain that moved: {d:#?}");
+}
