@@ -273,7 +273,11 @@ impl HealthMonitorBuilder {
             #[cfg(feature = "https")]
             https: self.https,
         };
-        publisher.publish(state.look());
+        // The first look is on the caller's thread; a panic in it must not
+        // unwind into the caller (the thread's loop looks again).
+        if let Ok(report) = catch_unwind(AssertUnwindSafe(|| state.look())) {
+            publisher.publish(report);
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
