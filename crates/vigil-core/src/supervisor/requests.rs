@@ -1,8 +1,9 @@
 //! The supervisor's side of the dynamic children API (`SupervisorRef`).
 
+use super::builder::check_significant;
 use super::run::Sup;
 use crate::error::{ControlError, StartError};
-use crate::observe::ChildState;
+use crate::observe::{ChildState, StartOutcome};
 use crate::protocol::Control;
 use crate::restart::Restart;
 use crate::spec::ChildSpec;
@@ -81,8 +82,9 @@ impl Sup {
         }
     }
 
-    pub(super) fn add_and_start(&mut self, spec: ChildSpec) -> Result<(), ControlError> {
+    pub(super) fn add_and_start(&mut self, spec: ChildSpec) -> Result<StartOutcome, ControlError> {
         spec.validate(&self.path).map_err(ControlError::Config)?;
+        check_significant(&spec, self.auto_shutdown, &self.path).map_err(ControlError::Config)?;
         let id = spec.common.id.clone();
         if self.find(&id).is_some() {
             return Err(ControlError::AlreadyExists(id));
