@@ -15,6 +15,7 @@ mod dynamic;
 mod hang;
 mod intensity;
 mod lifecycle;
+mod otp_lifecycle;
 mod panic_abort;
 mod regressions;
 mod shutdown;
