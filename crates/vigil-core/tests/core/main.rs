@@ -10,6 +10,7 @@
 // location names that file.
 mod support;
 
+mod budget;
 mod config;
 mod dynamic;
 mod hang;
