@@ -324,14 +324,12 @@ impl fmt::Display for ConfigError {
             ConfigError::PanicAbort => f.write_str(
                 "this binary is built with panic = \"abort\": vigil cannot catch panics; build with panic = \"unwind\"",
             ),
-            ConfigError::SignificantPermanent { child } => write!(
-                f,
-                "{child}: a significant child must be transient or temporary (a permanent child never ends)"
-            ),
-            ConfigError::SignificantWithoutAutoShutdown { child } => write!(
-                f,
-                "{child}: a significant child needs a supervisor with auto_shutdown other than never"
-            ),
+            ConfigError::SignificantPermanent { child } => {
+                write!(f, "{child}: a significant child must be transient or temporary (a permanent child never ends)")
+            }
+            ConfigError::SignificantWithoutAutoShutdown { child } => {
+                write!(f, "{child}: a significant child needs a supervisor with auto_shutdown other than never")
+            }
             ConfigError::ShutdownBudget { supervisor, budget, grace_period, over } => {
                 let budget = budget.map_or_else(|| "unbounded".to_owned(), crate::format::human);
                 write!(

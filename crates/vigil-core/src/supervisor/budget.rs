@@ -95,17 +95,22 @@ fn sum(mut terms: impl Iterator<Item = Option<Duration>>) -> Option<Duration> {
     terms.try_fold(Duration::ZERO, |acc, term| term.map(|t| acc.saturating_add(t)))
 }
 
+/// A child as the budget sees it: its path, its shutdown timeout, its body.
+type Member = (String, Duration, Arc<dyn Body>);
+
 /// The plan of `builder`'s subtree, its path `path`. `live` reads the
 /// children a running supervisor has now (dynamic ones included); otherwise,
 /// or when it is not running, the children of its spec.
 fn plan(builder: &SupervisorBuilder, path: &str, live: bool) -> Plan {
-    let running: Option<Option<Vec<(String, Duration, Arc<dyn Body>)>>> = live.then(|| {
-        let node = builder.node.inner.lock();
-        node.running.then(|| {
-            node.rows.iter().map(|row| (row.path.clone(), row.common.shutdown, Arc::clone(&row.body))).collect()
+    let running: Option<Vec<Member>> = live
+        .then(|| {
+            let node = builder.node.inner.lock();
+            node.running.then(|| {
+                node.rows.iter().map(|row| (row.path.clone(), row.common.shutdown, Arc::clone(&row.body))).collect()
+            })
         })
-    });
-    let members = running.flatten().unwrap_or_else(|| {
+        .flatten();
+    let members = running.unwrap_or_else(|| {
         builder
             .children
             .iter()
@@ -218,18 +223,27 @@ mod tests {
             .child(worker("x", 100))
             .child(ChildSpec::supervisor("inner", inner).shutdown(Duration::from_millis(200)));
         let budget = tree.shutdown_budget();
-        assert_eq!(budget.children, [("root/inner".to_owned(), Some(Duration::from_millis(200))), ("root/x".to_owned(), Some(Duration::from_millis(100)))]);
+        assert_eq!(
+            budget.children,
+            [
+                ("root/inner".to_owned(), Some(Duration::from_millis(200))),
+                ("root/x".to_owned(), Some(Duration::from_millis(100)))
+            ]
+        );
         assert_eq!(budget.total, Some(Duration::from_millis(300) + SLACK * 2));
     }
 
     #[test]
     fn an_infinite_worker_is_unbounded_unless_a_supervisor_caps_it() {
-        let forever = || Supervisor::builder().child(worker("w", 10)).child(ChildSpec::worker("stuck", || W).shutdown(Duration::MAX));
+        let forever = || {
+            Supervisor::builder().child(worker("w", 10)).child(ChildSpec::worker("stuck", || W).shutdown(Duration::MAX))
+        };
         let open = Supervisor::builder().child(ChildSpec::supervisor("s", forever()));
         let budget = open.shutdown_budget();
         assert_eq!(budget.total, None);
         assert_eq!(budget.children[0], ("root/s/stuck".to_owned(), None));
-        let capped = Supervisor::builder().child(ChildSpec::supervisor("s", forever()).shutdown(Duration::from_secs(1)));
+        let capped =
+            Supervisor::builder().child(ChildSpec::supervisor("s", forever()).shutdown(Duration::from_secs(1)));
         assert_eq!(capped.shutdown_budget().total, Some(Duration::from_secs(1) + SLACK));
     }
 
@@ -250,8 +264,10 @@ mod tests {
         assert_eq!(over, ["root/a"]);
         assert_eq!(budget, Some(Duration::from_secs(8) + SLACK * 3));
         assert_eq!(check(&tree, "root", Duration::from_secs(9)), Ok(()));
-        let stuck = Supervisor::builder().child(worker("a", 10)).child(ChildSpec::worker("s", || W).shutdown(Duration::MAX));
-        let Err(ConfigError::ShutdownBudget { over, budget: None, .. }) = check(&stuck, "root", Duration::from_secs(5)) else {
+        let stuck =
+            Supervisor::builder().child(worker("a", 10)).child(ChildSpec::worker("s", || W).shutdown(Duration::MAX));
+        let Err(ConfigError::ShutdownBudget { over, budget: None, .. }) = check(&stuck, "root", Duration::from_secs(5))
+        else {
             panic!("an unbounded tree fits no grace period")
         };
         assert_eq!(over, ["root/s"]);

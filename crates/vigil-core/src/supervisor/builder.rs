@@ -301,7 +301,11 @@ impl SupervisorBuilder {
 
 /// OTP's `validSignificant`: a significant child needs an `auto_shutdown`
 /// other than never (checked first, as OTP), and must not be permanent.
-pub(super) fn check_significant(child: &ChildSpec, auto_shutdown: AutoShutdown, parent: &str) -> Result<(), ConfigError> {
+pub(super) fn check_significant(
+    child: &ChildSpec,
+    auto_shutdown: AutoShutdown,
+    parent: &str,
+) -> Result<(), ConfigError> {
     if !child.common.significant {
         return Ok(());
     }

@@ -52,8 +52,7 @@ const fn ms(n: u64) -> Duration {
 /// 150 ms), `fixed` (done in 100 of 105 ms).
 fn tree(release: &Receiver<()>) -> SupervisorBuilder {
     let stuck = || Stop::Stuck(release.clone());
-    let capped =
-        Supervisor::builder().child(slow("s1", stuck(), ms(150))).child(slow("s2", stuck(), ms(150)));
+    let capped = Supervisor::builder().child(slow("s1", stuck(), ms(150))).child(slow("s2", stuck(), ms(150)));
     let open = Supervisor::builder().child(slow("f2", Stop::Takes(ms(85)), ms(90))).child(slow("s3", stuck(), ms(100)));
     Supervisor::builder()
         .child(slow("fixed", Stop::Takes(ms(100)), ms(105)))
@@ -133,22 +132,37 @@ fn grace_period_refuses_a_tree_that_would_overrun_and_names_the_children() {
     let StartError::Config(ConfigError::ShutdownBudget { supervisor, budget, grace_period, over }) = &refused else {
         panic!("{refused:?}")
     };
-    assert_eq!((supervisor.as_str(), *grace_period, over.as_slice()), ("root", ms(500), ["root/capped".to_owned()].as_slice()));
+    assert_eq!(
+        (supervisor.as_str(), *grace_period, over.as_slice()),
+        ("root", ms(500), ["root/capped".to_owned()].as_slice())
+    );
     assert_eq!(*budget, Some(ms(645) + SHUTDOWN_SLACK_PER_CHILD * 6));
     assert!(refused.to_string().contains("exceeds the grace period of 500ms; over it: root/capped"), "{refused}");
     // In 320 ms, two must go: 105 + 100 + 90 ms and the slack fit.
-    let Err(StartError::Config(ConfigError::ShutdownBudget { over, .. })) = tree(&release).grace_period(ms(320)).start() else {
+    let Err(StartError::Config(ConfigError::ShutdownBudget { over, .. })) =
+        tree(&release).grace_period(ms(320)).start()
+    else {
         panic!("fits in 320 ms?")
     };
     assert_eq!(over, ["root/capped", "root/stuck"]);
     // A nested supervisor's own grace period is checked too.
     let inner = Supervisor::builder().grace_period(ms(100)).child(slow("w", Stop::Takes(ms(1)), ms(150)));
     let refused = Supervisor::builder().child(ChildSpec::supervisor("inner", inner)).start().unwrap_err();
-    assert!(matches!(&refused, StartError::Config(ConfigError::ShutdownBudget { supervisor, over, .. }) if supervisor == "root/inner" && over == &["root/inner/w"]), "{refused:?}");
+    assert!(
+        matches!(&refused, StartError::Config(ConfigError::ShutdownBudget { supervisor, over, .. }) if supervisor == "root/inner" && over == &["root/inner/w"]),
+        "{refused:?}"
+    );
     // A child that waits forever never fits.
-    let forever = Supervisor::builder().grace_period(Duration::from_secs(30)).child(slow("db", Stop::Takes(ms(1)), Duration::MAX));
+    let forever = Supervisor::builder().grace_period(Duration::from_secs(30)).child(slow(
+        "db",
+        Stop::Takes(ms(1)),
+        Duration::MAX,
+    ));
     let refused = forever.start().unwrap_err();
-    assert!(matches!(&refused, StartError::Config(ConfigError::ShutdownBudget { budget: None, over, .. }) if over == &["root/db"]), "{refused:?}");
+    assert!(
+        matches!(&refused, StartError::Config(ConfigError::ShutdownBudget { budget: None, over, .. }) if over == &["root/db"]),
+        "{refused:?}"
+    );
     // A tree that fits starts.
     let system = tree(&release).grace_period(Duration::from_secs(1)).start().unwrap();
     drop(_release_tx);

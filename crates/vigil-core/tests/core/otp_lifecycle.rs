@@ -71,7 +71,13 @@ impl Jobs {
         self.switchable(id, restart, false, &Arc::new(AtomicBool::new(true)))
     }
 
-    fn switchable(&self, id: &'static str, restart: Restart, significant: bool, ignore: &Arc<AtomicBool>) -> WorkerSpec<Job> {
+    fn switchable(
+        &self,
+        id: &'static str,
+        restart: Restart,
+        significant: bool,
+        ignore: &Arc<AtomicBool>,
+    ) -> WorkerSpec<Job> {
         let (log, ignore) = (Arc::clone(&self.log), Arc::clone(ignore));
         ChildSpec::worker(id, move || Job { id, ignore: Arc::clone(&ignore), log: Arc::clone(&log) })
             .restart(restart)
@@ -103,7 +109,9 @@ fn state(sup: &SupervisorRef, id: &str) -> Option<ChildState> {
 
 /// Waits until child `id` is stopped for good (or removed, when it is not kept).
 fn wait_ended(sup: &SupervisorRef, id: &str) {
-    wait_until(&format!("{id} ended"), || !matches!(state(sup, id), Some(ChildState::Running | ChildState::Starting | ChildState::Restarting)));
+    wait_until(&format!("{id} ended"), || {
+        !matches!(state(sup, id), Some(ChildState::Running | ChildState::Starting | ChildState::Restarting))
+    });
 }
 
 /// Waits until child `id` has been restarted `n` times and runs again.
@@ -131,7 +139,8 @@ fn nonsignificant_exits_never_trigger_auto_shutdown() {
     // nonsignificant_temporary and nonsignificant_transient, in every mode.
     for mode in MODES {
         let jobs = Jobs::default();
-        let (temporary, transient) = (jobs.job("temp", Restart::Temporary, false), jobs.job("trans", Restart::Transient, false));
+        let (temporary, transient) =
+            (jobs.job("temp", Restart::Temporary, false), jobs.job("trans", Restart::Transient, false));
         let (temp, trans) = (temporary.addr(), transient.addr());
         let system = Supervisor::builder()
             .intensity(5, Duration::from_secs(60))
@@ -374,7 +383,11 @@ fn bad_combinations_of_significant_and_auto_shutdown_are_refused() {
     let refused = Supervisor::builder().child(jobs.job("w", Restart::Permanent, true)).start().unwrap_err();
     assert_eq!(refused, StartError::Config(ConfigError::SignificantWithoutAutoShutdown { child: "root/w".into() }));
     for mode in [AutoShutdown::AnySignificant, AutoShutdown::AllSignificant] {
-        let refused = Supervisor::builder().auto_shutdown(mode).child(jobs.job("w", Restart::Permanent, true)).start().unwrap_err();
+        let refused = Supervisor::builder()
+            .auto_shutdown(mode)
+            .child(jobs.job("w", Restart::Permanent, true))
+            .start()
+            .unwrap_err();
         assert_eq!(refused, StartError::Config(ConfigError::SignificantPermanent { child: "root/w".into() }));
         // A permanent significant supervisor, nested: the same rule.
         let nested = Supervisor::builder().child(jobs.job("x", Restart::Permanent, false));
@@ -388,7 +401,11 @@ fn bad_combinations_of_significant_and_auto_shutdown_are_refused() {
     // At run time, static and dynamic alike (significant_upgrade_never_any's first step).
     let pool = Supervisor::dynamic();
     let pool_ref = pool.handle();
-    let system = Supervisor::builder().child(jobs.job("w", Restart::Permanent, false)).child(ChildSpec::supervisor("pool", pool)).start().unwrap();
+    let system = Supervisor::builder()
+        .child(jobs.job("w", Restart::Permanent, false))
+        .child(ChildSpec::supervisor("pool", pool))
+        .start()
+        .unwrap();
     assert_eq!(
         system.root().start_child(jobs.job("s", Restart::Transient, true)),
         Err(ControlError::Config(ConfigError::SignificantWithoutAutoShutdown { child: "root/s".into() }))
@@ -420,7 +437,10 @@ fn an_ignored_child_is_kept_stopped_and_not_restarted() {
     assert_eq!(root.start_child(ignoring), Ok(StartOutcome::Ignored));
     assert_eq!(root.start_child(jobs.job("child2", Restart::Permanent, false)), Ok(StartOutcome::Running));
     let ignored = child(&root, "child1").unwrap();
-    assert_eq!((ignored.state, ignored.last_exit, ignored.restarts_total), (ChildState::Stopped, Some(ExitReason::Ignored), 0));
+    assert_eq!(
+        (ignored.state, ignored.last_exit, ignored.restarts_total),
+        (ChildState::Stopped, Some(ExitReason::Ignored), 0)
+    );
     assert_eq!(root.count_children(), ChildCounts { specs: 3, active: 2, supervisors: 0, workers: 3 });
     // Not running: its mailbox refuses messages, and it never ran `stopped`.
     assert!(matches!(addr.tell(Op::Normal), Err(TellError::Closed(_))));
@@ -500,13 +520,19 @@ fn a_restart_that_answers_ignore_leaves_the_child_stopped() {
         let jobs = Jobs::default();
         let ignore = Arc::new(AtomicBool::new(false));
         let spec = jobs.switchable("child1", Restart::Permanent, false, &ignore);
-        let spec = if backoff { spec.backoff(Backoff::exponential(Duration::from_millis(1), Duration::from_millis(1))) } else { spec };
+        let spec = if backoff {
+            spec.backoff(Backoff::exponential(Duration::from_millis(1), Duration::from_millis(1)))
+        } else {
+            spec
+        };
         let addr = spec.addr();
         let system = Supervisor::builder().intensity(1, Duration::from_secs(60)).child(spec).start().unwrap();
         let root = system.root().clone();
         ignore.store(true, Ordering::SeqCst);
         addr.tell(Op::Crash).unwrap();
-        wait_until("the restart was ignored", || child(&root, "child1").is_some_and(|c| c.last_exit == Some(ExitReason::Ignored)));
+        wait_until("the restart was ignored", || {
+            child(&root, "child1").is_some_and(|c| c.last_exit == Some(ExitReason::Ignored))
+        });
         assert_eq!(state(&root, "child1"), Some(ChildState::Stopped), "backoff {backoff}");
         assert!(alive(&root));
         ignore.store(false, Ordering::SeqCst);
@@ -529,12 +555,19 @@ fn a_transient_child_that_shuts_itself_down_is_not_restarted() {
     addr.tell(Op::Shutdown).unwrap();
     wait_ended(&root, "child1");
     let ended = child(&root, "child1").unwrap();
-    assert_eq!((ended.state, ended.last_exit, ended.restarts_total), (ChildState::Stopped, Some(ExitReason::Shutdown), 0));
+    assert_eq!(
+        (ended.state, ended.last_exit, ended.restarts_total),
+        (ChildState::Stopped, Some(ExitReason::Shutdown), 0)
+    );
     assert_eq!(root.count_children(), ChildCounts { specs: 1, active: 0, supervisors: 0, workers: 1 });
     assert_eq!(system.stats().restarts_total, 0);
     // Not a crash: no restart was announced.
     expect(&events, "its exit", |e| matches!(e, SupervisionEvent::Exited { reason: ExitReason::Shutdown, .. }));
-    assert!(!drain(&events).iter().any(|e| matches!(e, SupervisionEvent::Restarting { .. } | SupervisionEvent::GaveUp { .. })));
+    assert!(
+        !drain(&events)
+            .iter()
+            .any(|e| matches!(e, SupervisionEvent::Restarting { .. } | SupervisionEvent::GaveUp { .. }))
+    );
     // It can be started again, and end the same way again.
     assert_eq!(root.restart_child("child1"), Ok(StartOutcome::Running));
     addr.tell(Op::Shutdown).unwrap();
@@ -589,7 +622,10 @@ fn get_childspec_returns_the_spec_with_its_defaults() {
         .unwrap();
     let root = system.root();
     let one = root.get_childspec("child1").unwrap();
-    assert_eq!((one.id.as_str(), one.kind, one.restart, one.significant), ("child1", ChildKind::Worker, Restart::Permanent, false));
+    assert_eq!(
+        (one.id.as_str(), one.kind, one.restart, one.significant),
+        ("child1", ChildKind::Worker, Restart::Permanent, false)
+    );
     assert_eq!((one.shutdown, one.start_timeout), (DEFAULT_SHUTDOWN, DEFAULT_START_TIMEOUT));
     assert!(one.message_type.is_some_and(|ty| ty.ends_with("Op")));
     let two = root.get_childspec("child2").unwrap();
