@@ -184,8 +184,13 @@ macro_rules! common_setters {
         }
 
         /// Marks the child significant, as OTP's `significant => true`: its
-        /// exit counts towards its supervisor's `auto_shutdown`, and health
-        /// reports (readiness, liveness) watch it. Defaults to `false`.
+        /// end counts towards its supervisor's
+        /// [`auto_shutdown`](crate::SupervisorBuilder::auto_shutdown), and
+        /// health reports (readiness, liveness) watch it. As in OTP, `start`
+        /// and `start_child` refuse a significant child under a supervisor
+        /// whose `auto_shutdown` is never
+        /// ([`ConfigError::SignificantWithoutAutoShutdown`]) and a permanent
+        /// one ([`ConfigError::SignificantPermanent`]). Defaults to `false`.
         pub fn significant(mut self, significant: bool) -> Self {
             self.common.significant = significant;
             self
