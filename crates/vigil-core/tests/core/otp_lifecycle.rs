@@ -170,20 +170,43 @@ fn nonsignificant_exits_never_trigger_auto_shutdown() {
     }
 }
 
+/// The suite's tree: `child1` and `child2` significant, `child3` not, all
+/// `restart`; gives back the addresses of the two significant ones.
+fn suite_tree(jobs: &Jobs, restart: Restart, mode: AutoShutdown) -> (System, Addr<Op>, Addr<Op>) {
+    let (one, two) = (jobs.job("child1", restart, true), jobs.job("child2", restart, true));
+    let (first, second) = (one.addr(), two.addr());
+    let system = Supervisor::builder()
+        .intensity(5, Duration::from_secs(60))
+        .auto_shutdown(mode)
+        .child(one)
+        .child(two)
+        .child(jobs.job("child3", restart, false))
+        .start()
+        .unwrap();
+    (system, first, second)
+}
+
+/// all_significant: the end of `child1` does not shut the tree down, the end
+/// of `child2` (by `last`), the last significant child, does. Gives back the
+/// order in which the children stopped.
+fn the_last_significant_end_triggers(restart: Restart, last: Op) -> Vec<&'static str> {
+    let jobs = Jobs::default();
+    let (system, first, second) = suite_tree(&jobs, restart, AutoShutdown::AllSignificant);
+    let root = system.root().clone();
+    first.tell(Op::Normal).unwrap();
+    wait_ended(&root, "child1");
+    assert!(alive(&root));
+    second.tell(last).unwrap();
+    ends_by_itself(system);
+    jobs.stopped()
+}
+
 #[test]
 fn significant_temporary_children_trigger_on_any_exit() {
     // significant_temporary. Terminating one through the supervisor does not
     // trigger auto_shutdown ...
     let jobs = Jobs::default();
-    let first = jobs.job("child1", Restart::Temporary, true);
-    let system = Supervisor::builder()
-        .intensity(5, Duration::from_secs(60))
-        .auto_shutdown(AutoShutdown::AnySignificant)
-        .child(first)
-        .child(jobs.job("child2", Restart::Temporary, true))
-        .child(jobs.job("child3", Restart::Temporary, false))
-        .start()
-        .unwrap();
+    let (system, _, _) = suite_tree(&jobs, Restart::Temporary, AutoShutdown::AnySignificant);
     let root = system.root().clone();
     root.terminate_child("child1").unwrap();
     assert!(alive(&root));
@@ -194,56 +217,21 @@ fn significant_temporary_children_trigger_on_any_exit() {
     // reverse start order, and the supervisor exits with shutdown.
     for op in [Op::Crash, Op::Normal] {
         let jobs = Jobs::default();
-        let first = jobs.job("child1", Restart::Temporary, true);
-        let addr = first.addr();
-        let system = Supervisor::builder()
-            .intensity(5, Duration::from_secs(60))
-            .auto_shutdown(AutoShutdown::AnySignificant)
-            .child(first)
-            .child(jobs.job("child2", Restart::Temporary, true))
-            .child(jobs.job("child3", Restart::Temporary, false))
-            .start()
-            .unwrap();
-        addr.tell(op).unwrap();
+        let (system, first, _) = suite_tree(&jobs, Restart::Temporary, AutoShutdown::AnySignificant);
+        first.tell(op).unwrap();
         assert!(ends_by_itself(system).is_clean());
         assert_eq!(jobs.stopped(), ["child1", "child3", "child2"]);
     }
 
     // all_significant: the first significant exit does not, the last does.
-    let jobs = Jobs::default();
-    let (one, two) = (jobs.job("child1", Restart::Temporary, true), jobs.job("child2", Restart::Temporary, true));
-    let (first, second) = (one.addr(), two.addr());
-    let system = Supervisor::builder()
-        .intensity(5, Duration::from_secs(60))
-        .auto_shutdown(AutoShutdown::AllSignificant)
-        .child(one)
-        .child(two)
-        .child(jobs.job("child3", Restart::Temporary, false))
-        .start()
-        .unwrap();
-    let root = system.root().clone();
-    first.tell(Op::Normal).unwrap();
-    wait_ended(&root, "child1");
-    assert!(alive(&root));
-    second.tell(Op::Normal).unwrap();
-    ends_by_itself(system);
-    assert_eq!(jobs.stopped(), ["child1", "child2", "child3"]);
+    assert_eq!(the_last_significant_end_triggers(Restart::Temporary, Op::Crash), ["child1", "child2", "child3"]);
 }
 
 #[test]
 fn significant_transient_children_trigger_only_when_they_end() {
     // significant_transient, with any_significant.
     let jobs = Jobs::default();
-    let first = jobs.job("child1", Restart::Transient, true);
-    let addr = first.addr();
-    let system = Supervisor::builder()
-        .intensity(5, Duration::from_secs(60))
-        .auto_shutdown(AutoShutdown::AnySignificant)
-        .child(first)
-        .child(jobs.job("child2", Restart::Transient, true))
-        .child(jobs.job("child3", Restart::Transient, false))
-        .start()
-        .unwrap();
+    let (system, first, _) = suite_tree(&jobs, Restart::Transient, AutoShutdown::AnySignificant);
     let root = system.root().clone();
     let events = system.subscribe();
     // Terminated through the supervisor: no.
@@ -251,34 +239,18 @@ fn significant_transient_children_trigger_only_when_they_end() {
     assert!(alive(&root));
     root.restart_child("child1").unwrap();
     // An abnormal exit restarts it: no.
-    addr.tell(Op::Crash).unwrap();
+    first.tell(Op::Crash).unwrap();
     wait_restarted(&root, "child1", 1);
     assert!(alive(&root));
     expect(&events, "the restart", |e| matches!(e, SupervisionEvent::Restarting { path, .. } if path == "root/child1"));
     // A normal exit ends it: yes.
-    addr.tell(Op::Normal).unwrap();
-    let report = ends_by_itself(system);
-    assert!(report.is_clean());
+    first.tell(Op::Normal).unwrap();
+    assert!(ends_by_itself(system).is_clean());
     assert_eq!(jobs.stopped(), ["child1", "child1", "child1", "child3", "child2"]);
 
-    // all_significant: the last significant child to end triggers it.
-    let jobs = Jobs::default();
-    let (one, two) = (jobs.job("child1", Restart::Transient, true), jobs.job("child2", Restart::Transient, true));
-    let (first, second) = (one.addr(), two.addr());
-    let system = Supervisor::builder()
-        .auto_shutdown(AutoShutdown::AllSignificant)
-        .child(one)
-        .child(two)
-        .child(jobs.job("child3", Restart::Transient, false))
-        .start()
-        .unwrap();
-    let root = system.root().clone();
-    first.tell(Op::Normal).unwrap();
-    wait_ended(&root, "child1");
-    assert!(alive(&root));
-    // A self-shutdown is a normal exit too.
-    second.tell(Op::Shutdown).unwrap();
-    ends_by_itself(system);
+    // all_significant: the last significant child to end triggers it; a
+    // self-shutdown is a normal end too.
+    assert_eq!(the_last_significant_end_triggers(Restart::Transient, Op::Shutdown), ["child1", "child2", "child3"]);
 }
 
 #[test]
@@ -336,41 +308,43 @@ fn significant_children_stopped_by_a_siblings_restart_do_not_trigger() {
     }
 }
 
-#[test]
-fn auto_shutdown_escalates_through_significant_supervisors() {
-    // significant_escalation: C ends, B (significant) shuts down, and A with it.
-    let jobs = Jobs::default();
+/// A: `other` (permanent) then B (transient, `significant`), with
+/// any_significant; B: worker C (transient, significant), with
+/// any_significant. Gives back C's address.
+fn escalation_tree(jobs: &Jobs, significant: bool) -> (System, Addr<Op>) {
     let c = jobs.job("c", Restart::Transient, true);
     let addr = c.addr();
     let b = Supervisor::builder().auto_shutdown(AutoShutdown::AnySignificant).child(c);
     let system = Supervisor::builder()
         .auto_shutdown(AutoShutdown::AnySignificant)
         .child(jobs.job("other", Restart::Permanent, false))
-        .child(ChildSpec::supervisor("b", b).restart(Restart::Transient).significant(true))
+        .child(ChildSpec::supervisor("b", b).restart(Restart::Transient).significant(significant))
         .start()
         .unwrap();
-    addr.tell(Op::Normal).unwrap();
+    (system, addr)
+}
+
+#[test]
+fn auto_shutdown_escalates_through_significant_supervisors() {
+    // significant_escalation: C ends, B (significant) shuts down, and A with it.
+    let jobs = Jobs::default();
+    let (system, c) = escalation_tree(&jobs, true);
+    c.tell(Op::Normal).unwrap();
     assert!(ends_by_itself(system).is_clean());
     assert_eq!(jobs.stopped(), ["c", "other"]);
 
     // B not significant: B shuts down with reason shutdown, which its parent
     // sees as a normal exit of a transient child: A stays up.
     let jobs = Jobs::default();
-    let c = jobs.job("c", Restart::Transient, true);
-    let addr = c.addr();
-    let b = Supervisor::builder().auto_shutdown(AutoShutdown::AnySignificant).child(c);
-    let system = Supervisor::builder()
-        .auto_shutdown(AutoShutdown::AnySignificant)
-        .child(ChildSpec::supervisor("b", b).restart(Restart::Transient))
-        .start()
-        .unwrap();
+    let (system, c) = escalation_tree(&jobs, false);
     let root = system.root().clone();
-    addr.tell(Op::Normal).unwrap();
+    c.tell(Op::Normal).unwrap();
     wait_ended(&root, "b");
     let b = child(&root, "b").unwrap();
     assert_eq!((b.state, b.last_exit, b.restarts_total), (ChildState::Stopped, Some(ExitReason::Shutdown), 0));
     assert!(alive(&root));
     system.shutdown().unwrap();
+    assert_eq!(jobs.stopped(), ["c", "other"]);
 }
 
 #[test]
@@ -543,14 +517,26 @@ fn a_restart_that_answers_ignore_leaves_the_child_stopped() {
 
 // ---- a child ends itself with reason shutdown ----
 
+/// A tree of `keep` (permanent) and `child1` (`restart`), as the suite's
+/// `*_shutdown` cases; gives back `child1`'s address.
+fn with_child1(restart: Restart) -> (System, SupervisorRef, Addr<Op>) {
+    let jobs = Jobs::default();
+    let spec = jobs.job("child1", restart, false);
+    let addr = spec.addr();
+    let system = Supervisor::builder()
+        .intensity(5, Duration::from_secs(60))
+        .child(jobs.job("keep", Restart::Permanent, false))
+        .child(spec)
+        .start()
+        .unwrap();
+    let root = system.root().clone();
+    (system, root, addr)
+}
+
 #[test]
 fn a_transient_child_that_shuts_itself_down_is_not_restarted() {
     // transient_shutdown.
-    let jobs = Jobs::default();
-    let spec = jobs.job("child1", Restart::Transient, false);
-    let addr = spec.addr();
-    let system = Supervisor::builder().child(spec).start().unwrap();
-    let root = system.root().clone();
+    let (system, root, addr) = with_child1(Restart::Transient);
     let events = system.subscribe();
     addr.tell(Op::Shutdown).unwrap();
     wait_ended(&root, "child1");
@@ -559,7 +545,7 @@ fn a_transient_child_that_shuts_itself_down_is_not_restarted() {
         (ended.state, ended.last_exit, ended.restarts_total),
         (ChildState::Stopped, Some(ExitReason::Shutdown), 0)
     );
-    assert_eq!(root.count_children(), ChildCounts { specs: 1, active: 0, supervisors: 0, workers: 1 });
+    assert_eq!(root.count_children(), ChildCounts { specs: 2, active: 1, supervisors: 0, workers: 2 });
     assert_eq!(system.stats().restarts_total, 0);
     // Not a crash: no restart was announced.
     expect(&events, "its exit", |e| matches!(e, SupervisionEvent::Exited { reason: ExitReason::Shutdown, .. }));
@@ -572,37 +558,29 @@ fn a_transient_child_that_shuts_itself_down_is_not_restarted() {
     assert_eq!(root.restart_child("child1"), Ok(StartOutcome::Running));
     addr.tell(Op::Shutdown).unwrap();
     wait_ended(&root, "child1");
-    assert_eq!(root.count_children().active, 0);
+    assert_eq!(root.count_children().active, 1);
     system.shutdown().unwrap();
 }
 
 #[test]
 fn a_permanent_child_that_shuts_itself_down_is_restarted() {
     // permanent_shutdown.
-    let jobs = Jobs::default();
-    let spec = jobs.job("child1", Restart::Permanent, false);
-    let addr = spec.addr();
-    let system = Supervisor::builder().intensity(5, Duration::from_secs(60)).child(spec).start().unwrap();
-    let root = system.root().clone();
+    let (system, root, addr) = with_child1(Restart::Permanent);
     addr.tell(Op::Shutdown).unwrap();
     wait_restarted(&root, "child1", 1);
     assert_eq!(child(&root, "child1").unwrap().last_exit, Some(ExitReason::Shutdown));
-    assert_eq!(root.count_children(), ChildCounts { specs: 1, active: 1, supervisors: 0, workers: 1 });
+    assert_eq!(root.count_children(), ChildCounts { specs: 2, active: 2, supervisors: 0, workers: 2 });
     system.shutdown().unwrap();
 }
 
 #[test]
 fn a_temporary_child_that_shuts_itself_down_is_removed() {
     // temporary_shutdown.
-    let jobs = Jobs::default();
-    let spec = jobs.job("child1", Restart::Temporary, false);
-    let addr = spec.addr();
-    let system = Supervisor::builder().child(jobs.job("keep", Restart::Permanent, false)).child(spec).start().unwrap();
-    let root = system.root().clone();
+    let (system, root, addr) = with_child1(Restart::Temporary);
     addr.tell(Op::Shutdown).unwrap();
     wait_until("child1 removed", || child(&root, "child1").is_none());
     assert_eq!(root.count_children(), ChildCounts { specs: 1, active: 1, supervisors: 0, workers: 1 });
-    assert_eq!(root.start_child(jobs.job("child1", Restart::Temporary, false)), Ok(StartOutcome::Running));
+    assert_eq!(root.start_child(Jobs::default().job("child1", Restart::Temporary, false)), Ok(StartOutcome::Running));
     system.shutdown().unwrap();
 }
 
