@@ -160,12 +160,13 @@ impl<M> Context<'_, M> {
     /// let spec = ChildSpec::worker("job", || Job).restart(Restart::Transient);
     /// let addr = spec.addr();
     /// let system = Supervisor::builder().child(spec).start()?;
+    /// let events = system.subscribe();
     /// addr.tell("done").unwrap();
-    /// let root = system.root().clone();
-    /// while root.which_children()[0].state != ChildState::Stopped {
-    ///     std::thread::sleep(std::time::Duration::from_millis(1));
-    /// }
-    /// assert_eq!(root.which_children()[0].last_exit, Some(ExitReason::Shutdown));
+    /// let exit = events.iter().find_map(|e| match e {
+    ///     SupervisionEvent::Exited { reason, .. } => Some(reason),
+    ///     _ => None,
+    /// });
+    /// assert_eq!(exit, Some(ExitReason::Shutdown));
     /// system.shutdown().unwrap();
     /// # Ok::<(), StartError>(())
     /// ```

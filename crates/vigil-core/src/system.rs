@@ -28,7 +28,12 @@ impl SupervisorBuilder {
     ///
     /// # Errors
     ///
-    /// [`StartError::Config`] for an invalid tree (nothing is started), or
+    /// [`StartError::Config`] for an invalid tree (nothing is started):
+    /// among others a [significant](crate::ChildSpec::significant) child its
+    /// supervisor's [`auto_shutdown`](SupervisorBuilder::auto_shutdown)
+    /// refuses, or a tree whose worst-case shutdown exceeds a
+    /// [`grace_period`](SupervisorBuilder::grace_period)
+    /// ([`ConfigError::ShutdownBudget`]); or
     /// [`StartError::Child`] naming the deepest child that failed to start
     /// and why; the children started before it were stopped in reverse order.
     /// A binary built with `panic = "abort"` gets

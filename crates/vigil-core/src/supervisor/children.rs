@@ -24,6 +24,7 @@ impl Sup {
         if let Some(poison) = &self.poison {
             return Err(poison.clone());
         }
+        // Gone meanwhile (removed by a request or a strategy): nothing runs.
         let Some(i) = self.index(key) else { return Ok(StartOutcome::Ignored) };
         let mut link =
             Link::new(Arc::clone(&self.as_parent), key, Arc::clone(&self.children[i].path), Arc::clone(&self.bus));
