@@ -133,14 +133,9 @@ impl Sup {
         self.bus.publish(|| SupervisionEvent::Exited { path, reason: ExitReason::Ignored });
         if forget {
             self.remove(i);
-            return;
+        } else {
+            self.keep_stopped(i);
         }
-        let child = &mut self.children[i];
-        child.spec.body.close();
-        if let Some(runner) = child.runner.take() {
-            runner.quit();
-        }
-        self.sync(i);
     }
 
     /// Asks a running child to stop and waits for it, within its shutdown

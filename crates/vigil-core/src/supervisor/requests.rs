@@ -35,12 +35,7 @@ impl Sup {
                 if self.dynamic || self.children[i].spec.common.restart == Restart::Temporary {
                     self.remove(i);
                 } else {
-                    let child = &mut self.children[i];
-                    child.spec.body.close();
-                    if let Some(runner) = child.runner.take() {
-                        runner.quit();
-                    }
-                    self.sync(i);
+                    self.keep_stopped(i);
                 }
                 if let Some(answer) = answer {
                     let _ = answer.send(Ok(()));

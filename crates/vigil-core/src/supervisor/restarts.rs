@@ -51,12 +51,7 @@ impl Sup {
                 return self.auto_shutdown_after(significant, &ended);
             }
             Decision::Keep => {
-                child.state = ChildState::Stopped;
-                child.spec.body.close();
-                if let Some(runner) = child.runner.take() {
-                    runner.quit();
-                }
-                self.sync(i);
+                self.keep_stopped(i);
                 return self.auto_shutdown_after(significant, &ended);
             }
             Decision::Restart => {}

@@ -327,6 +327,18 @@ impl Sup {
         }
     }
 
+    /// Keeps child `i`'s spec, stopped for good: its mailbox refuses
+    /// messages and its runner's thread ends, until `restart_child`.
+    pub(super) fn keep_stopped(&mut self, i: usize) {
+        let child = &mut self.children[i];
+        child.state = ChildState::Stopped;
+        child.spec.body.close();
+        if let Some(runner) = child.runner.take() {
+            runner.quit();
+        }
+        self.sync(i);
+    }
+
     pub(super) fn remove(&mut self, i: usize) {
         let mut child = self.children.remove(i);
         child.spec.body.close();
