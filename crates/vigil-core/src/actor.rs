@@ -92,7 +92,11 @@ pub struct Context<'a, M> {
     pub(crate) path: &'a str,
     pub(crate) incarnation: u64,
     pub(crate) receive_timeout: Option<Duration>,
-    pub(crate) stop: bool,
+    /// Set by [`stop`](Context::stop) or [`shutdown`](Context::shutdown):
+    /// the reason the incarnation ends with after the current hook.
+    pub(crate) stop: Option<ExitReason>,
+    /// Set by [`ignore`](Context::ignore); read after `started` returns.
+    pub(crate) ignore: bool,
     pub(crate) stop_requested: &'a std::sync::atomic::AtomicBool,
     pub(crate) pulse: Option<&'a crate::watchdog::Pulse>,
 }
@@ -128,7 +132,88 @@ impl<M> Context<'_, M> {
     /// Stops this actor normally after the current hook returns. A transient
     /// child is then not restarted; a permanent one is.
     pub fn stop(&mut self) {
-        self.stop = true;
+        self.stop = Some(ExitReason::Normal);
+    }
+
+    /// Stops this actor after the current hook returns, with reason
+    /// [`ExitReason::Shutdown`], as an OTP process exiting with `shutdown` or
+    /// `{shutdown, Term}`: a normal exit, so a transient child is not
+    /// restarted (a permanent one is, as OTP), it is logged at INFO and not
+    /// as a failure, and a [significant](crate::ChildSpec::significant)
+    /// child's exit counts toward its supervisor's
+    /// [`auto_shutdown`](crate::SupervisorBuilder::auto_shutdown).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// struct Job;
+    /// impl Actor for Job {
+    ///     type Msg = &'static str;
+    ///     fn handle(&mut self, msg: &'static str, ctx: &mut Context<'_, &'static str>) -> Result<(), BoxError> {
+    ///         if msg == "done" {
+    ///             ctx.shutdown(); // finished: not restarted, not a crash
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    /// let spec = ChildSpec::worker("job", || Job).restart(Restart::Transient);
+    /// let addr = spec.addr();
+    /// let system = Supervisor::builder().child(spec).start()?;
+    /// let events = system.subscribe();
+    /// addr.tell("done").unwrap();
+    /// let exit = events.iter().find_map(|e| match e {
+    ///     SupervisionEvent::Exited { reason, .. } => Some(reason),
+    ///     _ => None,
+    /// });
+    /// assert_eq!(exit, Some(ExitReason::Shutdown));
+    /// system.shutdown().unwrap();
+    /// # Ok::<(), StartError>(())
+    /// ```
+    pub fn shutdown(&mut self) {
+        self.stop = Some(ExitReason::Shutdown);
+    }
+
+    /// Answers "ignore" from [`Actor::started`], as an OTP child whose start
+    /// returns `ignore`: the start succeeds, but the child does not run. Its
+    /// actor is dropped without `stopped`, its mailbox is closed, and its
+    /// supervisor keeps its spec, listed as stopped with last exit
+    /// [`ExitReason::Ignored`], and does not restart it;
+    /// [`restart_child`](crate::SupervisorRef::restart_child) can start it
+    /// again. A temporary child that ignores is removed, and so is any child
+    /// of a [dynamic](crate::Supervisor::dynamic) supervisor;
+    /// [`start_child`](crate::SupervisorRef::start_child) then answers
+    /// [`StartOutcome::Ignored`](crate::StartOutcome::Ignored). Ignoring
+    /// is not a failure: it counts toward no restart intensity and does not
+    /// trigger [`auto_shutdown`](crate::SupervisorBuilder::auto_shutdown).
+    ///
+    /// Only `started` can answer ignore: called from another hook, it stops
+    /// the actor normally, as [`stop`](Context::stop).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// struct Optional { enabled: bool }
+    /// impl Actor for Optional {
+    ///     type Msg = ();
+    ///     fn started(&mut self, ctx: &mut Context<'_, ()>) -> Result<(), BoxError> {
+    ///         if !self.enabled {
+    ///             ctx.ignore(); // not configured here: do not run, do not fail
+    ///         }
+    ///         Ok(())
+    ///     }
+    ///     fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) }
+    /// }
+    /// let system = Supervisor::builder().child(ChildSpec::worker("metrics", || Optional { enabled: false })).start()?;
+    /// let child = &system.root().which_children()[0];
+    /// assert_eq!((child.state, child.last_exit.clone()), (ChildState::Stopped, Some(ExitReason::Ignored)));
+    /// system.shutdown().unwrap();
+    /// # Ok::<(), StartError>(())
+    /// ```
+    pub fn ignore(&mut self) {
+        self.ignore = true;
+        self.stop = Some(ExitReason::Normal);
     }
 
     /// Whether the supervisor has asked this actor to stop. A long-running

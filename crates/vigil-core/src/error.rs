@@ -247,6 +247,36 @@ pub enum ConfigError {
     /// This binary was built with `panic = "abort"`: panics cannot be caught,
     /// so supervision cannot keep its promises.
     PanicAbort,
+    /// A [significant](crate::ChildSpec::significant) child that is
+    /// permanent: it never ends, so it could never trigger
+    /// [`auto_shutdown`](crate::SupervisorBuilder::auto_shutdown). OTP's
+    /// `{bad_combination, [{restart, permanent}, {significant, true}]}`.
+    SignificantPermanent {
+        /// The child's path.
+        child: String,
+    },
+    /// A [significant](crate::ChildSpec::significant) child under a
+    /// supervisor whose [`auto_shutdown`](crate::SupervisorBuilder::auto_shutdown)
+    /// is [`AutoShutdown::Never`](crate::AutoShutdown::Never). OTP's
+    /// `{bad_combination, [{auto_shutdown, never}, {significant, true}]}`.
+    SignificantWithoutAutoShutdown {
+        /// The child's path.
+        child: String,
+    },
+    /// The worst-case shutdown time of a supervisor's tree exceeds its
+    /// [`grace_period`](crate::SupervisorBuilder::grace_period): the
+    /// orchestrator would kill the process before the tree stopped in order.
+    ShutdownBudget {
+        /// The supervisor's path.
+        supervisor: String,
+        /// The worst case; `None` when a child waits forever.
+        budget: Option<Duration>,
+        /// The grace period it must fit in.
+        grace_period: Duration,
+        /// The children that push it over: those with the largest shutdown
+        /// timeouts, largest first, until the rest fits.
+        over: Vec<String>,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -294,6 +324,21 @@ impl fmt::Display for ConfigError {
             ConfigError::PanicAbort => f.write_str(
                 "this binary is built with panic = \"abort\": vigil cannot catch panics; build with panic = \"unwind\"",
             ),
+            ConfigError::SignificantPermanent { child } => {
+                write!(f, "{child}: a significant child must be transient or temporary (a permanent child never ends)")
+            }
+            ConfigError::SignificantWithoutAutoShutdown { child } => {
+                write!(f, "{child}: a significant child needs a supervisor with auto_shutdown other than never")
+            }
+            ConfigError::ShutdownBudget { supervisor, budget, grace_period, over } => {
+                let budget = budget.map_or_else(|| "unbounded".to_owned(), crate::format::human);
+                write!(
+                    f,
+                    "{supervisor}: worst-case shutdown {budget} exceeds the grace period of {}; over it: {}",
+                    crate::format::human(*grace_period),
+                    over.join(", ")
+                )
+            }
         }
     }
 }

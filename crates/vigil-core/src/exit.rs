@@ -51,8 +51,19 @@ impl fmt::Display for Hook {
 pub enum ExitReason {
     /// The actor stopped itself with [`Context::stop`](crate::Context::stop).
     Normal,
-    /// Its supervisor stopped it (shutdown, a sibling's restart, or the API).
+    /// Its supervisor stopped it (shutdown, a sibling's restart, or the API),
+    /// or it stopped itself with [`Context::shutdown`](crate::Context::shutdown)
+    /// (OTP's `shutdown` and `{shutdown, Term}` exits). A supervisor that
+    /// [shut itself down](crate::SupervisorBuilder::auto_shutdown) exits with it too.
     Shutdown,
+    /// The start hook answered "ignore" ([`Context::ignore`](crate::Context::ignore)),
+    /// as an OTP child whose start returns `ignore`: the child never ran.
+    /// Its supervisor keeps its spec, not running and not restarted (a
+    /// temporary child, or one of a dynamic supervisor, is removed), and
+    /// [`SupervisorRef::restart_child`](crate::SupervisorRef::restart_child)
+    /// can start it again. It is the `last_exit` of such a child; a running
+    /// child never exits with it.
+    Ignored,
     /// A hook panicked.
     Panicked {
         /// The hook that panicked.
@@ -187,6 +198,7 @@ impl fmt::Display for ExitReason {
         match self {
             ExitReason::Normal => f.write_str("normal"),
             ExitReason::Shutdown => f.write_str("shutdown"),
+            ExitReason::Ignored => f.write_str("ignored at start"),
             ExitReason::Panicked { hook, message, location, message_type } => {
                 f.write_str("panicked")?;
                 if let Some(location) = location {

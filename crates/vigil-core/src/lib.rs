@@ -117,11 +117,14 @@ pub use error::{
 pub use exit::{ExitReason, Hook};
 pub use observe::{
     AbandonedThread, ChildKind, ChildState, ChildStats, DEFAULT_MAX_ABANDONED_THREADS, SUBSCRIPTION_CAPACITY,
-    SupervisionEvent, SupervisorStats,
+    StartOutcome, SupervisionEvent, SupervisorStats,
 };
-pub use restart::{Restart, Strategy};
+pub use restart::{AutoShutdown, Restart, Strategy};
 pub use spec::{
-    ChildSpec, DEFAULT_MAILBOX, DEFAULT_SHUTDOWN, DEFAULT_START_TIMEOUT, MAX_MAILBOX, MAX_MAILBOX_BYTES, WorkerSpec,
+    ChildSpec, ChildSpecInfo, DEFAULT_MAILBOX, DEFAULT_SHUTDOWN, DEFAULT_START_TIMEOUT, MAX_MAILBOX, MAX_MAILBOX_BYTES,
+    WorkerSpec,
 };
-pub use supervisor::{ChildCounts, MAX_INTENSITY, Supervisor, SupervisorBuilder, SupervisorRef};
+pub use supervisor::{
+    ChildCounts, MAX_INTENSITY, SHUTDOWN_SLACK_PER_CHILD, ShutdownBudget, Supervisor, SupervisorBuilder, SupervisorRef,
+};
 pub use system::{ShutdownHandle, ShutdownReport, System, SystemObserver, exit_code};

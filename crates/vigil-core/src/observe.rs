@@ -273,8 +273,24 @@ pub enum ChildState {
     /// Waiting for its restart (backoff, or a sibling's restart).
     Restarting,
     /// Not running and not going to be restarted by the supervisor: a
-    /// transient child that exited normally, or one terminated through the API.
+    /// transient child that exited normally, one terminated through the API,
+    /// or one whose start answered [ignore](crate::Context::ignore).
     Stopped,
+}
+
+/// What a successful [`start_child`](crate::SupervisorRef::start_child) or
+/// [`restart_child`](crate::SupervisorRef::restart_child) did: OTP's
+/// `{ok, Pid}` and `{ok, undefined}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StartOutcome {
+    /// The child started and runs.
+    Running,
+    /// The child's start hook answered [ignore](crate::Context::ignore): it
+    /// does not run. A temporary child, or a child of a dynamic supervisor,
+    /// is not kept; another is kept, stopped, for `restart_child`.
+    Ignored,
 }
 
 /// Whether a child is a worker or a supervisor.

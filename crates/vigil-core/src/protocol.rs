@@ -10,6 +10,7 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::error::ControlError;
 use crate::exit::ExitReason;
 use crate::link::{Parent, Report};
+use crate::observe::StartOutcome;
 use crate::spec::ChildSpec;
 
 /// Messages to a supervisor's inbox.
@@ -35,11 +36,14 @@ pub(crate) enum SupMsg {
 }
 
 pub(crate) type Answer = Sender<Result<(), ControlError>>;
+/// The answer to a request that starts a child: OTP's `{ok, Pid}` or
+/// `{ok, undefined}`.
+pub(crate) type StartAnswer = Sender<Result<StartOutcome, ControlError>>;
 
 pub(crate) enum Control {
-    Start(ChildSpec, Answer),
+    Start(ChildSpec, StartAnswer),
     Terminate(String, Answer),
-    Restart(String, Answer),
+    Restart(String, StartAnswer),
     Delete(String, Answer),
 }
 

@@ -39,6 +39,31 @@ pub enum Strategy {
     RestForOne,
 }
 
+/// When a supervisor shuts itself down because its
+/// [significant](crate::ChildSpec::significant) children ended, as OTP's
+/// `auto_shutdown` supervisor flag (OTP 24).
+///
+/// A significant child *ends* when it exits and is not restarted: a
+/// transient one after a normal exit ([`Normal`](crate::ExitReason::Normal)
+/// or [`Shutdown`](crate::ExitReason::Shutdown)), a temporary one after any
+/// exit. A transient child restarted after a failure has not ended. Stopping
+/// a child through [`SupervisorRef::terminate_child`](crate::SupervisorRef::terminate_child),
+/// stopping it as a sibling of a restarting child, or a start that answers
+/// [ignore](crate::Context::ignore), is not ending it either, as OTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AutoShutdown {
+    /// Never: the default. Significant children are refused with
+    /// [`ConfigError::SignificantWithoutAutoShutdown`](crate::ConfigError::SignificantWithoutAutoShutdown).
+    #[default]
+    Never,
+    /// When any significant child ends.
+    AnySignificant,
+    /// When a significant child ends and no other significant child is
+    /// left running or waiting for its restart.
+    AllSignificant,
+}
+
 /// What a supervisor does with a child after one of its exits, before the
 /// restart intensity is applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

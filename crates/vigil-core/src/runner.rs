@@ -265,7 +265,7 @@ pub(crate) struct WorkerBody<A: Actor> {
 /// What the start hook set on its context, carried into the message loop.
 struct Settings {
     receive_timeout: Option<Duration>,
-    stop: bool,
+    stop: Option<ExitReason>,
 }
 
 impl<A: Actor> Incarnate for WorkerBody<A> {
@@ -320,7 +320,8 @@ impl<A: Actor> WorkerBody<A> {
         let mut ctx = self.context(link, incarnation, stop);
         let entered = link.pulse.as_ref().map(|pulse| pulse.enter(Hook::Start));
         let outcome = catch_unwind(AssertUnwindSafe(|| actor.started(&mut ctx)));
-        let settings = Settings { receive_timeout: ctx.receive_timeout, stop: ctx.stop };
+        let ignored = ctx.ignore;
+        let settings = Settings { receive_timeout: ctx.receive_timeout, stop: ctx.stop.take() };
         if let (Some(pulse), Some(entered)) = (&link.pulse, entered)
             && !pulse.leave(entered)
         {
@@ -333,7 +334,7 @@ impl<A: Actor> WorkerBody<A> {
             Ok(Err(error)) => Some(panic::failed(Hook::Start, error, None)),
             Err(payload) => Some(panic::panicked(Hook::Start, payload, None)),
         };
-        if let Some(reason) = failure {
+        if let Some(reason) = failure.or(ignored.then_some(ExitReason::Ignored)) {
             return Err(drop_actor(actor, reason, &link.path));
         }
         link.started(generation);
@@ -347,7 +348,8 @@ impl<A: Actor> WorkerBody<A> {
             path: &link.path,
             incarnation,
             receive_timeout: None,
-            stop: false,
+            stop: None,
+            ignore: false,
             stop_requested: stop,
             pulse: link.pulse.as_deref(),
         }
@@ -406,8 +408,8 @@ fn message_loop<A: Actor>(
         if stop.load(Ordering::Relaxed) {
             return ExitReason::Shutdown;
         }
-        if ctx.stop {
-            return ExitReason::Normal;
+        if let Some(reason) = ctx.stop.take() {
+            return reason;
         }
         let next = match ctx.receive_timeout {
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),

@@ -71,6 +71,55 @@ pub(crate) trait Body: Send + Sync + 'static {
     fn stats(&self) -> Option<SupervisorStats> {
         None
     }
+    /// The body as `Any`, so that the supervisor module can reach a nested
+    /// supervisor's builder (for its shutdown budget).
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+/// A child's specification as its supervisor holds it, as OTP's
+/// `get_childspec`: see [`SupervisorRef::get_childspec`](crate::SupervisorRef::get_childspec).
+/// It may gain fields: read them by name.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ChildSpecInfo {
+    /// The child's id.
+    pub id: String,
+    /// Worker or supervisor.
+    pub kind: ChildKind,
+    /// When it is restarted.
+    pub restart: Restart,
+    /// Whether its exit counts toward its supervisor's
+    /// [`auto_shutdown`](crate::SupervisorBuilder::auto_shutdown).
+    pub significant: bool,
+    /// How long it gets to stop before it is abandoned; `Duration::MAX` waits forever.
+    pub shutdown: Duration,
+    /// How long its start may take.
+    pub start_timeout: Duration,
+    /// Its backoff between restarts, if any.
+    pub backoff: Option<Backoff>,
+    /// Its hang timeout, if any.
+    pub hang_timeout: Option<Duration>,
+    /// Its thread's stack size, if set.
+    pub stack_size: Option<usize>,
+    /// The type of the messages a worker handles; `None` for a supervisor.
+    pub message_type: Option<&'static str>,
+}
+
+impl ChildSpecInfo {
+    pub(crate) fn new(common: &Common, body: &dyn Body) -> ChildSpecInfo {
+        ChildSpecInfo {
+            id: common.id.clone(),
+            kind: body.kind(),
+            restart: common.restart,
+            significant: common.significant,
+            shutdown: common.shutdown,
+            start_timeout: common.start_timeout,
+            backoff: common.backoff,
+            hang_timeout: common.hang_timeout,
+            stack_size: common.stack_size,
+            message_type: body.message_type(),
+        }
+    }
 }
 
 /// A type-erased child specification, ready to put in a supervisor.
@@ -135,8 +184,13 @@ macro_rules! common_setters {
         }
 
         /// Marks the child significant, as OTP's `significant => true`: its
-        /// exit counts towards its supervisor's `auto_shutdown`, and health
-        /// reports (readiness, liveness) watch it. Defaults to `false`.
+        /// end counts towards its supervisor's
+        /// [`auto_shutdown`](crate::SupervisorBuilder::auto_shutdown), and
+        /// health reports (readiness, liveness) watch it. As in OTP, `start`
+        /// and `start_child` refuse a significant child under a supervisor
+        /// whose `auto_shutdown` is never
+        /// ([`ConfigError::SignificantWithoutAutoShutdown`]) and a permanent
+        /// one ([`ConfigError::SignificantPermanent`]). Defaults to `false`.
         pub fn significant(mut self, significant: bool) -> Self {
             self.common.significant = significant;
             self
@@ -368,6 +422,10 @@ impl<A: Actor> Body for WorkerDef<A> {
 
     fn message_type(&self) -> Option<&'static str> {
         Some(std::any::type_name::<A::Msg>())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 
     fn validate(&self, path: &str) -> Result<(), ConfigError> {

@@ -16,7 +16,7 @@ use crate::panic;
 use crate::protocol::SupMsg;
 use crate::runner::Runner;
 use crate::spec::Body;
-use crate::supervisor::{SupervisorBuilder, SupervisorRef, next_key};
+use crate::supervisor::{ShutdownBudget, SupervisorBuilder, SupervisorRef, live_budget, next_key};
 use crate::watchdog::Pulse;
 
 const ROOT_GENERATION: u64 = 1;
@@ -28,7 +28,12 @@ impl SupervisorBuilder {
     ///
     /// # Errors
     ///
-    /// [`StartError::Config`] for an invalid tree (nothing is started), or
+    /// [`StartError::Config`] for an invalid tree (nothing is started):
+    /// among others a [significant](crate::ChildSpec::significant) child its
+    /// supervisor's [`auto_shutdown`](SupervisorBuilder::auto_shutdown)
+    /// refuses, or a tree whose worst-case shutdown exceeds a
+    /// [`grace_period`](SupervisorBuilder::grace_period)
+    /// ([`ConfigError::ShutdownBudget`]); or
     /// [`StartError::Child`] naming the deepest child that failed to start
     /// and why; the children started before it were stopped in reverse order.
     /// A binary built with `panic = "abort"` gets
@@ -42,6 +47,7 @@ impl SupervisorBuilder {
             return Err(StartError::Config(ConfigError::InvalidId { id: path }));
         }
         self.validate_tree(&path)?;
+        log::debug!(target: "vigil", "{path}: shutdown plan: {}", self.shutdown_budget());
         panic::install_hook();
         let bus = Arc::new(Bus::new(self.max_abandoned));
         let (tx, events) = crossbeam_channel::unbounded();
@@ -243,6 +249,38 @@ impl System {
         (stats.hangs_total, stats.late_returns) = self.bus.hang_counts();
         stats.abandoned_threads = self.bus.abandoned_threads();
         stats
+    }
+
+    /// The worst-case time [`shutdown`](System::shutdown) takes now: the
+    /// children that the tree has at this moment (dynamic ones included),
+    /// each costing its shutdown timeout, in reverse start order; a nested
+    /// supervisor costs its subtree's, capped by its own timeout when that is
+    /// finite. See [`ShutdownBudget`]. Compare it with the orchestrator's
+    /// grace period (`terminationGracePeriodSeconds`, `TimeoutStopSec`), or
+    /// let [`SupervisorBuilder::grace_period`] check it at start. Never
+    /// blocks on a supervisor.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # use std::time::Duration;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let pool = Supervisor::dynamic();
+    /// let pool_ref = pool.handle();
+    /// let system = Supervisor::builder()
+    ///     .child(ChildSpec::worker("api", || W).shutdown(Duration::from_secs(2)))
+    ///     .child(ChildSpec::supervisor("pool", pool))
+    ///     .start()?;
+    /// pool_ref.start_child(ChildSpec::worker("job", || W).shutdown(Duration::from_secs(3))).unwrap();
+    /// let budget = system.shutdown_budget();
+    /// assert_eq!(budget.total, Some(Duration::from_secs(5) + SHUTDOWN_SLACK_PER_CHILD * 3));
+    /// assert_eq!(budget.children[0], ("root/pool/job".to_owned(), Some(Duration::from_secs(3))));
+    /// system.shutdown().unwrap();
+    /// # Ok::<(), StartError>(())
+    /// ```
+    pub fn shutdown_budget(&self) -> ShutdownBudget {
+        live_budget(&self.root)
     }
 
     /// Subscribes to lifecycle events of the whole tree.

@@ -109,3 +109,53 @@ fn subscribers_see_every_lifecycle_event_in_order() {
     let rest: Vec<String> = events.try_iter().map(|e| serde_json::to_value(e).unwrap()["event"].to_string()).collect();
     assert_eq!(rest, ["\"exited\"", "\"gave_up\""]);
 }
+
+#[test]
+fn the_shutdown_plan_is_logged_at_start() {
+    capture_logs();
+    let (tx, _notes) = crossbeam_channel::unbounded();
+    let system =
+        Supervisor::builder().child(probe("planned", &tx).shutdown(Duration::from_millis(1500))).start().unwrap();
+    let lines = vigil_lines();
+    assert!(
+        lines.iter().any(|l| l == "DEBUG root: shutdown plan: worst case 1.5s (root/planned 1.5s, slack 2ms)"),
+        "{lines:#?}"
+    );
+    system.shutdown().unwrap();
+}
+
+#[test]
+fn a_self_shutdown_and_an_auto_shutdown_are_logged_as_normal_ends() {
+    struct Done;
+    impl Actor for Done {
+        type Msg = ();
+        fn handle(&mut self, _: (), ctx: &mut Context<'_, ()>) -> Result<(), BoxError> {
+            ctx.shutdown();
+            Ok(())
+        }
+    }
+    capture_logs();
+    let (tx, _notes) = crossbeam_channel::unbounded();
+    let done = ChildSpec::worker("selfdone", || Done).restart(Restart::Transient).significant(true);
+    let addr = done.addr();
+    let system = Supervisor::builder()
+        .auto_shutdown(AutoShutdown::AnySignificant)
+        .child(probe("bystander", &tx))
+        .child(done)
+        .start()
+        .unwrap();
+    addr.tell(()).unwrap();
+    assert!(system.wait_timeout(DEADLINE).is_ok_and(|report| report.is_clean()));
+    let lines = vigil_lines();
+    assert!(lines.iter().any(|l| l == "INFO root/selfdone exited: shutdown (Transient, not restarted)"), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "INFO root shuts down: significant child root/selfdone ended (auto_shutdown AnySignificant)"),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("selfdone") && (l.starts_with("WARN") || l.starts_with("ERROR"))),
+        "{lines:#?}"
+    );
+}

@@ -298,7 +298,7 @@ impl EventsHandle {
             return false;
         }
         match self.supervisor.restart_child(BATCHER) {
-            Ok(()) => {
+            Ok(_) => {
                 log::info!(target: "vigil::events", "batcher restarted ahead of its backoff: its sink may work now");
                 true
             }

@@ -12,8 +12,7 @@ use super::run::SupervisorBody;
 use crate::error::ConfigError;
 use crate::observe::{ChildKind, SupervisorStats};
 use crate::protocol::{Inbox, SupMsg};
-use crate::restart::Restart;
-use crate::restart::Strategy;
+use crate::restart::{AutoShutdown, Restart, Strategy};
 use crate::runner::Incarnate;
 use crate::spec::{Body, ChildSpec, Common};
 
@@ -32,6 +31,8 @@ pub struct SupervisorBuilder {
     pub(super) node: Arc<Node>,
     pub(crate) max_abandoned: usize,
     pub(crate) hang_timeout: Option<Duration>,
+    pub(super) auto_shutdown: AutoShutdown,
+    pub(super) grace_period: Option<Duration>,
 }
 
 impl fmt::Debug for SupervisorBuilder {
@@ -41,6 +42,7 @@ impl fmt::Debug for SupervisorBuilder {
             .field("strategy", &self.strategy)
             .field("intensity", &self.intensity)
             .field("period", &self.period)
+            .field("auto_shutdown", &self.auto_shutdown)
             .field("children", &self.children)
             .finish()
     }
@@ -60,6 +62,8 @@ impl SupervisorBuilder {
             node: Arc::new(Node::default()),
             max_abandoned: crate::observe::DEFAULT_MAX_ABANDONED_THREADS,
             hang_timeout: None,
+            auto_shutdown: AutoShutdown::Never,
+            grace_period: None,
         }
     }
 
@@ -148,6 +152,88 @@ impl SupervisorBuilder {
         self
     }
 
+    /// Shuts this supervisor down when its significant children end, as
+    /// OTP's `auto_shutdown` flag: see [`AutoShutdown`]. It stops its
+    /// children in reverse start order and exits with
+    /// [`ExitReason::Shutdown`](crate::ExitReason::Shutdown), as OTP's
+    /// supervisor exits with `shutdown`: a normal exit, so a transient parent
+    /// does not restart it (a permanent one does), and if it is significant
+    /// itself its own parent's `auto_shutdown` applies in turn. At the root,
+    /// [`System::wait`](crate::System::wait) returns `Ok`, as after a
+    /// requested shutdown. This is how "the service ends when its main
+    /// worker finishes" is written.
+    ///
+    /// `start` (and [`start_child`](SupervisorRef::start_child)) refuse a
+    /// [significant](crate::ChildSpec::significant) child that is permanent
+    /// ([`ConfigError::SignificantPermanent`]), and any significant child
+    /// when this is [`AutoShutdown::Never`]
+    /// ([`ConfigError::SignificantWithoutAutoShutdown`]), as OTP. Defaults to
+    /// [`AutoShutdown::Never`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// struct Main;
+    /// impl Actor for Main {
+    ///     type Msg = ();
+    ///     fn handle(&mut self, _: (), ctx: &mut Context<'_, ()>) -> Result<(), BoxError> {
+    ///         ctx.stop(); // the work is done
+    ///         Ok(())
+    ///     }
+    /// }
+    /// struct Helper;
+    /// impl Actor for Helper {
+    ///     type Msg = ();
+    ///     fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) }
+    /// }
+    /// let main = ChildSpec::worker("main", || Main).restart(Restart::Transient).significant(true);
+    /// let addr = main.addr();
+    /// let system = Supervisor::builder()
+    ///     .auto_shutdown(AutoShutdown::AnySignificant)
+    ///     .child(ChildSpec::worker("helper", || Helper))
+    ///     .child(main)
+    ///     .start()?;
+    /// addr.tell(()).unwrap();
+    /// let report = system.wait().unwrap(); // the tree ends by itself
+    /// assert!(report.is_clean());
+    /// # Ok::<(), StartError>(())
+    /// ```
+    pub fn auto_shutdown(mut self, auto_shutdown: AutoShutdown) -> Self {
+        self.auto_shutdown = auto_shutdown;
+        self
+    }
+
+    /// The time the orchestrator gives the process to stop (Kubernetes'
+    /// `terminationGracePeriodSeconds`, systemd's `TimeoutStopSec`): `start`
+    /// refuses the tree with [`ConfigError::ShutdownBudget`] when its
+    /// worst-case shutdown, [`shutdown_budget`](SupervisorBuilder::shutdown_budget),
+    /// exceeds it, naming the children that push it over. Checked for the
+    /// children known at start: children added later to a dynamic supervisor
+    /// are counted by [`System::shutdown_budget`](crate::System::shutdown_budget)
+    /// only. Defaults to no limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # use std::time::Duration;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let tree = Supervisor::builder()
+    ///     .grace_period(Duration::from_secs(30))
+    ///     .child(ChildSpec::worker("api", || W).shutdown(Duration::from_secs(10)))
+    ///     .child(ChildSpec::worker("db", || W).shutdown(Duration::from_secs(25)));
+    /// match tree.start() {
+    ///     Err(StartError::Config(ConfigError::ShutdownBudget { over, .. })) => assert_eq!(over, ["root/db"]),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), StartError>(())
+    /// ```
+    pub fn grace_period(mut self, grace_period: Duration) -> Self {
+        self.grace_period = Some(grace_period);
+        self
+    }
+
     /// The most children this supervisor holds; further
     /// [`start_child`](SupervisorRef::start_child) calls fail with
     /// [`ControlError::MaxChildren`](crate::ControlError::MaxChildren). Defaults to no limit.
@@ -204,9 +290,33 @@ impl SupervisorBuilder {
                 return Err(ConfigError::DuplicateId { supervisor: path.to_owned(), id: child.common.id.clone() });
             }
             child.validate(path)?;
+            check_significant(child, self.auto_shutdown, path)?;
+        }
+        if let Some(grace_period) = self.grace_period {
+            super::budget::check(self, path, grace_period)?;
         }
         Ok(())
     }
+}
+
+/// OTP's `validSignificant`: a significant child needs an `auto_shutdown`
+/// other than never (checked first, as OTP), and must not be permanent.
+pub(super) fn check_significant(
+    child: &ChildSpec,
+    auto_shutdown: AutoShutdown,
+    parent: &str,
+) -> Result<(), ConfigError> {
+    if !child.common.significant {
+        return Ok(());
+    }
+    let path = format!("{parent}/{}", child.common.id);
+    if auto_shutdown == AutoShutdown::Never {
+        return Err(ConfigError::SignificantWithoutAutoShutdown { child: path });
+    }
+    if child.common.restart == Restart::Permanent {
+        return Err(ConfigError::SignificantPermanent { child: path });
+    }
+    Ok(())
 }
 
 impl Body for SupervisorBuilder {
@@ -240,6 +350,10 @@ impl Body for SupervisorBuilder {
 
     fn kind(&self) -> ChildKind {
         ChildKind::Supervisor
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 
     fn stats(&self) -> Option<SupervisorStats> {

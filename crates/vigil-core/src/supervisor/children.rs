@@ -9,20 +9,23 @@ use super::run::Sup;
 use crate::exit::ExitReason;
 use crate::format::human;
 use crate::link::{Link, Report};
-use crate::observe::{ChildKind, ChildState, SupervisionEvent};
+use crate::observe::{ChildKind, ChildState, StartOutcome, SupervisionEvent};
 use crate::protocol::SupMsg;
 use crate::restart::{Restart, Strategy};
 use crate::runner::{FastRestart, Runner};
 use crate::watchdog::Pulse;
 
 impl Sup {
-    /// Starts a child and waits for its start hook, within its start timeout.
-    pub(super) fn start_child(&mut self, key: u64) -> Result<(), ExitReason> {
+    /// Starts a child and waits for its start hook, within its start
+    /// timeout. A start that answers ignore is handled here (see
+    /// [`Sup::ignored`]).
+    pub(super) fn start_child(&mut self, key: u64) -> Result<StartOutcome, ExitReason> {
         self.fence();
         if let Some(poison) = &self.poison {
             return Err(poison.clone());
         }
-        let Some(i) = self.index(key) else { return Ok(()) };
+        // Gone meanwhile (removed by a request or a strategy): nothing runs.
+        let Some(i) = self.index(key) else { return Ok(StartOutcome::Ignored) };
         let mut link =
             Link::new(Arc::clone(&self.as_parent), key, Arc::clone(&self.children[i].path), Arc::clone(&self.bus));
         let child = &mut self.children[i];
@@ -91,7 +94,11 @@ impl Sup {
                 let path = child.path.to_string();
                 self.bus.publish(|| SupervisionEvent::Started { path, incarnation });
                 self.sync(i);
-                Ok(())
+                Ok(StartOutcome::Running)
+            }
+            Some(SupMsg::Child(Report::Exited { reason: ExitReason::Ignored, .. })) => {
+                self.ignored(i);
+                Ok(StartOutcome::Ignored)
             }
             Some(SupMsg::Child(Report::Exited { reason, .. })) => {
                 let child = &mut self.children[i];
@@ -108,6 +115,26 @@ impl Sup {
                 self.sync(i);
                 Err(reason)
             }
+        }
+    }
+
+    /// Child `i`'s start answered ignore, as OTP's `{ok, undefined}`: it is
+    /// not running and not restarted. Its spec is kept, stopped, for
+    /// `restart_child`; a temporary child's, or any child's of a dynamic
+    /// supervisor, is removed.
+    pub(super) fn ignored(&mut self, i: usize) {
+        let child = &mut self.children[i];
+        child.state = ChildState::Stopped;
+        child.since = None;
+        child.last_exit = Some(ExitReason::Ignored);
+        let path = child.path.to_string();
+        let forget = self.dynamic || child.spec.common.restart == Restart::Temporary;
+        log::info!(target: "vigil", "{path} ignored its start: not running{}", if forget { ", removed" } else { "" });
+        self.bus.publish(|| SupervisionEvent::Exited { path, reason: ExitReason::Ignored });
+        if forget {
+            self.remove(i);
+        } else {
+            self.keep_stopped(i);
         }
     }
 

@@ -10,10 +10,10 @@ use crossbeam_channel::Sender;
 use super::node::Node;
 use crate::error::ControlError;
 use crate::link::Parent;
-use crate::observe::{ChildKind, ChildState, ChildStats, SupervisorStats};
-use crate::protocol::{Answer, Control, Inbox, SupMsg};
+use crate::observe::{ChildKind, ChildState, ChildStats, StartOutcome, SupervisorStats};
+use crate::protocol::{Control, Inbox, SupMsg};
 use crate::runner::{self, Caller};
-use crate::spec::ChildSpec;
+use crate::spec::{ChildSpec, ChildSpecInfo};
 
 /// Counts of a supervisor's children, as OTP's `count_children`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -93,14 +93,19 @@ impl SupervisorRef {
         self
     }
 
-    /// Adds a child at the end of the start order and starts it.
+    /// Adds a child at the end of the start order and starts it. Answers
+    /// [`StartOutcome::Ignored`] when its start hook answered
+    /// [ignore](crate::Context::ignore), as OTP's `{ok, undefined}`: the
+    /// child is then kept, stopped, unless it is temporary or this
+    /// supervisor is dynamic.
     ///
     /// # Errors
     ///
     /// [`ControlError::AlreadyExists`], [`ControlError::MaxChildren`],
-    /// [`ControlError::Config`], [`ControlError::Start`] if its start failed
-    /// (the child is not kept), [`ControlError::SupervisorGone`] or
-    /// [`ControlError::Timeout`].
+    /// [`ControlError::Config`] (including a significant child this
+    /// supervisor's [`auto_shutdown`](crate::SupervisorBuilder::auto_shutdown)
+    /// refuses), [`ControlError::Start`] if its start failed (the child is
+    /// not kept), [`ControlError::SupervisorGone`] or [`ControlError::Timeout`].
     ///
     /// # Examples
     ///
@@ -116,7 +121,7 @@ impl SupervisorRef {
     /// system.shutdown().unwrap();
     /// # Ok::<(), StartError>(())
     /// ```
-    pub fn start_child(&self, spec: impl Into<ChildSpec>) -> Result<(), ControlError> {
+    pub fn start_child(&self, spec: impl Into<ChildSpec>) -> Result<StartOutcome, ControlError> {
         let spec = spec.into();
         self.request(|answer| Control::Start(spec, answer))
     }
@@ -151,7 +156,8 @@ impl SupervisorRef {
         self.request(|answer| Control::Terminate(id, answer))
     }
 
-    /// Starts a child that was terminated or stopped normally.
+    /// Starts a child that was terminated, stopped normally, or whose start
+    /// answered ignore. Answers [`StartOutcome::Ignored`] if it ignores again.
     ///
     /// # Errors
     ///
@@ -172,7 +178,7 @@ impl SupervisorRef {
     /// system.shutdown().unwrap();
     /// # Ok::<(), StartError>(())
     /// ```
-    pub fn restart_child(&self, id: &str) -> Result<(), ControlError> {
+    pub fn restart_child(&self, id: &str) -> Result<StartOutcome, ControlError> {
         let id = id.to_owned();
         self.request(|answer| Control::Restart(id, answer))
     }
@@ -219,6 +225,33 @@ impl SupervisorRef {
     /// ```
     pub fn which_children(&self) -> Vec<ChildStats> {
         self.node.snapshot().children
+    }
+
+    /// The spec of child `id`, as OTP's `get_childspec`: its settings, from
+    /// the spec the supervisor holds. Never blocks on the supervisor.
+    ///
+    /// # Errors
+    ///
+    /// [`ControlError::NotFound`] if no child has this id (a temporary or
+    /// dynamic child that ended is not kept).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use vigil_core::*;
+    /// # use std::time::Duration;
+    /// # struct W; impl Actor for W { type Msg = (); fn handle(&mut self, _: (), _: &mut Context<'_, ()>) -> Result<(), BoxError> { Ok(()) } }
+    /// let system = Supervisor::builder().child(ChildSpec::worker("w", || W).restart(Restart::Transient)).start()?;
+    /// let spec = system.root().get_childspec("w").unwrap();
+    /// assert_eq!((spec.restart, spec.shutdown, spec.kind), (Restart::Transient, DEFAULT_SHUTDOWN, ChildKind::Worker));
+    /// assert_eq!(system.root().get_childspec("nope"), Err(ControlError::NotFound("nope".into())));
+    /// system.shutdown().unwrap();
+    /// # Ok::<(), StartError>(())
+    /// ```
+    pub fn get_childspec(&self, id: &str) -> Result<ChildSpecInfo, ControlError> {
+        let state = self.node.inner.lock();
+        let row = state.rows.iter().find(|row| row.id == id).ok_or_else(|| ControlError::NotFound(id.to_owned()))?;
+        Ok(ChildSpecInfo::new(&row.common, row.body.as_ref()))
     }
 
     /// Counts the children. Never blocks on the supervisor.
@@ -280,7 +313,10 @@ impl SupervisorRef {
         self.node.inner.lock().running
     }
 
-    fn request(&self, make: impl FnOnce(Answer) -> Control) -> Result<(), ControlError> {
+    fn request<T>(
+        &self,
+        make: impl FnOnce(crossbeam_channel::Sender<Result<T, ControlError>>) -> Control,
+    ) -> Result<T, ControlError> {
         let caller = match runner::caller(&self.parent) {
             Caller::Other => None,
             Caller::Child(key) => Some(key),

@@ -17,10 +17,12 @@
 //! - `children`: starting and stopping one child within its timeouts;
 //! - `restarts`: what happens when a child exits (the rule itself, a pure
 //!   value, is `crate::restart`);
-//! - `requests`: the supervisor's side of the `SupervisorRef` API.
+//! - `requests`: the supervisor's side of the `SupervisorRef` API;
+//! - `budget`: the worst-case shutdown time of a tree, and `grace_period`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+mod budget;
 mod builder;
 mod children;
 mod handle;
@@ -29,6 +31,8 @@ mod requests;
 mod restarts;
 mod run;
 
+pub(crate) use budget::live as live_budget;
+pub use budget::{SHUTDOWN_SLACK_PER_CHILD, ShutdownBudget};
 pub use builder::SupervisorBuilder;
 pub use handle::{ChildCounts, SupervisorRef};
 

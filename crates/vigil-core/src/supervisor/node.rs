@@ -11,7 +11,7 @@ use crate::exit::ExitReason;
 use crate::intensity::RestartWindow;
 use crate::observe::{ChildState, ChildStats, SupervisorStats};
 use crate::restart::{Restart, Strategy};
-use crate::spec::Body;
+use crate::spec::{Body, Common};
 
 /// One child's row in its supervisor's [`Node`].
 #[derive(Clone)]
@@ -26,6 +26,8 @@ pub(crate) struct Row {
     pub(crate) restarts_total: u64,
     pub(crate) last_exit: Option<ExitReason>,
     pub(crate) since: Option<Instant>,
+    /// The spec's settings, for `get_childspec` and the shutdown budget.
+    pub(crate) common: Common,
     pub(crate) body: Arc<dyn Body>,
 }
 

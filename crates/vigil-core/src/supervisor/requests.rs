@@ -1,8 +1,9 @@
 //! The supervisor's side of the dynamic children API (`SupervisorRef`).
 
+use super::builder::check_significant;
 use super::run::Sup;
 use crate::error::{ControlError, StartError};
-use crate::observe::ChildState;
+use crate::observe::{ChildState, StartOutcome};
 use crate::protocol::Control;
 use crate::restart::Restart;
 use crate::spec::ChildSpec;
@@ -34,12 +35,7 @@ impl Sup {
                 if self.dynamic || self.children[i].spec.common.restart == Restart::Temporary {
                     self.remove(i);
                 } else {
-                    let child = &mut self.children[i];
-                    child.spec.body.close();
-                    if let Some(runner) = child.runner.take() {
-                        runner.quit();
-                    }
-                    self.sync(i);
+                    self.keep_stopped(i);
                 }
                 if let Some(answer) = answer {
                     let _ = answer.send(Ok(()));
@@ -81,8 +77,9 @@ impl Sup {
         }
     }
 
-    pub(super) fn add_and_start(&mut self, spec: ChildSpec) -> Result<(), ControlError> {
+    pub(super) fn add_and_start(&mut self, spec: ChildSpec) -> Result<StartOutcome, ControlError> {
         spec.validate(&self.path).map_err(ControlError::Config)?;
+        check_significant(&spec, self.auto_shutdown, &self.path).map_err(ControlError::Config)?;
         let id = spec.common.id.clone();
         if self.find(&id).is_some() {
             return Err(ControlError::AlreadyExists(id));

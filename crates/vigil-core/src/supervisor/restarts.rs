@@ -11,13 +11,19 @@ use crate::format::human;
 use crate::intensity::Verdict;
 use crate::observe::{ChildKind, ChildState, SupervisionEvent};
 use crate::protocol::SupMsg;
-use crate::restart::{self, Decision, Restart, decide};
+use crate::restart::{self, AutoShutdown, Decision, Restart, decide};
 
 impl Sup {
     pub(super) fn on_exit(&mut self, key: u64, generation: u64, reason: ExitReason) -> Result<(), ExitReason> {
         let Some(i) = self.index(key) else { return Ok(()) };
         let child = &mut self.children[i];
         if child.generation != generation || !matches!(child.state, ChildState::Running | ChildState::Starting) {
+            return Ok(());
+        }
+        if reason == ExitReason::Ignored {
+            // A restart in place whose start answered ignore: not an exit
+            // of a running child, so neither a restart nor an auto shutdown.
+            self.ignored(i);
             return Ok(());
         }
         let uptime = child.since.take().map(|since| since.elapsed());
@@ -38,19 +44,15 @@ impl Sup {
         } else {
             log::warn!(target: "vigil", "{} exited: {reason} ({restart:?}, not restarted)", child.path);
         }
+        let (significant, ended) = (child.spec.common.significant, child.path.to_string());
         match decision {
             Decision::Remove => {
                 self.remove(i);
-                return Ok(());
+                return self.auto_shutdown_after(significant, &ended);
             }
             Decision::Keep => {
-                child.state = ChildState::Stopped;
-                child.spec.body.close();
-                if let Some(runner) = child.runner.take() {
-                    runner.quit();
-                }
-                self.sync(i);
-                return Ok(());
+                self.keep_stopped(i);
+                return self.auto_shutdown_after(significant, &ended);
             }
             Decision::Restart => {}
         }
@@ -63,6 +65,33 @@ impl Sup {
         self.sync(i);
         let group = self.group(i);
         self.restart(key, reason, group)
+    }
+
+    /// A child ended for good (it exited and is not restarted): if it was
+    /// significant and this supervisor's `auto_shutdown` condition now
+    /// holds, stop every child in reverse order and end with `Shutdown`, as
+    /// OTP's `do_auto_shutdown`. A child waiting for its restart still
+    /// counts as alive, as OTP's `{restarting, Pid}`.
+    fn auto_shutdown_after(&mut self, significant: bool, path: &str) -> Result<(), ExitReason> {
+        let met = significant
+            && match self.auto_shutdown {
+                AutoShutdown::Never => false,
+                AutoShutdown::AnySignificant => true,
+                AutoShutdown::AllSignificant => {
+                    !self.children.iter().any(|c| c.spec.common.significant && c.state != ChildState::Stopped)
+                }
+            };
+        if !met {
+            return Ok(());
+        }
+        log::info!(
+            target: "vigil",
+            "{} shuts down: significant child {path} ended (auto_shutdown {:?})",
+            self.path,
+            self.auto_shutdown
+        );
+        self.stop_all();
+        Err(ExitReason::Shutdown)
     }
 
     /// The watchdog declared child `key` hung and fenced its runner: abandon

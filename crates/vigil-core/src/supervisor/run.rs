@@ -20,7 +20,7 @@ use crate::link::{Link, Parent, Report};
 use crate::observe::{Bus, ChildState};
 use crate::panic;
 use crate::protocol::SupMsg;
-use crate::restart::Strategy;
+use crate::restart::{AutoShutdown, Strategy};
 use crate::runner::{Incarnate, Runner};
 use crate::spec::ChildSpec;
 use crate::watchdog::{InHook, Pulse};
@@ -36,6 +36,7 @@ impl Incarnate for SupervisorBody {
         let mut sup = Sup {
             path: Arc::clone(&link.path),
             strategy: builder.strategy,
+            auto_shutdown: builder.auto_shutdown,
             max_children: builder.max_children,
             dynamic: builder.dynamic,
             inbox: builder.inbox.rx.clone(),
@@ -125,6 +126,7 @@ pub(super) struct Timer {
 pub(super) struct Sup {
     pub(super) path: Arc<str>,
     pub(super) strategy: Strategy,
+    pub(super) auto_shutdown: AutoShutdown,
     pub(super) max_children: Option<usize>,
     /// A dynamic supervisor forgets a child that stopped for good.
     pub(super) dynamic: bool,
@@ -163,14 +165,15 @@ impl Sup {
         for spec in specs {
             self.push_child(spec.clone());
         }
-        for i in 0..self.children.len() {
-            let key = self.children[i].key;
+        // By key: a temporary child that answers ignore is removed.
+        let keys: Vec<u64> = self.children.iter().map(|c| c.key).collect();
+        for key in keys {
             if let Err(reason) = self.start_child(key) {
                 if let Some(poison) = self.poison.take() {
                     self.stop_all();
                     return (poison, false);
                 }
-                let child = self.children[i].path.to_string();
+                let child = self.index(key).map(|i| self.children[i].path.to_string()).unwrap_or_default();
                 log::error!(target: "vigil", "{child} failed to start: {reason}");
                 self.stop_all();
                 return (ExitReason::ChildStartFailed { child, cause: Box::new(reason) }, false);
@@ -324,6 +327,18 @@ impl Sup {
         }
     }
 
+    /// Keeps child `i`'s spec, stopped for good: its mailbox refuses
+    /// messages and its runner's thread ends, until `restart_child`.
+    pub(super) fn keep_stopped(&mut self, i: usize) {
+        let child = &mut self.children[i];
+        child.state = ChildState::Stopped;
+        child.spec.body.close();
+        if let Some(runner) = child.runner.take() {
+            runner.quit();
+        }
+        self.sync(i);
+    }
+
     pub(super) fn remove(&mut self, i: usize) {
         let mut child = self.children.remove(i);
         child.spec.body.close();
@@ -350,6 +365,7 @@ fn row(child: &Child) -> Row {
         restarts_total: child.restarts_total,
         last_exit: child.last_exit.clone(),
         since: child.since,
+        common: child.spec.common.clone(),
         body: Arc::clone(&child.spec.body),
     }
 }

@@ -10,11 +10,13 @@
 // location names that file.
 mod support;
 
+mod budget;
 mod config;
 mod dynamic;
 mod hang;
 mod intensity;
 mod lifecycle;
+mod otp_lifecycle;
 mod panic_abort;
 mod regressions;
 mod shutdown;

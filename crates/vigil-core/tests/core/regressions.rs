@@ -593,7 +593,7 @@ fn an_actor_terminating_itself_is_not_abandoned() {
 fn start_child_from_inside_started_is_refused_at_once() {
     struct Spawner {
         sup: SupervisorRef,
-        answers: Sender<Result<(), ControlError>>,
+        answers: Sender<Result<StartOutcome, ControlError>>,
     }
     impl Actor for Spawner {
         type Msg = ();

@@ -146,3 +146,24 @@ fn flush_after_shutdown_is_disconnected() {
     assert_eq!(err.report().pending, 0);
     assert_balanced(&run.handle.ledger());
 }
+
+#[test]
+fn the_shutdown_budget_covers_the_final_flush() {
+    // The pipeline is one child spec: its supervisor's shutdown timeout, the
+    // final flush's deadline plus 2 s, caps its batcher (the deadline plus
+    // 1 s) and finalizer, so a tree's budget holds the flush as it is.
+    let control = Control::new();
+    let config = fast_config().shutdown_timeout(Duration::from_secs(7));
+    let mut run = start(config, &control);
+    let budget = run.system.as_ref().expect("running").shutdown_budget();
+    assert_eq!(budget.children, [("root/events".to_owned(), Some(Duration::from_secs(9)))]);
+    assert_eq!(budget.total, Some(Duration::from_secs(9) + vigil_core::SHUTDOWN_SLACK_PER_CHILD));
+    // A flush deadline that waits forever makes the budget unbounded.
+    let forever = vigil_events::EventPipeline::builder::<Ev>(fast_config().shutdown_timeout(Duration::MAX))
+        .sink(control.factory())
+        .build()
+        .expect("valid pipeline")
+        .1;
+    assert_eq!(vigil_core::Supervisor::builder().child(forever).shutdown_budget().total, None);
+    run.shutdown();
+}
