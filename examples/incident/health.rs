@@ -96,6 +96,11 @@ impl Health {
             // of the shutdown, which is what the orchestrators want.
             service.system.root().start_child(endpoint.child_spec().shutdown(ENDPOINT_SHUTDOWN))?;
         }
+        // What docs/deploy/ derives TimeoutStopSec and
+        // terminationGracePeriodSeconds from (tests/health/deploy.rs reads it).
+        let budget = service.system.shutdown_budget();
+        let total_ms = budget.total.map_or_else(|| "unbounded".to_owned(), |t| t.as_millis().to_string());
+        log::info!(target: "incident", "shutdown budget {total_ms} ms: {budget}");
         let notifier = SystemdNotifier::from_env();
         let signalled = Arc::new(AtomicBool::new(false));
         if notifier.is_enabled() || addr.is_some() {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use vigil::{Supervisor, exit_code};
+use vigil::{AutoShutdown, Supervisor, exit_code};
 use vigil_health::{HealthConfig, HealthMonitor, NotifierHandle, SystemdNotifier};
 use vigil_testkit::{
     NotifyListener as Listener, TempDir, count_lines_after as count_after, first_line as first, has_line, wait_until,
@@ -27,7 +27,11 @@ fn the_listener_sees_ready_then_watchdog_pings_then_stopping() {
     let dir = TempDir::new("health-notify");
     let path = dir.path("notify.sock");
     let listener = Listener::bind(&path);
-    let system = Supervisor::builder().child(significant_main(Duration::from_secs(30))).start().unwrap();
+    let system = Supervisor::builder()
+        .auto_shutdown(AutoShutdown::AnySignificant)
+        .child(significant_main(Duration::from_secs(30)))
+        .start()
+        .unwrap();
     let (monitor, notifier) = watched(&system, &path);
 
     wait_until("READY=1 and then three WATCHDOG=1 pings", || {
@@ -57,7 +61,12 @@ fn a_wedged_significant_child_stops_the_watchdog_pings_until_it_returns() {
     let listener = Listener::bind(&path);
     let main = significant_main(Duration::from_millis(300));
     let addr = main.addr();
-    let system = Supervisor::builder().intensity(10, Duration::from_secs(60)).child(main).start().unwrap();
+    let system = Supervisor::builder()
+        .auto_shutdown(AutoShutdown::AnySignificant)
+        .intensity(10, Duration::from_secs(60))
+        .child(main)
+        .start()
+        .unwrap();
     let (monitor, notifier) = watched(&system, &path);
     wait_until("READY=1 and a first ping", || {
         let d = listener.datagrams();
@@ -153,4 +162,30 @@ fn a_shutdown_that_makes_progress_asks_systemd_for_more_time() {
     let stopping = first(&d, "STOPPING=1").unwrap();
     let extended = count_after(&d, stopping, "EXTEND_TIMEOUT_USEC=10000000");
     assert!(extended >= 1, "no EXTEND_TIMEOUT_USEC during a 4.5 s drain that moved: {d:#?}");
+}
+
+#[test]
+fn a_significant_child_that_finishes_ends_the_tree_as_stopped() {
+    let dir = TempDir::new("health-auto-shutdown");
+    let path = dir.path("notify.sock");
+    let listener = Listener::bind(&path);
+    let main = significant_main(Duration::from_secs(30));
+    let addr = main.addr();
+    let system = Supervisor::builder()
+        .auto_shutdown(AutoShutdown::AnySignificant)
+        .child(main)
+        .child(vigil::ChildSpec::worker("side", || crate::support::Worker))
+        .start()
+        .unwrap();
+    let (monitor, notifier) = watched(&system, &path);
+    wait_until("READY=1", || listener.first("READY=1").is_some());
+    // "The app ends when its main worker finishes": a normal end, not a failure.
+    addr.tell(Cmd::Finish).unwrap();
+    assert!(system.wait().is_ok(), "auto_shutdown is a normal exit");
+    let last = monitor.stop();
+    assert_eq!(last.health, vigil_health::Health::Stopped);
+    assert!(last.live);
+    notifier.join();
+    let d = listener.finish();
+    assert!(first(&d, "STOPPING=1").is_some(), "{d:#?}");
 }

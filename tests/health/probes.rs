@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use vigil::{Actor, BoxError, ChildSpec, Context, Supervisor};
+use vigil::{Actor, AutoShutdown, BoxError, ChildSpec, Context, Supervisor};
 use vigil_health::{HealthConfig, HealthEndpoint, HealthMonitor, report_channel};
 use vigil_testkit::wait_until;
 
@@ -35,6 +35,7 @@ fn the_probes_answer_200_and_503_at_the_right_moments() {
     let main = significant_main(Duration::from_millis(300));
     let addr = main.addr();
     let tree = Supervisor::builder()
+        .auto_shutdown(AutoShutdown::AnySignificant)
         .intensity(10, Duration::from_secs(60))
         .child(endpoint.child_spec())
         .child(

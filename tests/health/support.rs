@@ -11,6 +11,8 @@ pub(crate) enum Cmd {
     Block(crossbeam_channel::Receiver<()>),
     /// Fail with an error: one restart.
     Fail,
+    /// End normally (`ctx.stop()`): a transient child is not restarted.
+    Finish,
 }
 
 /// The test worker.
@@ -18,18 +20,24 @@ pub(crate) struct Worker;
 
 impl Actor for Worker {
     type Msg = Cmd;
-    fn handle(&mut self, cmd: Cmd, _: &mut Context<'_, Cmd>) -> Result<(), BoxError> {
+    fn handle(&mut self, cmd: Cmd, ctx: &mut Context<'_, Cmd>) -> Result<(), BoxError> {
         match cmd {
             Cmd::Block(gate) => {
                 let _ = gate.recv();
                 Ok(())
             }
             Cmd::Fail => Err("told to fail".into()),
+            Cmd::Finish => {
+                ctx.stop();
+                Ok(())
+            }
         }
     }
 }
 
-/// A significant (transient) worker `main` under the hang watchdog.
+/// A significant (transient) worker `main` under the hang watchdog; its
+/// supervisor needs an `auto_shutdown` (OTP refuses a significant child
+/// under `never`).
 pub(crate) fn significant_main(hang: Duration) -> WorkerSpec<Worker> {
     ChildSpec::worker("main", || Worker).restart(Restart::Transient).significant(true).hang_timeout(hang)
 }

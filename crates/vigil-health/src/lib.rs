@@ -37,7 +37,9 @@
 //! }
 //!
 //! let (publisher, watch) = report_channel(); // before the tree, for an endpoint in it
-//! let system = Supervisor::builder().child(ChildSpec::worker("main", || Worker).significant(true).restart(Restart::Transient)).start()?;
+//! // `main` is significant: the app ends when it does (OTP's auto_shutdown).
+//! let main = ChildSpec::worker("main", || Worker).significant(true).restart(Restart::Transient);
+//! let system = Supervisor::builder().auto_shutdown(AutoShutdown::AnySignificant).child(main).start()?;
 //! let monitor = HealthMonitor::builder(system.observer()).publisher(publisher).start()?;
 //! let notifier = SystemdNotifier::from_env().start(watch.clone())?; // nothing outside systemd
 //! assert_eq!(watch.get().health, Health::Ready);

@@ -27,7 +27,8 @@ pub enum Health {
     },
     /// An orderly shutdown is under way.
     Stopping,
-    /// The tree shut down in order.
+    /// The tree shut down in order: asked to, or by its `auto_shutdown`
+    /// when a significant child ended.
     Stopped,
     /// The root gave up (its restart intensity was exceeded, or its own
     /// loop hung): the tree is gone.
@@ -442,6 +443,7 @@ mod tests {
     /// A real tree's snapshot, edited: `SupervisorStats` is non-exhaustive.
     fn snapshot() -> SupervisorStats {
         let system = Supervisor::builder()
+            .auto_shutdown(vigil_core::AutoShutdown::AnySignificant)
             .child(ChildSpec::worker("main", || Idle).significant(true).restart(vigil_core::Restart::Transient))
             .child(ChildSpec::worker("side", || Idle))
             .start()

@@ -449,12 +449,21 @@ impl State {
 
     fn look(&mut self) -> HealthReport {
         let now = Instant::now();
-        let phase = match (self.observer.is_running(), self.observer.shutdown_requested()) {
+        let running = self.observer.is_running();
+        if !running {
+            // A root that gives up publishes it before it stops running:
+            // read what came since the last drain before deciding.
+            while let Ok(event) = self.events.try_recv() {
+                self.note(event);
+            }
+        }
+        let phase = match (running, self.observer.shutdown_requested()) {
             _ if self.root_gave_up => Phase::Failed,
             (true, false) => Phase::Running,
             (true, true) => Phase::Stopping,
-            (false, true) => Phase::Stopped,
-            (false, false) => Phase::Failed,
+            // Ended without giving up: asked to, or its auto_shutdown (a
+            // significant child ended), which OTP counts as a normal exit.
+            (false, _) => Phase::Stopped,
         };
         let tree = Arc::new(self.observer.stats());
         #[cfg(feature = "events")]
