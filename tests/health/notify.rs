@@ -12,6 +12,14 @@ use vigil_testkit::{
 
 use crate::support::{Cmd, INTERVAL, significant_main};
 
+/// A scratch directory (keep it alive) with a listener on its notify socket.
+fn listen(name: &str) -> (TempDir, std::path::PathBuf, Listener) {
+    let dir = TempDir::new(name);
+    let path = dir.path("notify.sock");
+    let listener = Listener::bind(&path);
+    (dir, path, listener)
+}
+
 /// A monitor of `system` looking every 50 ms, and a notifier to `path` with
 /// a 200 ms watchdog (a ping every 100 ms while live).
 fn watched(system: &vigil::System, path: &std::path::Path) -> (HealthMonitor, NotifierHandle) {
@@ -24,9 +32,7 @@ fn watched(system: &vigil::System, path: &std::path::Path) -> (HealthMonitor, No
 
 #[test]
 fn the_listener_sees_ready_then_watchdog_pings_then_stopping() {
-    let dir = TempDir::new("health-notify");
-    let path = dir.path("notify.sock");
-    let listener = Listener::bind(&path);
+    let (_dir, path, listener) = listen("health-notify");
     let system = Supervisor::builder()
         .auto_shutdown(AutoShutdown::AnySignificant)
         .child(significant_main(Duration::from_secs(30)))
@@ -56,9 +62,7 @@ fn the_listener_sees_ready_then_watchdog_pings_then_stopping() {
 
 #[test]
 fn a_wedged_significant_child_stops_the_watchdog_pings_until_it_returns() {
-    let dir = TempDir::new("health-wedge");
-    let path = dir.path("notify.sock");
-    let listener = Listener::bind(&path);
+    let (_dir, path, listener) = listen("health-wedge");
     let main = significant_main(Duration::from_millis(300));
     let addr = main.addr();
     let system = Supervisor::builder()
@@ -102,9 +106,7 @@ fn a_wedged_significant_child_stops_the_watchdog_pings_until_it_returns() {
 
 #[test]
 fn a_root_that_gives_up_is_failed_not_live_and_stops_pinging() {
-    let dir = TempDir::new("health-gave-up");
-    let path = dir.path("notify.sock");
-    let listener = Listener::bind(&path);
+    let (_dir, path, listener) = listen("health-gave-up");
     let flaky = vigil::ChildSpec::worker("flaky", || crate::support::Worker);
     let addr = flaky.addr();
     let system = Supervisor::builder().intensity(1, Duration::from_secs(60)).child(flaky).start().unwrap();
@@ -144,9 +146,7 @@ impl vigil::Actor for SlowStop {
 
 #[test]
 fn a_shutdown_that_makes_progress_asks_systemd_for_more_time() {
-    let dir = TempDir::new("health-extend");
-    let path = dir.path("notify.sock");
-    let listener = Listener::bind(&path);
+    let (_dir, path, listener) = listen("health-extend");
     let system = Supervisor::builder()
         .children((0..3).map(|i| vigil::ChildSpec::worker(format!("slow-{i}"), || SlowStop)))
         .start()
@@ -166,9 +166,7 @@ fn a_shutdown_that_makes_progress_asks_systemd_for_more_time() {
 
 #[test]
 fn a_significant_child_that_finishes_ends_the_tree_as_stopped() {
-    let dir = TempDir::new("health-auto-shutdown");
-    let path = dir.path("notify.sock");
-    let listener = Listener::bind(&path);
+    let (_dir, path, listener) = listen("health-auto-shutdown");
     let main = significant_main(Duration::from_secs(30));
     let addr = main.addr();
     let system = Supervisor::builder()

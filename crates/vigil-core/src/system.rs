@@ -245,10 +245,7 @@ impl System {
     /// # Ok::<(), StartError>(())
     /// ```
     pub fn stats(&self) -> SupervisorStats {
-        let mut stats = self.handle.stats();
-        (stats.hangs_total, stats.late_returns) = self.bus.hang_counts();
-        stats.abandoned_threads = self.bus.abandoned_threads();
-        stats
+        tree_stats(&self.handle, &self.bus)
     }
 
     /// The worst-case time [`shutdown`](System::shutdown) takes now: the
@@ -582,10 +579,7 @@ impl SystemObserver {
     /// # Ok::<(), StartError>(())
     /// ```
     pub fn stats(&self) -> SupervisorStats {
-        let mut stats = self.root.stats();
-        (stats.hangs_total, stats.late_returns) = self.bus.hang_counts();
-        stats.abandoned_threads = self.bus.abandoned_threads();
-        stats
+        tree_stats(&self.root, &self.bus)
     }
 
     /// Subscribes to the tree's lifecycle events, as [`System::subscribe`].
@@ -643,6 +637,14 @@ impl SystemObserver {
     pub fn is_running(&self) -> bool {
         self.root.is_running()
     }
+}
+
+/// The root's snapshot with the tree-wide counters only the bus knows.
+fn tree_stats(root: &SupervisorRef, bus: &Bus) -> SupervisorStats {
+    let mut stats = root.stats();
+    (stats.hangs_total, stats.late_returns) = bus.hang_counts();
+    stats.abandoned_threads = bus.abandoned_threads();
+    stats
 }
 
 /// `wait` without a deadline only returns `None` if the root's report
