@@ -29,7 +29,9 @@ const STATUS_EVERY: Duration = Duration::from_secs(1);
 ///   once a second;
 /// - `WATCHDOG=1` every half of the watchdog interval, **only while the
 ///   report is live**: a wedged process stops pinging and systemd restarts
-///   it (`WatchdogSec=` in the unit);
+///   it (`WatchdogSec=` in the unit). None after `STOPPING=1`: systemd
+///   disarms its watchdog when the stop begins, and `TimeoutStopSec=`
+///   governs from there;
 /// - `STOPPING=1` once a shutdown starts;
 /// - `EXTEND_TIMEOUT_USEC=` every second of a shutdown that made progress
 ///   in that second, so a long drain that moves is not killed by
@@ -222,7 +224,7 @@ fn run(socket: &OsString, plan: &mut Plan, mut watch: Watch<HealthReport>) {
         if plan.done(&report) {
             return;
         }
-        let wait = plan.next_wake(now).saturating_duration_since(now);
+        let wait = plan.next_wake(now, &report).saturating_duration_since(now);
         if !watch.changed(wait) && watch.is_closed() {
             return;
         }
@@ -292,9 +294,7 @@ impl Plan {
             self.status = Some((status, now));
         }
         if let Some(every) = self.ping_every
-            && report.live
-            && report.started
-            && !report.health.is_terminal()
+            && self.may_ping(report)
             && self.next_ping.is_none_or(|at| now >= at)
         {
             lines.push(NotifyState::Watchdog.to_string());
@@ -313,12 +313,18 @@ impl Plan {
         lines
     }
 
+    /// Whether a ping may be sent for `report` (its time aside).
+    fn may_ping(&self, report: &HealthReport) -> bool {
+        self.ping_every.is_some() && report.live && report.started && !self.stopping_sent
+    }
+
     /// When the thread must look again even if nothing changes: the next
-    /// ping, the next status or extension check.
-    pub(crate) fn next_wake(&self, now: Instant) -> Instant {
+    /// ping (when one may be sent), else the next status or extension check.
+    /// A change of the report wakes it sooner.
+    pub(crate) fn next_wake(&self, now: Instant, report: &HealthReport) -> Instant {
         let soon = now.checked_add(STATUS_EVERY).unwrap_or(now);
         match self.next_ping {
-            Some(ping) if ping < soon => ping.max(now),
+            Some(ping) if ping < soon && self.may_ping(report) => ping.max(now),
             _ => soon,
         }
     }
@@ -368,6 +374,9 @@ mod tests {
         assert!(has(&plan.step(t0 + Duration::from_secs(5), &report(Health::Ready, true, 0)), "WATCHDOG=1"));
         // Not live: no ping, however late.
         assert!(!has(&plan.step(t0 + Duration::from_secs(60), &report(Health::Ready, false, 0)), "WATCHDOG=1"));
+        // Stopping: systemd's watchdog is off; no ping either.
+        assert!(has(&plan.step(t0 + Duration::from_secs(61), &report(Health::Stopping, true, 0)), "STOPPING=1"));
+        assert!(!has(&plan.step(t0 + Duration::from_secs(70), &report(Health::Stopping, true, 0)), "WATCHDOG=1"));
     }
 
     #[test]
@@ -383,6 +392,19 @@ mod tests {
         assert!(!has(&stuck, "EXTEND_TIMEOUT_USEC") && !has(&stuck, "STOPPING=1"));
         assert!(!plan.done(&report(Health::Stopping, true, 5)));
         assert!(plan.done(&report(Health::Stopped, true, 5)));
+    }
+
+    #[test]
+    fn no_ping_due_means_no_early_wake() {
+        let mut plan = Plan::new(Some(Duration::from_millis(100)), Duration::from_secs(10));
+        let t0 = Instant::now();
+        let live = report(Health::Ready, true, 0);
+        plan.step(t0, &live);
+        assert_eq!(plan.next_wake(t0, &live), t0 + Duration::from_millis(100));
+        // Not live, with the ping long overdue: wait for a change or a second, not spin.
+        let wedged = report(Health::Ready, false, 0);
+        let later = t0 + Duration::from_secs(5);
+        assert_eq!(plan.next_wake(later, &wedged), later + STATUS_EVERY);
     }
 
     #[test]
