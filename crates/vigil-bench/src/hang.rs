@@ -96,9 +96,12 @@ fn detection(key: &'static str, hangs: u64, timeout: Duration) -> Result<f64, Be
     for i in 1..=hangs {
         let (release, until) = crossbeam_channel::bounded(0);
         let (inside_tx, inside) = crossbeam_channel::bounded(1);
+        // Timed from before the tell: the watchdog's clock starts when the
+        // handler does, which is after this, so a sample can never be under
+        // the hang timeout (timing from `inside` could be, on a loaded host).
+        let start = Instant::now();
         addr.tell(Victim::Hang(until, inside_tx)).map_err(|e| BenchError::check(key, e))?;
         inside.recv_timeout(WAIT).map_err(|e| BenchError::check(key, e))?;
-        let start = Instant::now();
         let got = addr.call(Victim::Ping, WAIT).map_err(|e| BenchError::check(key, e))?;
         samples.push(start.elapsed());
         if got != i {
