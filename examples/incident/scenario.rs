@@ -13,6 +13,7 @@ use vigil::events::LedgerSnapshot;
 use vigil::https::{HttpsStatsSnapshot, Readiness};
 use vigil_collector::Collector;
 
+use crate::crash::{self, ChildSettings, CrashFigures, VigilChild};
 use crate::load::{Load, Recorder};
 use crate::naive;
 use crate::report::{Markers, Phases, Point, secs};
@@ -80,12 +81,17 @@ pub(crate) struct Outcome {
     pub(crate) readiness: Option<Readiness>,
     pub(crate) collector_unique_events: Option<u64>,
     pub(crate) duration_s: f64,
+    /// `--crash`: what the kill cost, and (Vigil) the child's last report.
+    pub(crate) crash: Option<CrashFigures>,
+    pub(crate) child: Option<crash::ChildLine>,
 }
 
 /// The service under test.
 enum Target {
     Vigil(Box<VigilService>),
     Naive(naive::Manager),
+    /// `--crash`: Vigil's service in a child process, to be killed.
+    Child(Box<VigilChild>),
 }
 
 impl Target {
@@ -93,6 +99,7 @@ impl Target {
         match self {
             Target::Vigil(service) => service.port,
             Target::Naive(manager) => manager.port,
+            Target::Child(child) => child.port,
         }
     }
 
@@ -100,6 +107,21 @@ impl Target {
         match self {
             Target::Vigil(service) => Some(service.events.ledger()),
             Target::Naive(_) => None,
+            Target::Child(child) => child.ledger(),
+        }
+    }
+
+    /// `--crash`: kills the service process and restarts it.
+    fn crash(
+        &mut self,
+        epoch: Instant,
+        requests: &Recorder,
+        collector: Option<&Collector>,
+    ) -> Result<crash::Crash, Box<dyn Error>> {
+        match self {
+            Target::Child(child) => child.crash(epoch),
+            Target::Naive(manager) => Ok(crash::kill_naive(manager, epoch, requests, collector)),
+            Target::Vigil(_) => Err("--crash runs Vigil in a child process".into()),
         }
     }
 }
@@ -140,7 +162,7 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
         phases.announced_s = Some(0.0);
     }
     let mut config = ServiceConfig {
-        announced,
+        announced: announced.clone(),
         otlp: args.otlp(),
         hang: args.hang,
         ..ServiceConfig::replay(endpoint.clone(), trust_files.clone(), args.work())
@@ -150,7 +172,15 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
         // watchdog's replacement must not wait out the outage's long backoff.
         config.restart_backoff = config.restart_backoff.reset_after(Duration::from_secs(1));
     }
-    let target = match design {
+    let mut target = match design {
+        Design::Vigil if args.crash => Target::Child(Box::new(VigilChild::start(ChildSettings {
+            endpoint: endpoint.clone(),
+            trust: trust_files[0].clone(),
+            work: args.work(),
+            spool: (!args.no_spool).then(|| workdir.path().join("spool")),
+            announced: announced.as_ref().map(|(pem, _)| pem.clone()),
+            otlp: args.otlp(),
+        })?)),
         Design::Vigil => Target::Vigil(Box::new(VigilService::start(config)?)),
         Design::Naive => {
             // The naive design speaks NDJSON to /ingest, whatever Vigil uses.
@@ -160,7 +190,7 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
     };
     let supervision = match &target {
         Target::Vigil(service) => Some(service.system.subscribe()),
-        Target::Naive(_) => None,
+        Target::Naive(_) | Target::Child(_) => None,
     };
     let load =
         Load::start(format!("http://127.0.0.1:{}/charge", target.port()), args.rps, usize::from(args.clients), epoch);
@@ -175,22 +205,34 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
     let mut restarts = 0;
     let mut healthy_backlog = 0;
     let (mut hangs_detected, mut abandoned_threads) = (0, 0);
-    let watch = |restart_log: &mut Vec<(f64, String, String)>, markers: &mut Markers, restarts: &mut u64| {
+    let watch = |restart_log: &mut Vec<(f64, String, String)>,
+                 markers: &mut Markers,
+                 restarts: &mut u64,
+                 child: Option<Vec<(String, String)>>| {
+        let t = epoch.elapsed().as_secs_f64();
+        let mut restarting = |path: String, reason: String| {
+            if path.starts_with("root/events") {
+                *restarts += 1;
+                markers.restarts.push(t);
+            }
+            restart_log.push((t, path, reason));
+        };
+        for (path, reason) in child.into_iter().flatten() {
+            restarting(path, reason);
+        }
         for event in supervision.iter().flat_map(|s| s.try_iter()) {
             match event {
-                SupervisionEvent::Restarting { path, reason, .. } => {
-                    let t = epoch.elapsed().as_secs_f64();
-                    if path.starts_with("root/events") {
-                        *restarts += 1;
-                        markers.restarts.push(t);
-                    }
-                    restart_log.push((t, path, reason.to_string()));
-                }
+                SupervisionEvent::Restarting { path, reason, .. } => restarting(path, reason.to_string()),
                 SupervisionEvent::Hung { .. } => markers.hangs.push(epoch.elapsed().as_secs_f64()),
                 _ => {}
             }
         }
     };
+    let child_restarts = |target: &Target| match target {
+        Target::Child(child) => Some(child.take_restarts()),
+        _ => None,
+    };
+    let mut crashed: Option<crash::Crash> = None;
     // `--hang` (Vigil only): when the collector stops answering, and again.
     let hang_window = args.hang_window().filter(|_| design == Design::Vigil);
 
@@ -245,7 +287,12 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
                 markers.fix = Some(now.as_secs_f64());
             }
         }
-        watch(&mut restart_log, &mut markers, &mut restarts);
+        if args.crash && phase == Phase::Outage && crashed.is_none() && now >= crash::crash_at(args) {
+            let crash = target.crash(epoch, &load.recorder, collector.as_ref())?;
+            markers.crash = Some(crash.at_s());
+            crashed = Some(crash);
+        }
+        watch(&mut restart_log, &mut markers, &mut restarts, child_restarts(&target));
         // Pacing the sampler, not waiting for a condition.
         std::thread::sleep(tick.saturating_sub(epoch.elapsed().saturating_sub(now)));
         let t = epoch.elapsed().as_secs_f64();
@@ -260,7 +307,7 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
         }
         let shown = match &target {
             Target::Naive(manager) => manager.crashes.lock().len() as u64,
-            Target::Vigil(_) => restarts,
+            Target::Vigil(_) | Target::Child(_) => restarts,
         };
         status.show(phase, &snapshot, shown);
         timeline.push(point);
@@ -272,16 +319,17 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
     let stopped = Snapshot::take(&target, &requests, counted, epoch.elapsed().as_secs_f64());
     let shown = match &target {
         Target::Naive(manager) => manager.crashes.lock().len() as u64,
-        Target::Vigil(_) => restarts,
+        Target::Vigil(_) | Target::Child(_) => restarts,
     };
     status.show(Phase::Draining, &stopped, shown);
     phases.load_end_s = secs(epoch.elapsed());
+    let mut child = None;
     let (ledger, https) = match target {
         Target::Vigil(service) => {
             if let Err(e) = service.events.flush(Duration::from_secs(15)) {
                 log::warn!(target: "incident", "final flush: {e}");
             }
-            watch(&mut restart_log, &mut markers, &mut restarts);
+            watch(&mut restart_log, &mut markers, &mut restarts, None);
             service.events.close();
             hangs_detected = service.system.stats().hangs_total;
             match service.system.shutdown() {
@@ -292,6 +340,12 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
                 }
             }
             (Some(service.events.ledger()), Some(service.https.snapshot()))
+        }
+        Target::Child(vigil) => {
+            child = vigil.stop();
+            watch(&mut restart_log, &mut markers, &mut restarts, child.as_ref().map(|c| c.restarts.clone()));
+            abandoned_threads = child.as_ref().map_or(0, |c| c.abandoned_threads);
+            (child.as_ref().map(|c| c.ledger.clone()), None)
         }
         Target::Naive(manager) => {
             // Give the naive batcher its chance to ship what it holds (it
@@ -322,6 +376,7 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
     if phases.fix_s.is_some() && phases.drained_s.is_none() && ledger.as_ref().is_some_and(|l| l.pending == 0) {
         phases.drained_s = Some(secs(epoch.elapsed()));
     }
+    let crash = crashed.map(|c| c.figures(&requests, ledger.as_ref(), design == Design::Vigil && !args.no_spool));
     Ok(Outcome {
         requests,
         timeline,
@@ -336,6 +391,8 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
         readiness,
         collector_unique_events: collector.as_ref().map(|c| c.stats().unique_events),
         duration_s: secs(epoch.elapsed()),
+        crash,
+        child,
     })
 }
 
