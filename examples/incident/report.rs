@@ -403,8 +403,9 @@ pub(crate) fn plot(
     let root = SVGBackend::new(path, (1100, 900)).into_drawing_area();
     root.fill(&WHITE)?;
     let (title, body) = root.split_vertically(50);
+    let crash = if markers.crash.is_some() { " (the service killed in the outage)" } else { "" };
     title.draw(&Text::new(
-        "Vigil incident replay: certificate rotation, outage, operator fix",
+        format!("Vigil incident replay: certificate rotation, outage{crash}, operator fix"),
         (20, 15),
         ("sans-serif", 22).into_font(),
     ))?;
