@@ -403,7 +403,7 @@ pub(crate) fn plot(
     let root = SVGBackend::new(path, (1100, 900)).into_drawing_area();
     root.fill(&WHITE)?;
     let (title, body) = root.split_vertically(50);
-    let crash = if markers.crash.is_some() { " (the service killed in the outage)" } else { "" };
+    let crash = if markers.crash.is_some() { ", the service killed (SIGKILL)" } else { "" };
     title.draw(&Text::new(
         format!("Vigil incident replay: certificate rotation, outage{crash}, operator fix"),
         (20, 15),
