@@ -34,10 +34,10 @@ use vigil::events::{EventsHandle, LedgerSnapshot};
 use vigil::https::{HttpsStats, HttpsStatsSnapshot};
 use vigil_collector::Collector;
 
-use crate::Args;
 use crate::load::{Recorder, Sample};
 use crate::naive;
 use crate::service::{ServiceConfig, VigilService};
+use crate::{Args, round2};
 
 /// RestartSec: what the process manager waits before starting the service again.
 const RESTART_SEC: Duration = Duration::from_millis(300);
@@ -182,10 +182,6 @@ impl Crash {
 
 fn answered_at(s: &Sample) -> Duration {
     s.at + s.latency
-}
-
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
 }
 
 /// The HTTPS sink's figures the report shows, from the sink's stats in this

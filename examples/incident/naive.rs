@@ -20,7 +20,7 @@ use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 /// Each incarnation numbers its events from `seq_base`, so the collector
 /// counts every incarnation's events apart.
 pub(crate) fn child_main(port: u16, endpoint: &str, trust: &Path, work: Duration, seq_base: u64) -> ! {
-    let server = match bind(port) {
+    let server = match crate::service::bind(port) {
         Ok(server) => Arc::new(server),
         Err(e) => {
             eprintln!("naive: cannot listen on {port}: {e}");
@@ -82,19 +82,6 @@ pub(crate) fn child_main(port: u16, endpoint: &str, trust: &Path, work: Duration
         let _ = w.join();
     }
     std::process::exit(0);
-}
-
-/// Listens on 127.0.0.1:`port` (any port for 0).
-pub(crate) fn bind(port: u16) -> Result<tiny_http::Server, Box<dyn std::error::Error + Send + Sync>> {
-    // The previous process may still be releasing the port.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match tiny_http::Server::http(("127.0.0.1", port)) {
-            Ok(server) => return Ok(server),
-            Err(e) if Instant::now() > deadline => return Err(e),
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
 }
 
 fn agent(trust: &Path) -> Result<ureq::Agent, Box<dyn std::error::Error>> {

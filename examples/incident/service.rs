@@ -177,7 +177,7 @@ fn otlp_logs() -> OtlpLogs {
 impl VigilService {
     /// Builds the tree and starts it.
     pub(crate) fn start(config: ServiceConfig) -> Result<VigilService, Box<dyn Error>> {
-        let server = Arc::new(crate::naive::bind(config.port).map_err(|e| format!("cannot listen: {e}"))?);
+        let server = Arc::new(bind(config.port).map_err(|e| format!("cannot listen: {e}"))?);
         let port = server.server_addr().to_ip().map(|a| a.port()).ok_or("tiny_http did not bind an IP address")?;
 
         // The trust watcher notices the operator's fix within one poll and
@@ -253,5 +253,18 @@ impl VigilService {
             .child(ChildSpec::supervisor("http", http))
             .start()?;
         Ok(VigilService { port, system, events, https: stats })
+    }
+}
+
+/// Listens on 127.0.0.1:`port` (any port for 0).
+pub(crate) fn bind(port: u16) -> Result<tiny_http::Server, Box<dyn std::error::Error + Send + Sync>> {
+    // The previous process may still be releasing the port.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match tiny_http::Server::http(("127.0.0.1", port)) {
+            Ok(server) => return Ok(server),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
     }
 }
