@@ -156,6 +156,12 @@ impl Report {
         self.events_emitted.saturating_sub(self.events_delivered)
     }
 
+    /// Every event Vigil lost: [`events_lost`](Self::events_lost), and with
+    /// `--crash` what the kill took, which no ledger knows.
+    pub(crate) fn events_lost_all(&self) -> u64 {
+        self.events_lost() + self.crash.as_ref().map_or(0, |c| c.events_lost_in_crash)
+    }
+
     /// What Vigil promised and did not keep, one sentence each; empty when
     /// every request was answered and every event delivered.
     pub(crate) fn shortfalls(&self) -> Vec<String> {
@@ -202,7 +208,7 @@ impl Report {
             "Vigil: {} of {} requests failed, {} events lost.",
             thousands(self.requests.requests_failed),
             thousands(self.requests.requests_total),
-            thousands(self.events_lost()),
+            thousands(self.events_lost_all()),
         );
         if let Some(crash) = &self.crash {
             line.push_str(&crate::crash::verdict(crash));
@@ -250,7 +256,7 @@ impl Report {
         if let (Some(healthy), Some(outage)) = (self.latency_p99_healthy_ms, self.latency_p99_outage_ms) {
             row("p99 healthy / outage (ms)", format!("{healthy:.1} / {outage:.1}"), None);
         }
-        row("process crashes", "0".into(), naive.map(|n| n.crashes.to_string()));
+        row("process crashes", u8::from(self.crash.is_some()).to_string(), naive.map(|n| n.crashes.to_string()));
         row("batcher restarts", self.batcher_restarts.to_string(), None);
         if self.hangs_detected > 0 || self.abandoned_threads > 0 {
             row("hangs detected / threads left", format!("{} / {}", self.hangs_detected, self.abandoned_threads), None);
@@ -258,7 +264,7 @@ impl Report {
         println!();
         row("events emitted", self.events_emitted.to_string(), naive.map(|n| n.events_emitted.to_string()));
         row("events delivered", self.events_delivered.to_string(), naive.map(|n| n.events_delivered.to_string()));
-        row("events lost", self.events_lost().to_string(), naive.map(|n| n.events_lost.to_string()));
+        row("events lost", self.events_lost_all().to_string(), naive.map(|n| n.events_lost.to_string()));
         if let Some(crash) = &self.crash {
             crate::crash::rows(crash, naive.and_then(|n| n.crash.as_ref()), &row);
         }
