@@ -5,7 +5,7 @@
 //! To be killed, Vigil's service runs in a child process (`--vigil-child`,
 //! as the naive design does with `--naive-child`), with the event pipeline's
 //! spool in a directory that outlives the process (or none, `--no-spool`).
-//! The child prints one JSON line ([`ChildLine`]) every 100 ms: its ledger,
+//! The child prints one JSON line ([`ChildLine`]) every 20 ms: its ledger,
 //! its restart lines and its HTTPS figures; closing its stdin is the orderly
 //! end (flush, close, shutdown, one last line).
 //!
@@ -41,8 +41,9 @@ use crate::{Args, round2};
 
 /// RestartSec: what the process manager waits before starting the service again.
 const RESTART_SEC: Duration = Duration::from_millis(300);
-/// How often the child reports.
-const REPORT_EVERY: Duration = Duration::from_millis(100);
+/// How often the child reports (the resolution of the first delivery after
+/// the fix, with `--crash`).
+const REPORT_EVERY: Duration = Duration::from_millis(20);
 /// The window before the kill whose events a spool may lose: the spool
 /// writer takes events every 10 ms; the rest is scheduling on a loaded host.
 const WRITER_WINDOW: Duration = Duration::from_millis(50);
@@ -381,6 +382,13 @@ impl VigilChild {
         ledger.accepted += self.forgotten.0;
         ledger.delivered += self.forgotten.1;
         Some(ledger)
+    }
+
+    /// Reads the delivered count of the child's latest report, from any
+    /// thread, as long as this process runs.
+    pub(crate) fn delivered(&self) -> impl Fn() -> u64 + Send + 'static {
+        let reports = Arc::clone(&self.reports);
+        move || reports.lock().latest.as_ref().map_or(0, |l| l.ledger.delivered)
     }
 
     /// Restart lines reported since the last call.

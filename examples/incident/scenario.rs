@@ -279,8 +279,15 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
                 trust.write_all(b"\n")?;
                 trust.write_all(&new_ca)?;
                 trust.sync_all()?;
-                if let Target::Vigil(service) = &target {
-                    first_delivery = Some(time_first_delivery(service.events.clone(), args.duration));
+                match &target {
+                    Target::Vigil(service) => {
+                        let events = service.events.clone();
+                        first_delivery = Some(time_first_delivery(move || events.ledger().delivered, args.duration));
+                    }
+                    Target::Child(child) => {
+                        first_delivery = Some(time_first_delivery(child.delivered(), args.duration))
+                    }
+                    Target::Naive(_) => {}
                 }
                 phase = Phase::Recovery;
                 phases.fix_s = Some(secs(now));
@@ -397,16 +404,17 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
 }
 
 /// Measures, on a thread of its own, how long after now the ledger counts
-/// its next delivery (at most `limit`): the recovery time after the fix.
+/// its next delivery (`delivered` reads its count; at most `limit`): the
+/// recovery time after the fix.
 fn time_first_delivery(
-    events: vigil::events::EventsHandle,
+    delivered: impl Fn() -> u64 + Send + 'static,
     limit: Duration,
 ) -> std::thread::JoinHandle<Option<Duration>> {
     let fixed = Instant::now();
-    let before = events.ledger().delivered;
+    let before = delivered();
     std::thread::spawn(move || {
         while fixed.elapsed() < limit {
-            if events.ledger().delivered > before {
+            if delivered() > before {
                 return Some(fixed.elapsed());
             }
             // A measurement's resolution, not a wait for a condition with a deadline.
