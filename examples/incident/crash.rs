@@ -495,9 +495,10 @@ fn spawn(settings: &ChildSettings, port: u16) -> Result<Spawned, Box<dyn std::er
 }
 
 /// The naive design's kill: waits (up to 5 s) until an incarnation has
-/// answered a request and is younger than its first delivery attempt (at
-/// 200 ms, which in the outage ends it), then kills it. Its loss: the
-/// requests it answered, less what reached the collector meanwhile.
+/// answered a request and is 150–190 ms old, its backlog near its height:
+/// its first delivery attempt, 200 ms after its start, ends it in the
+/// outage. Then kills it. Its loss: the requests it answered, less what
+/// reached the collector meanwhile.
 pub(crate) fn kill_naive(
     manager: &naive::Manager,
     epoch: Instant,
@@ -511,7 +512,8 @@ pub(crate) fn kill_naive(
         let delivered_before = unique();
         let age = epoch.elapsed().saturating_sub(started);
         let answered = requests.samples().iter().any(|s| s.ok && answered_at(s) >= started);
-        if (answered && age < Duration::from_millis(180)) || Instant::now() >= deadline {
+        let height = (Duration::from_millis(150)..Duration::from_millis(190)).contains(&age);
+        if (answered && height) || Instant::now() >= deadline {
             break (started, delivered_before);
         }
         // Polling the recorder: a condition with the deadline above.
