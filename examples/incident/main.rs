@@ -14,6 +14,7 @@
 //! cargo run --release --example incident -- --help
 //! ```
 
+mod crash;
 mod health;
 mod load;
 mod naive;
@@ -100,6 +101,17 @@ pub(crate) struct Args {
     /// design always sends NDJSON.
     #[arg(long, value_enum, value_name = "ENCODING", default_value_t = EventEncoding::Ndjson)]
     encoding: EventEncoding,
+    /// In the outage, near the backlog's height, kill the service process
+    /// (SIGKILL) and start it again after 300 ms, as systemd would. Vigil
+    /// then runs in a child process with its events spooled to disk (see
+    /// --no-spool); the report says what each design lost [default: no crash].
+    /// Not with --health: the probes would die with the killed process.
+    #[arg(long, conflicts_with_all = ["endpoint", "hang", "health"])]
+    crash: bool,
+    /// With --crash: Vigil's pipeline without a spool, to see what the crash
+    /// costs it then [default: with a spool].
+    #[arg(long, requires = "crash")]
+    no_spool: bool,
 }
 
 /// The values of `--encoding`.
@@ -254,6 +266,9 @@ fn main() -> ExitCode {
     if argv.peek().map(String::as_str) == Some("--naive-child") {
         return naive_child(argv.skip(1));
     }
+    if argv.peek().map(String::as_str) == Some("--vigil-child") {
+        return crash::child_main(argv.skip(1));
+    }
     // --help and --version exit 0 here; bad arguments exit 2 with clap's message.
     let args = Args::parse();
     if let Err(message) = args.check() {
@@ -389,7 +404,7 @@ fn run(args: &Args, multi: &MultiProgress) -> Result<Report, Box<dyn Error>> {
     }
     let requests = figures(&vigil.requests);
     let ledger = vigil.ledger.ok_or("the Vigil run has a ledger")?;
-    let https = vigil.https.ok_or("the Vigil run has HTTPS stats")?;
+    let https = crash::HttpsFigures::of(vigil.https, vigil.child.as_ref()).ok_or("the Vigil run has HTTPS stats")?;
     Ok(Report {
         requests,
         latency_p99_healthy_ms: healthy_p99,
@@ -406,8 +421,8 @@ fn run(args: &Args, multi: &MultiProgress) -> Result<Report, Box<dyn Error>> {
         abandoned_threads: vigil.abandoned_threads,
         hang_phase: args.hang_window().is_some(),
         tls_failures: https.tls_failures,
-        cert_rotations: https.certificate_changes,
-        server_certificate: https.server_certificate.map(|c| format!("{} (issuer {})", c.subject, c.issuer)),
+        cert_rotations: https.cert_rotations,
+        server_certificate: https.server_certificate,
         last_sink_error: https.last_error,
         restarts,
         readiness_before_outage: vigil.readiness.clone(),
@@ -424,8 +439,10 @@ fn run(args: &Args, multi: &MultiProgress) -> Result<Report, Box<dyn Error>> {
                 events_lost: emitted.saturating_sub(delivered),
                 duration_s: n.duration_s,
                 requests,
+                crash: n.crash,
             }
         }),
+        crash: vigil.crash,
         plot_error,
         health_transitions: vigil.health_transitions,
     })

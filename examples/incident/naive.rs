@@ -20,7 +20,7 @@ use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 /// Each incarnation numbers its events from `seq_base`, so the collector
 /// counts every incarnation's events apart.
 pub(crate) fn child_main(port: u16, endpoint: &str, trust: &Path, work: Duration, seq_base: u64) -> ! {
-    let server = match bind(port) {
+    let server = match crate::service::bind(port) {
         Ok(server) => Arc::new(server),
         Err(e) => {
             eprintln!("naive: cannot listen on {port}: {e}");
@@ -84,18 +84,6 @@ pub(crate) fn child_main(port: u16, endpoint: &str, trust: &Path, work: Duration
     std::process::exit(0);
 }
 
-fn bind(port: u16) -> Result<tiny_http::Server, Box<dyn std::error::Error + Send + Sync>> {
-    // The previous process may still be releasing the port.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match tiny_http::Server::http(("127.0.0.1", port)) {
-            Ok(server) => return Ok(server),
-            Err(e) if Instant::now() > deadline => return Err(e),
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
-}
-
 fn agent(trust: &Path) -> Result<ureq::Agent, Box<dyn std::error::Error>> {
     let mut pem = Vec::new();
     std::fs::File::open(trust)?.read_to_end(&mut pem)?;
@@ -125,6 +113,8 @@ fn rustls_pki_pem(pem: &[u8]) -> Result<Vec<Certificate<'static>>, Box<dyn std::
 pub(crate) struct Manager {
     pub(crate) port: u16,
     pub(crate) crashes: Arc<Mutex<Vec<Duration>>>,
+    /// When the running incarnation was started, since the epoch.
+    pub(crate) started: Arc<Mutex<Duration>>,
     stop: Arc<AtomicBool>,
     child: Arc<Mutex<Option<Child>>>,
     thread: JoinHandle<()>,
@@ -151,11 +141,13 @@ impl Manager {
                     .spawn()
             }
         };
+        let started = Arc::new(Mutex::new(epoch.elapsed()));
         let child = Arc::new(Mutex::new(Some(spawn()?)));
         wait_for_port(port);
         let (stop, crashes) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Vec::new())));
         let thread = {
             let (stop, crashes, child) = (Arc::clone(&stop), Arc::clone(&crashes), Arc::clone(&child));
+            let started = Arc::clone(&started);
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     let exited = child.lock().as_mut().and_then(|c| c.try_wait().ok().flatten());
@@ -163,13 +155,20 @@ impl Manager {
                         crashes.lock().push(epoch.elapsed());
                         // RestartSec: what a process manager waits before a restart.
                         std::thread::sleep(Duration::from_millis(300));
+                        *started.lock() = epoch.elapsed();
                         *child.lock() = spawn().ok();
                     }
                     std::thread::sleep(Duration::from_millis(10));
                 }
             })
         };
-        Ok(Manager { port, crashes, stop, child, thread })
+        Ok(Manager { port, crashes, started, stop, child, thread })
+    }
+
+    /// `--crash`: kills the running incarnation with SIGKILL; the manager
+    /// restarts it as after any crash. False when none was running.
+    pub(crate) fn kill(&self) -> bool {
+        self.child.lock().as_mut().is_some_and(|c| c.kill().is_ok())
     }
 
     pub(crate) fn stop(self) -> Vec<Duration> {
@@ -183,7 +182,7 @@ impl Manager {
     }
 }
 
-fn wait_for_port(port: u16) {
+pub(crate) fn wait_for_port(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));

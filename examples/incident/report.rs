@@ -38,6 +38,9 @@ pub(crate) struct NaiveFigures {
     /// Answered requests whose event never reached the collector.
     pub(crate) events_lost: u64,
     pub(crate) duration_s: f64,
+    /// `--crash`: what the kill cost it.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub(crate) crash: Option<crate::crash::CrashFigures>,
 }
 
 /// A group of restart lines with the same reason.
@@ -90,6 +93,9 @@ pub(crate) struct Report {
     pub(crate) duration_s: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) naive: Option<NaiveFigures>,
+    /// `--crash`: what the kill cost Vigil (`events_lost_in_crash`, `events_recovered`, ...).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub(crate) crash: Option<crate::crash::CrashFigures>,
     /// The plot that could not be written, and why.
     #[serde(skip)]
     pub(crate) plot_error: Option<(std::path::PathBuf, String)>,
@@ -153,11 +159,20 @@ impl Report {
         self.events_emitted.saturating_sub(self.events_delivered)
     }
 
+    /// Every event Vigil lost: [`events_lost`](Self::events_lost), and with
+    /// `--crash` what the kill took, which no ledger knows.
+    pub(crate) fn events_lost_all(&self) -> u64 {
+        self.events_lost() + self.crash.as_ref().map_or(0, |c| c.events_lost_in_crash)
+    }
+
     /// What Vigil promised and did not keep, one sentence each; empty when
     /// every request was answered and every event delivered.
     pub(crate) fn shortfalls(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if self.requests.requests_failed > 0 {
+        // --crash: requests sent while the process was down fail; the crash's own line tells its cost.
+        let in_crash = self.crash.as_ref().map_or(0, |c| c.requests_failed_in_crash);
+        out.extend(self.crash.as_ref().and_then(crate::crash::CrashFigures::shortfall));
+        if self.requests.requests_failed > in_crash {
             out.push(format!(
                 "{} of {} requests failed; the first: {}",
                 self.requests.requests_failed,
@@ -196,8 +211,11 @@ impl Report {
             "Vigil: {} of {} requests failed, {} events lost.",
             thousands(self.requests.requests_failed),
             thousands(self.requests.requests_total),
-            thousands(self.events_lost()),
+            thousands(self.events_lost_all()),
         );
+        if let Some(crash) = &self.crash {
+            line.push_str(&crate::crash::verdict(crash));
+        }
         if let Some(naive) = &self.naive {
             line.push_str(&format!(
                 " Naive: {} failed, {} crashes, {} events lost.",
@@ -241,7 +259,7 @@ impl Report {
         if let (Some(healthy), Some(outage)) = (self.latency_p99_healthy_ms, self.latency_p99_outage_ms) {
             row("p99 healthy / outage (ms)", format!("{healthy:.1} / {outage:.1}"), None);
         }
-        row("process crashes", "0".into(), naive.map(|n| n.crashes.to_string()));
+        row("process crashes", u8::from(self.crash.is_some()).to_string(), naive.map(|n| n.crashes.to_string()));
         row("batcher restarts", self.batcher_restarts.to_string(), None);
         if self.hangs_detected > 0 || self.abandoned_threads > 0 {
             row("hangs detected / threads left", format!("{} / {}", self.hangs_detected, self.abandoned_threads), None);
@@ -249,7 +267,10 @@ impl Report {
         println!();
         row("events emitted", self.events_emitted.to_string(), naive.map(|n| n.events_emitted.to_string()));
         row("events delivered", self.events_delivered.to_string(), naive.map(|n| n.events_delivered.to_string()));
-        row("events lost", self.events_lost().to_string(), naive.map(|n| n.events_lost.to_string()));
+        row("events lost", self.events_lost_all().to_string(), naive.map(|n| n.events_lost.to_string()));
+        if let Some(crash) = &self.crash {
+            crate::crash::rows(crash, naive.and_then(|n| n.crash.as_ref()), &row);
+        }
         let by_reason: Vec<String> =
             self.events_dropped_by_reason.iter().filter(|(_, n)| **n > 0).map(|(r, n)| format!("{r}={n}")).collect();
         if !by_reason.is_empty() {
@@ -336,6 +357,8 @@ pub(crate) struct Markers {
     pub(crate) not_ready: Option<f64>,
     pub(crate) rotation: Option<f64>,
     pub(crate) fix: Option<f64>,
+    /// `--crash`: when the service process was killed.
+    pub(crate) crash: Option<f64>,
     pub(crate) restarts: Vec<f64>,
     pub(crate) naive_crashes: Vec<f64>,
     /// `--hang`: when the collector stopped answering, and answered again.
@@ -363,6 +386,7 @@ const NOT_READY: RGBColor = RGBColor(200, 0, 120);
 const RESTART: RGBColor = RGBColor(200, 0, 200);
 const CRASH: RGBColor = RGBColor(0, 0, 0);
 const HANG: RGBColor = RGBColor(150, 90, 0);
+const KILLED: RGBColor = RGBColor(120, 0, 0);
 
 /// Draws the timeline as an SVG: requests, deliveries and the events not
 /// delivered, with the rotation, the fix, every batcher restart and every
@@ -388,8 +412,9 @@ pub(crate) fn plot(
     let root = SVGBackend::new(path, (1100, 900)).into_drawing_area();
     root.fill(&WHITE)?;
     let (title, body) = root.split_vertically(50);
+    let crash = if markers.crash.is_some() { ", the service killed (SIGKILL)" } else { "" };
     title.draw(&Text::new(
-        "Vigil incident replay: certificate rotation, outage, operator fix",
+        format!("Vigil incident replay: certificate rotation, outage{crash}, operator fix"),
         (20, 15),
         ("sans-serif", 22).into_font(),
     ))?;
@@ -426,6 +451,12 @@ pub(crate) fn plot(
             let series = chart.draw_series(std::iter::once(vline(x, FIX)))?;
             if labels {
                 series.label("operator fix").legend(legend(FIX, 2));
+            }
+        }
+        if let Some(x) = markers.crash {
+            let series = chart.draw_series(std::iter::once(vline(x, KILLED)))?;
+            if labels {
+                series.label("service killed (SIGKILL), restarted").legend(legend(KILLED, 2));
             }
         }
         if let Some((from, to)) = markers.hang {

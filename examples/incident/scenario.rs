@@ -13,6 +13,7 @@ use vigil::events::LedgerSnapshot;
 use vigil::https::{HttpsStatsSnapshot, Readiness};
 use vigil_collector::Collector;
 
+use crate::crash::{self, ChildSettings, CrashFigures, VigilChild};
 use crate::load::{Load, Recorder};
 use crate::naive;
 use crate::report::{Markers, Phases, Point, secs};
@@ -81,12 +82,17 @@ pub(crate) struct Outcome {
     pub(crate) collector_unique_events: Option<u64>,
     pub(crate) duration_s: f64,
     pub(crate) health_transitions: Vec<crate::health::Transition>,
+    /// `--crash`: what the kill cost, and (Vigil) the child's last report.
+    pub(crate) crash: Option<CrashFigures>,
+    pub(crate) child: Option<crash::ChildLine>,
 }
 
 /// The service under test.
 enum Target {
     Vigil(Box<VigilService>),
     Naive(naive::Manager),
+    /// `--crash`: Vigil's service in a child process, to be killed.
+    Child(Box<VigilChild>),
 }
 
 impl Target {
@@ -94,6 +100,7 @@ impl Target {
         match self {
             Target::Vigil(service) => service.port,
             Target::Naive(manager) => manager.port,
+            Target::Child(child) => child.port,
         }
     }
 
@@ -101,6 +108,21 @@ impl Target {
         match self {
             Target::Vigil(service) => Some(service.events.ledger()),
             Target::Naive(_) => None,
+            Target::Child(child) => child.ledger(),
+        }
+    }
+
+    /// `--crash`: kills the service process and restarts it.
+    fn crash(
+        &mut self,
+        epoch: Instant,
+        requests: &Recorder,
+        collector: Option<&Collector>,
+    ) -> Result<crash::Crash, Box<dyn Error>> {
+        match self {
+            Target::Child(child) => child.crash(epoch),
+            Target::Naive(manager) => Ok(crash::kill_naive(manager, epoch, requests, collector)),
+            Target::Vigil(_) => Err("--crash runs Vigil in a child process".into()),
         }
     }
 }
@@ -141,7 +163,7 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
         phases.announced_s = Some(0.0);
     }
     let mut config = ServiceConfig {
-        announced,
+        announced: announced.clone(),
         otlp: args.otlp(),
         hang: args.hang,
         ..ServiceConfig::replay(endpoint.clone(), trust_files.clone(), args.work())
@@ -151,7 +173,15 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
         // watchdog's replacement must not wait out the outage's long backoff.
         config.restart_backoff = config.restart_backoff.reset_after(Duration::from_secs(1));
     }
-    let target = match design {
+    let mut target = match design {
+        Design::Vigil if args.crash => Target::Child(Box::new(VigilChild::start(ChildSettings {
+            endpoint: endpoint.clone(),
+            trust: trust_files[0].clone(),
+            work: args.work(),
+            spool: (!args.no_spool).then(|| workdir.path().join("spool")),
+            announced: announced.as_ref().map(|(pem, _)| pem.clone()),
+            otlp: args.otlp(),
+        })?)),
         Design::Vigil => Target::Vigil(Box::new(VigilService::start(config)?)),
         Design::Naive => {
             // The naive design speaks NDJSON to /ingest, whatever Vigil uses.
@@ -161,11 +191,11 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
     };
     let health = match &target {
         Target::Vigil(service) => Some(crate::health::Health::attach(args.health.as_deref(), service, epoch)?),
-        Target::Naive(_) => None,
+        Target::Naive(_) | Target::Child(_) => None,
     };
     let supervision = match &target {
         Target::Vigil(service) => Some(service.system.subscribe()),
-        Target::Naive(_) => None,
+        Target::Naive(_) | Target::Child(_) => None,
     };
     let load =
         Load::start(format!("http://127.0.0.1:{}/charge", target.port()), args.rps, usize::from(args.clients), epoch);
@@ -180,22 +210,34 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
     let mut restarts = 0;
     let mut healthy_backlog = 0;
     let (mut hangs_detected, mut abandoned_threads) = (0, 0);
-    let watch = |restart_log: &mut Vec<(f64, String, String)>, markers: &mut Markers, restarts: &mut u64| {
+    let watch = |restart_log: &mut Vec<(f64, String, String)>,
+                 markers: &mut Markers,
+                 restarts: &mut u64,
+                 child: Option<Vec<(String, String)>>| {
+        let t = epoch.elapsed().as_secs_f64();
+        let mut restarting = |path: String, reason: String| {
+            if path.starts_with("root/events") {
+                *restarts += 1;
+                markers.restarts.push(t);
+            }
+            restart_log.push((t, path, reason));
+        };
+        for (path, reason) in child.into_iter().flatten() {
+            restarting(path, reason);
+        }
         for event in supervision.iter().flat_map(|s| s.try_iter()) {
             match event {
-                SupervisionEvent::Restarting { path, reason, .. } => {
-                    let t = epoch.elapsed().as_secs_f64();
-                    if path.starts_with("root/events") {
-                        *restarts += 1;
-                        markers.restarts.push(t);
-                    }
-                    restart_log.push((t, path, reason.to_string()));
-                }
+                SupervisionEvent::Restarting { path, reason, .. } => restarting(path, reason.to_string()),
                 SupervisionEvent::Hung { .. } => markers.hangs.push(epoch.elapsed().as_secs_f64()),
                 _ => {}
             }
         }
     };
+    let child_restarts = |target: &Target| match target {
+        Target::Child(child) => Some(child.take_restarts()),
+        _ => None,
+    };
+    let mut crashed: Option<crash::Crash> = None;
     // `--hang` (Vigil only): when the collector stops answering, and again.
     let hang_window = args.hang_window().filter(|_| design == Design::Vigil);
 
@@ -242,15 +284,27 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
                 trust.write_all(b"\n")?;
                 trust.write_all(&new_ca)?;
                 trust.sync_all()?;
-                if let Target::Vigil(service) = &target {
-                    first_delivery = Some(time_first_delivery(service.events.clone(), args.duration));
+                match &target {
+                    Target::Vigil(service) => {
+                        let events = service.events.clone();
+                        first_delivery = Some(time_first_delivery(move || events.ledger().delivered, args.duration));
+                    }
+                    Target::Child(child) => {
+                        first_delivery = Some(time_first_delivery(child.delivered(), args.duration))
+                    }
+                    Target::Naive(_) => {}
                 }
                 phase = Phase::Recovery;
                 phases.fix_s = Some(secs(now));
                 markers.fix = Some(now.as_secs_f64());
             }
         }
-        watch(&mut restart_log, &mut markers, &mut restarts);
+        if args.crash && phase == Phase::Outage && crashed.is_none() && now >= crash::crash_at(args) {
+            let crash = target.crash(epoch, &load.recorder, collector.as_ref())?;
+            markers.crash = Some(crash.at_s());
+            crashed = Some(crash);
+        }
+        watch(&mut restart_log, &mut markers, &mut restarts, child_restarts(&target));
         // Pacing the sampler, not waiting for a condition.
         std::thread::sleep(tick.saturating_sub(epoch.elapsed().saturating_sub(now)));
         let t = epoch.elapsed().as_secs_f64();
@@ -265,7 +319,7 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
         }
         let shown = match &target {
             Target::Naive(manager) => manager.crashes.lock().len() as u64,
-            Target::Vigil(_) => restarts,
+            Target::Vigil(_) | Target::Child(_) => restarts,
         };
         status.show(phase, &snapshot, shown);
         timeline.push(point);
@@ -277,10 +331,11 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
     let stopped = Snapshot::take(&target, &requests, counted, epoch.elapsed().as_secs_f64());
     let shown = match &target {
         Target::Naive(manager) => manager.crashes.lock().len() as u64,
-        Target::Vigil(_) => restarts,
+        Target::Vigil(_) | Target::Child(_) => restarts,
     };
     status.show(Phase::Draining, &stopped, shown);
     phases.load_end_s = secs(epoch.elapsed());
+    let mut child = None;
     let (ledger, https) = match target {
         Target::Vigil(service) => {
             // After a signal the tree's own shutdown flushes, within the budget.
@@ -289,7 +344,7 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
             {
                 log::warn!(target: "incident", "final flush: {e}");
             }
-            watch(&mut restart_log, &mut markers, &mut restarts);
+            watch(&mut restart_log, &mut markers, &mut restarts, None);
             service.events.close();
             hangs_detected = service.system.stats().hangs_total;
             match service.system.shutdown() {
@@ -300,6 +355,12 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
                 }
             }
             (Some(service.events.ledger()), Some(service.https.snapshot()))
+        }
+        Target::Child(vigil) => {
+            child = vigil.stop();
+            watch(&mut restart_log, &mut markers, &mut restarts, child.as_ref().map(|c| c.restarts.clone()));
+            abandoned_threads = child.as_ref().map_or(0, |c| c.abandoned_threads);
+            (child.as_ref().map(|c| c.ledger.clone()), None)
         }
         Target::Naive(manager) => {
             // Give the naive batcher its chance to ship what it holds (it
@@ -331,6 +392,7 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
         phases.drained_s = Some(secs(epoch.elapsed()));
     }
     let health_transitions = health.map(crate::health::Health::finish).unwrap_or_default();
+    let crash = crashed.map(|c| c.figures(&requests, ledger.as_ref(), design == Design::Vigil && !args.no_spool));
     Ok(Outcome {
         health_transitions,
         requests,
@@ -346,20 +408,23 @@ pub(crate) fn run(args: &Args, design: Design, status: &Status) -> Result<Outcom
         readiness,
         collector_unique_events: collector.as_ref().map(|c| c.stats().unique_events),
         duration_s: secs(epoch.elapsed()),
+        crash,
+        child,
     })
 }
 
 /// Measures, on a thread of its own, how long after now the ledger counts
-/// its next delivery (at most `limit`): the recovery time after the fix.
+/// its next delivery (`delivered` reads its count; at most `limit`): the
+/// recovery time after the fix.
 fn time_first_delivery(
-    events: vigil::events::EventsHandle,
+    delivered: impl Fn() -> u64 + Send + 'static,
     limit: Duration,
 ) -> std::thread::JoinHandle<Option<Duration>> {
     let fixed = Instant::now();
-    let before = events.ledger().delivered;
+    let before = delivered();
     std::thread::spawn(move || {
         while fixed.elapsed() < limit {
-            if events.ledger().delivered > before {
+            if delivered() > before {
                 return Some(fixed.elapsed());
             }
             // A measurement's resolution, not a wait for a condition with a deadline.

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
-use vigil::events::{Config, Emitter, EventPipeline, EventsHandle, LogFields, OtlpLogs, Severity};
+use vigil::events::{Config, Emitter, EventPipeline, EventsHandle, LogFields, OtlpLogs, Severity, SpoolConfig};
 use vigil::https::{HttpsSinkConfig, HttpsStats};
 use vigil::{Actor, Addr, Backoff, BoxError, ChildSpec, Context, Strategy, Supervisor, System};
 
@@ -49,6 +49,10 @@ pub(crate) struct ServiceConfig {
     /// `--hang`: the batcher under the watchdog, the sink's timeouts longer
     /// than the hang.
     pub(crate) hang: Option<Duration>,
+    /// The port to serve on; 0 for any (`--crash`: the same port across a restart).
+    pub(crate) port: u16,
+    /// `--crash`: the event pipeline's spool directory, if it has one.
+    pub(crate) spool: Option<PathBuf>,
 }
 
 impl ServiceConfig {
@@ -66,6 +70,8 @@ impl ServiceConfig {
             trust_poll: Duration::from_secs(1),
             restart_backoff: Backoff::exponential(Duration::from_secs(1), Duration::from_secs(60)),
             hang: None,
+            port: 0,
+            spool: None,
         }
     }
 }
@@ -171,7 +177,7 @@ fn otlp_logs() -> OtlpLogs {
 impl VigilService {
     /// Builds the tree and starts it.
     pub(crate) fn start(config: ServiceConfig) -> Result<VigilService, Box<dyn Error>> {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").map_err(|e| format!("cannot listen: {e}"))?);
+        let server = Arc::new(bind(config.port).map_err(|e| format!("cannot listen: {e}"))?);
         let port = server.server_addr().to_ip().map(|a| a.port()).ok_or("tiny_http did not bind an IP address")?;
 
         // The trust watcher notices the operator's fix within one poll and
@@ -200,6 +206,9 @@ impl VigilService {
             .max_batch_age(Duration::from_secs(3600));
         if config.otlp {
             events_config = events_config.otlp_logs(otlp_logs());
+        }
+        if let Some(dir) = &config.spool {
+            events_config = events_config.spool(SpoolConfig::new(dir));
         }
         let pipeline = EventPipeline::builder(events_config)
             .id("events")
@@ -244,5 +253,18 @@ impl VigilService {
             .child(ChildSpec::supervisor("http", http))
             .start()?;
         Ok(VigilService { port, system, events, https: stats })
+    }
+}
+
+/// Listens on 127.0.0.1:`port` (any port for 0).
+pub(crate) fn bind(port: u16) -> Result<tiny_http::Server, Box<dyn std::error::Error + Send + Sync>> {
+    // The previous process may still be releasing the port.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match tiny_http::Server::http(("127.0.0.1", port)) {
+            Ok(server) => return Ok(server),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! main job, has a module of its own (`incident.rs`). One test binary for
 //! everything that runs the workspace's examples.
 mod incident;
+mod incident_crash;
 mod incident_health;
 mod spool_crash;
 mod support;

@@ -22,7 +22,14 @@ pub fn example(name: &str) -> PathBuf {
 }
 
 /// Runs an example to completion with `args` and returns what it printed.
+///
+/// Incident replays (`--duration`) run one at a time: their pass criteria
+/// compare latencies between phases, and two replays side by side on a
+/// 2-core host disturb each other's.
 pub fn run_example(name: &str, args: &[&str]) -> Output {
+    static REPLAYS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time =
+        (name == "incident" && args.contains(&"--duration")).then(|| REPLAYS.lock().unwrap_or_else(|e| e.into_inner()));
     Command::new(example(name))
         .args(args)
         .env("RUST_LOG", "vigil=info")

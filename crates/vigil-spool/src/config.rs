@@ -57,6 +57,9 @@ impl SyncPolicy {
     }
 }
 
+/// The default segment size: 32 MiB.
+const DEFAULT_SEGMENT_BYTES: u64 = 32 * 1024 * 1024;
+
 /// Where and how much to spool.
 ///
 /// # Examples
@@ -75,19 +78,15 @@ impl SyncPolicy {
 pub struct SpoolConfig {
     pub(crate) dir: PathBuf,
     pub(crate) max_bytes: u64,
-    pub(crate) segment_bytes: u64,
+    /// `None`: the default, [`DEFAULT_SEGMENT_BYTES`] or `max_bytes` if smaller.
+    pub(crate) segment_bytes: Option<u64>,
     pub(crate) sync: SyncPolicy,
 }
 
 impl SpoolConfig {
     /// A spool in `dir` (created if missing) with the default limits.
     pub fn new(dir: impl Into<PathBuf>) -> SpoolConfig {
-        SpoolConfig {
-            dir: dir.into(),
-            max_bytes: 256 * 1024 * 1024,
-            segment_bytes: 8 * 1024 * 1024,
-            sync: SyncPolicy::default(),
-        }
+        SpoolConfig { dir: dir.into(), max_bytes: 256 * 1024 * 1024, segment_bytes: None, sync: SyncPolicy::default() }
     }
 
     /// The most bytes the spool's segments may take on disk. A write past it
@@ -101,12 +100,27 @@ impl SpoolConfig {
 
     /// The size at which the writer starts a new segment file. Segments are
     /// deleted whole once every record in them is acknowledged, so smaller
-    /// segments free space sooner.
+    /// segments free space sooner; larger ones cost fewer syncs (each
+    /// segment's `fdatasync` also writes its inode, and each new file the
+    /// directory).
     ///
-    /// Defaults to 8 MiB.
+    /// Defaults to 32 MiB, or `max_bytes` when that is smaller.
     pub fn segment_bytes(mut self, segment_bytes: u64) -> SpoolConfig {
-        self.segment_bytes = segment_bytes;
+        self.segment_bytes = Some(segment_bytes);
         self
+    }
+
+    /// The segment size in effect (see [`segment_bytes`](Self::segment_bytes)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use vigil_spool::SpoolConfig;
+    /// assert_eq!(SpoolConfig::new("/tmp/s").segment_bytes_limit(), 32 << 20);
+    /// assert_eq!(SpoolConfig::new("/tmp/s").max_bytes(1 << 20).segment_bytes_limit(), 1 << 20);
+    /// ```
+    pub fn segment_bytes_limit(&self) -> u64 {
+        self.segment_bytes.unwrap_or(DEFAULT_SEGMENT_BYTES.min(self.max_bytes))
     }
 
     /// When written records are synced to disk.
@@ -140,10 +154,13 @@ impl SpoolConfig {
     /// `max_bytes`, a `max_bytes` below `segment_bytes`, or a zero sync interval.
     pub fn validate(&self) -> Result<(), SpoolError> {
         let bad = |field, reason| Err(SpoolError::Config { field, reason });
-        if self.segment_bytes == 0 {
+        if self.max_bytes == 0 {
+            return bad("max_bytes", "must be greater than zero");
+        }
+        if self.segment_bytes_limit() == 0 {
             return bad("segment_bytes", "must be greater than zero");
         }
-        if self.max_bytes < self.segment_bytes {
+        if self.max_bytes < self.segment_bytes_limit() {
             return bad("max_bytes", "must be at least segment_bytes");
         }
         if self.sync == SyncPolicy::Interval(Duration::ZERO) {
@@ -174,6 +191,11 @@ mod tests {
             Err(SpoolError::Config { field: "sync", .. })
         ));
         assert!(matches!(SpoolConfig::new("").validate(), Err(SpoolError::Config { field: "dir", .. })));
+        // The default segment size follows a smaller byte limit.
+        assert_eq!(c.segment_bytes_limit(), 32 << 20);
+        assert_eq!(c.clone().max_bytes(1 << 20).segment_bytes_limit(), 1 << 20);
+        assert!(c.clone().max_bytes(1 << 20).validate().is_ok());
+        assert!(matches!(c.clone().max_bytes(0).validate(), Err(SpoolError::Config { field: "max_bytes", .. })));
     }
 
     #[test]

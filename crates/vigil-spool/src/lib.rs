@@ -16,9 +16,11 @@
 //!   damage, bytes cut off torn tails, and the counters kept with the last
 //!   checkpoint.
 //!
-//! Writer and reader are plain values with no thread of their own: the
-//! caller drives them (vigil-events drives the writer from a supervised
-//! actor and the reader from its batcher).
+//! Writer and reader are plain values driven by the caller (vigil-events
+//! drives the writer from a supervised actor and the reader from its
+//! batcher). The one thread the spool starts is the writer's sync thread:
+//! under the default [`SyncPolicy::Interval`] it runs the `fdatasync`s, so
+//! that writing goes on while the disk flushes (see [`SpoolWriter`]).
 //!
 //! # On disk
 //!
@@ -30,8 +32,8 @@
 //! - `id`: the spool's stable random id.
 //! - `NNNNNNNNNNNNNNNNNNNN.seg`: append-only segment files named after the
 //!   first sequence number they hold. A record is a 20-byte header (magic
-//!   `VGS1`, payload length, sequence number, CRC-32C of length, sequence
-//!   number and payload) and the payload.
+//!   `VGS1`, CRC-32C of what follows it, payload length, sequence number)
+//!   and the payload.
 //! - `checkpoint`: the first sequence number not yet acknowledged, the next
 //!   one to assign, and the caller's counters, with a CRC-32C; replaced
 //!   atomically by rename.

@@ -6,14 +6,15 @@
 //! | bytes | field |
 //! |---|---|
 //! | 0..4 | magic `VGS1` |
-//! | 4..8 | payload length, u32 little-endian |
-//! | 8..16 | sequence number, u64 little-endian |
-//! | 16..20 | CRC-32C of bytes 4..16 and the payload, u32 little-endian |
+//! | 4..8 | CRC-32C of bytes 8.. (length, sequence number and payload), u32 little-endian |
+//! | 8..12 | payload length, u32 little-endian |
+//! | 12..20 | sequence number, u64 little-endian |
 //! | 20.. | payload |
 //!
 //! The checksum covers the length and the sequence number as well as the
 //! payload, so a flipped bit anywhere but the magic is caught; a flipped
-//! magic is caught by the magic. Sequence numbers are contiguous in a spool,
+//! magic is caught by the magic. What it covers is contiguous, so it is
+//! computed in one pass. Sequence numbers are contiguous in a spool,
 //! so the scanner counts the records lost in a damaged region exactly when a
 //! good record follows it.
 
@@ -29,13 +30,8 @@ pub(crate) const HEADER: usize = RECORD_OVERHEAD;
 /// The largest payload a record may carry (64 MiB); a header claiming more is damage.
 pub const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;
 
-/// The checksum of a record with this header and payload.
-fn checksum(len: u32, seq: u64, payload: &[u8]) -> u32 {
-    let mut head = [0u8; 12];
-    head[..4].copy_from_slice(&len.to_le_bytes());
-    head[4..].copy_from_slice(&seq.to_le_bytes());
-    crc32c::crc32c_append(crc32c::crc32c(&head), payload)
-}
+/// Where the checksummed bytes (length, sequence number, payload) start in a record.
+const CHECKED: usize = 8;
 
 /// The bytes a record of `payload_len` takes on disk.
 pub(crate) fn framed_len(payload_len: usize) -> u64 {
@@ -46,12 +42,14 @@ pub(crate) fn framed_len(payload_len: usize) -> u64 {
 /// [`MAX_RECORD_BYTES`].
 pub(crate) fn encode(out: &mut Vec<u8>, seq: u64, payload: &[u8]) {
     debug_assert!(payload.len() <= MAX_RECORD_BYTES);
-    let len = payload.len() as u32;
+    let start = out.len();
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(&checksum(len, seq, payload).to_le_bytes());
     out.extend_from_slice(payload);
+    let crc = crc32c::crc32c(&out[start + CHECKED..]);
+    out[start + 4..start + CHECKED].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// A valid record found at `at` in a buffer.
@@ -71,16 +69,16 @@ pub(crate) fn parse_at(buf: &[u8], at: usize) -> Option<Found> {
     if head[..4] != MAGIC {
         return None;
     }
-    let len = u32::from_le_bytes(head[4..8].try_into().ok()?);
-    let seq = u64::from_le_bytes(head[8..16].try_into().ok()?);
-    let crc = u32::from_le_bytes(head[16..20].try_into().ok()?);
+    let crc = u32::from_le_bytes(head[4..8].try_into().ok()?);
+    let len = u32::from_le_bytes(head[8..12].try_into().ok()?);
+    let seq = u64::from_le_bytes(head[12..20].try_into().ok()?);
     if len as usize > MAX_RECORD_BYTES {
         return None;
     }
     let start = at + HEADER;
     let end = start.checked_add(len as usize)?;
-    let payload = buf.get(start..end)?;
-    (checksum(len, seq, payload) == crc).then_some(Found { seq, payload: start..end, end })
+    let checked = buf.get(at + CHECKED..end)?;
+    (crc32c::crc32c(checked) == crc).then_some(Found { seq, payload: start..end, end })
 }
 
 /// What a scan of one segment's bytes found.

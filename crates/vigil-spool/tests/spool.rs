@@ -109,7 +109,7 @@ fn a_second_open_of_the_same_directory_is_refused() {
 #[test]
 fn the_interval_policy_syncs_when_due_by_the_injected_clock() {
     let dir = TempDir::new("interval");
-    let (mut w, _r, status, _) =
+    let (mut w, r, status, _) =
         open(SpoolConfig::new(dir.path("spool")).sync(SyncPolicy::Interval(Duration::from_millis(100)))).unwrap();
     let t0 = Instant::now();
     w.sync(t0).unwrap();
@@ -118,8 +118,15 @@ fn the_interval_policy_syncs_when_due_by_the_injected_clock() {
     w.maybe_sync(t0 + Duration::from_millis(99)).unwrap();
     assert_eq!(status.durable_seq(), None);
     w.maybe_sync(t0 + Duration::from_millis(100)).unwrap();
-    assert_eq!(status.durable_seq(), Some(0));
+    // The fdatasync runs on the writer's sync thread: durable when it returns.
     assert_eq!(w.sync_due(), None);
+    vigil_testkit::wait_until("the background sync covers record 0", || status.durable_seq() == Some(0));
+    // Writing goes on meanwhile, and the next interval syncs it.
+    w.write([&b"b"[..]], t0 + Duration::from_millis(100)).unwrap();
+    w.maybe_sync(t0 + Duration::from_millis(200)).unwrap();
+    vigil_testkit::wait_until("the next background sync covers record 1", || status.durable_seq() == Some(1));
+    drop((w, r, status));
+    assert!(open(SpoolConfig::new(dir.path("spool"))).is_ok(), "the sync thread holds no lock");
 }
 
 #[test]
@@ -276,7 +283,7 @@ mod corruption {
                 let bytes = std::fs::read(path).unwrap();
                 let mut at = 0;
                 while at < bytes.len() {
-                    let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+                    let len = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
                     layout.push((si, at..at + 20 + len));
                     at += 20 + len;
                 }

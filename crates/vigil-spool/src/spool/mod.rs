@@ -18,6 +18,7 @@ use crate::error::SpoolError;
 use crate::record::{self, HEADER, MAX_RECORD_BYTES};
 
 mod reader;
+mod syncer;
 mod writer;
 
 pub use reader::{Item, SpoolReader};
@@ -56,8 +57,9 @@ struct Inner {
     segs: Mutex<VecDeque<Seg>>,
     /// Bytes of all segments on disk.
     used: AtomicU64,
-    /// Every record with a smaller sequence number is durable (or was never written).
-    durable_end: AtomicU64,
+    /// Every record with a smaller sequence number is durable (or was never
+    /// written). Shared with the writer's sync thread, which advances it.
+    durable_end: Arc<AtomicU64>,
     /// The writer's next sequence number.
     next_seq: AtomicU64,
 }
@@ -312,7 +314,7 @@ pub fn open(config: SpoolConfig) -> Result<(SpoolWriter, SpoolReader, SpoolStatu
         _lock: lock,
         segs: Mutex::new(segs),
         used: AtomicU64::new(used),
-        durable_end: AtomicU64::new(rec.next_seq),
+        durable_end: Arc::new(AtomicU64::new(rec.next_seq)),
         next_seq: AtomicU64::new(rec.next_seq),
     });
     let writer = SpoolWriter {
@@ -324,6 +326,9 @@ pub fn open(config: SpoolConfig) -> Result<(SpoolWriter, SpoolReader, SpoolStatu
         written_end: rec.next_seq,
         sealed_unsynced: Vec::new(),
         dir_dirty: false,
+        syncer: None,
+        syncer_tried: false,
+        sync_error: None,
     };
     let reader = SpoolReader {
         inner: Arc::clone(&inner),

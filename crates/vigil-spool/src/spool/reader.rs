@@ -134,7 +134,7 @@ impl SpoolReader {
         self.ensure(off, HEADER, len)?;
         let rel = (off - self.chunk_off) as usize;
         let Some(head) = self.chunk.get(rel..rel + HEADER) else { return Ok(None) };
-        let need = HEADER + u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
+        let need = HEADER + u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize;
         if need > HEADER + MAX_RECORD_BYTES || off + need as u64 > len {
             return Ok(None);
         }
