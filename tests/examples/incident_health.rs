@@ -6,6 +6,7 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use vigil_testkit::http_get as get;
 use vigil_testkit::{NotifyListener, TempDir, count_lines_after, first_line, poll, wait_until};
 
 use crate::support;
@@ -20,16 +21,6 @@ impl Drop for Replay {
             let _ = self.0.wait();
         }
     }
-}
-
-fn get(url: &str) -> (u16, String) {
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .new_agent();
-    let mut response = agent.get(url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    (response.status().as_u16(), response.body_mut().read_to_string().unwrap())
 }
 
 #[test]

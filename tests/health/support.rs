@@ -51,15 +51,4 @@ pub(crate) fn get(url: &str) -> (u16, serde_json::Value) {
     (status, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
 }
 
-/// Gets `url` over plain HTTP: status and body.
-pub(crate) fn get_text(url: &str) -> (u16, String) {
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .new_agent();
-    let mut response = agent.get(url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let status = response.status().as_u16();
-    let body = response.body_mut().read_to_string().unwrap_or_else(|e| panic!("GET {url}: body: {e}"));
-    (status, body)
-}
+pub(crate) use vigil_testkit::http_get as get_text;

@@ -6,6 +6,7 @@
 //!   files a sink polls.
 //! - [`TestCa`]: certificates made with rcgen: CAs, intermediates, server and
 //!   client certificates, expired ones ([`days_from_now`] for validity bounds).
+//! - [`http_get`]: a plain-HTTP GET, as a probe or a scraper sends it.
 //! - [`NotifyListener`]: systemd's side of `NOTIFY_SOCKET`, recording the
 //!   datagrams a service sends.
 //! - [`init_logging`] and [`capture_logs`]: one process-wide logger that
@@ -16,12 +17,14 @@
 //! It is not published.
 
 mod ca;
+mod http;
 mod logging;
 mod notify;
 mod poll;
 mod temp;
 
 pub use ca::{TestCa, days_from_now};
+pub use http::http_get;
 pub use logging::{LogRecord, capture_logs, captured_logs, init_logging};
 pub use notify::{NotifyListener, count_lines_after, first_line, has_line};
 pub use poll::{DEADLINE, eventually, poll, wait_until};
