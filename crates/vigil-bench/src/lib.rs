@@ -30,6 +30,7 @@
 
 mod call;
 mod config;
+mod cpu;
 mod delivery;
 mod emit;
 mod error;
@@ -53,9 +54,10 @@ pub use rss::{ProbeKind, probe_rss};
 pub use stats::Summary;
 
 /// Every figure key, in the order [`run`] measures them.
-pub const KEYS: [&str; 14] = [
+pub const KEYS: [&str; 15] = [
     "tell_throughput",
     "call_rtt",
+    "call_rtt_loaded",
     "restart_latency",
     "watchdog_overhead",
     "hang_detection",
@@ -103,6 +105,7 @@ pub fn run_figures(config: &Config, keys: &[&str], progress: &mut dyn FnMut(&str
         let figure = match key {
             "tell_throughput" => tell::figure(config, &rt)?,
             "call_rtt" => call::figure(config, &rt)?,
+            "call_rtt_loaded" => call::loaded_figure(config)?,
             "restart_latency" => restart::figure(config, &rt)?,
             "watchdog_overhead" => hang::overhead_figure(config)?,
             "hang_detection" => hang::detection_figure(config)?,
