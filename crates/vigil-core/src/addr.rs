@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 
-use crate::spin::Spinner;
+use crate::spin;
 
 use crate::error::{CallError, TellError, TellTimeoutError, TryTellError};
 use crate::waitfor;
@@ -490,15 +490,7 @@ impl<R> ReplySlot<R> {
     /// suggest pays off.
     fn wait(&self, deadline: Option<Instant>) -> Result<R, CallError> {
         let settled = || self.settled.load(Ordering::Acquire).then_some(true);
-        let in_time = CALLER_SPIN
-            .try_with(|spin| {
-                let mut spinner = spin.get();
-                let in_time = spinner.wait(settled, || self.park(deadline));
-                spin.set(spinner);
-                in_time
-            })
-            // A call from a thread-local destructor: no spinning then.
-            .unwrap_or_else(|_| self.park(deadline));
+        let in_time = spin::wait(settled, || self.park(deadline));
         let mut state = self.state.lock();
         if !in_time && matches!(*state, Answer::Waiting) {
             *state = Answer::Closed;
@@ -526,12 +518,6 @@ impl<R> ReplySlot<R> {
         }
         true
     }
-}
-
-thread_local! {
-    /// How long this thread spins for a reply before it parks, adapted to
-    /// its recent calls.
-    static CALLER_SPIN: std::cell::Cell<Spinner> = const { std::cell::Cell::new(Spinner::new()) };
 }
 
 impl<R: Send> Cancel for ReplySlot<R> {

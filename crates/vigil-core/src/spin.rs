@@ -35,6 +35,8 @@
 
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::{Receiver, TryRecvError};
+
 /// The longest a [`Spinner`] spins before it parks: about what a wake-up
 /// costs on a virtual machine, so spinning at most doubles a wait's cost.
 pub(crate) const MAX_SPIN: Duration = Duration::from_micros(50);
@@ -214,6 +216,41 @@ impl Spinner {
     }
 }
 
+thread_local! {
+    /// The spinner of the waits a thread makes on others: a caller's for
+    /// its replies, a supervisor's for its children's reports.
+    static THIS_THREAD: std::cell::Cell<Spinner> = const { std::cell::Cell::new(Spinner::new()) };
+}
+
+/// [`Spinner::wait`] with the current thread's own spinner, so that it
+/// adapts across the thread's waits. From a thread-local destructor, where
+/// that spinner is gone, it parks without spinning.
+pub(crate) fn wait<T>(poll: impl FnMut() -> Option<T>, park: impl FnOnce() -> T) -> T {
+    match THIS_THREAD.try_with(std::cell::Cell::get) {
+        Ok(mut spinner) => {
+            let value = spinner.wait(poll, park);
+            let _ = THIS_THREAD.try_with(|cell| cell.set(spinner));
+            value
+        }
+        Err(_) => park(),
+    }
+}
+
+/// The next message of `rx` by `deadline` (`None`: no deadline), or `None`
+/// once the deadline passed or every sender is gone: [`wait`] with a
+/// `try_recv` poll and crossbeam's blocking receive.
+pub(crate) fn recv<T>(rx: &Receiver<T>, deadline: Option<Instant>) -> Option<T> {
+    let poll = || match rx.try_recv() {
+        Ok(msg) => Some(Some(msg)),
+        Err(TryRecvError::Empty) => None,
+        Err(TryRecvError::Disconnected) => Some(None),
+    };
+    wait(poll, || match deadline {
+        Some(deadline) => rx.recv_deadline(deadline).ok(),
+        None => rx.recv().ok(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,6 +365,20 @@ mod tests {
     fn a_gap_in_the_clock_ends_the_spin_as_preempted() {
         let (start, mut now) = stepping(PREEMPTED + US);
         assert_eq!(spinning(MAX_SPIN).spin::<()>(start, &mut || None, &mut now), Spun::Preempted);
+    }
+
+    #[test]
+    fn recv_takes_a_message_or_gives_up_at_the_deadline_or_a_hang_up() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        tx.send(1).unwrap();
+        assert_eq!(recv(&rx, None), Some(1));
+        let soon = Instant::now() + Duration::from_millis(5);
+        assert_eq!(recv(&rx, Some(soon)), None);
+        let sender = std::thread::spawn(move || tx.send(2).unwrap());
+        assert_eq!(recv(&rx, Some(Instant::now() + Duration::from_secs(30))), Some(2));
+        sender.join().unwrap();
+        // Every sender is gone.
+        assert_eq!(recv(&rx, None), None);
     }
 
     #[test]
