@@ -74,7 +74,7 @@ impl Config {
             peer_tell_messages: 3_000_000,
             calls: 100_000,
             peer_calls: 10_000,
-            loaded_calls: 20_000,
+            loaded_calls: 5_000,
             restarts: 1_000,
             hang_timeout: std::time::Duration::from_millis(100),
             hangs: 5,
@@ -99,7 +99,7 @@ impl Config {
             peer_tell_messages: 300_000,
             calls: 20_000,
             peer_calls: 5_000,
-            loaded_calls: 5_000,
+            loaded_calls: 1_000,
             restarts: 100,
             // 2,000 actors; the target is judged per actor (150 µs = 1.5 s / 10,000).
             tree_supervisors: 20,

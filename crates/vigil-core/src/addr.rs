@@ -265,7 +265,10 @@ impl<M> Addr<M> {
     /// Sends a request built by `make` around a fresh [`Reply`] and waits for
     /// the answer. The whole call, queueing included, takes at most `timeout`.
     ///
-    /// A reply that arrives after the timeout is dropped. Calling an actor
+    /// A reply that arrives after the timeout is refused: [`Reply::send`]
+    /// gives it back to the actor, and it never reaches a later call. The
+    /// caller spins briefly for the reply before it sleeps, for as long as
+    /// its recent calls show that pays off. Calling an actor
     /// that stopped for good fails at once; calling one that is restarting
     /// waits for the next incarnation to answer, within the timeout. It never
     /// hangs.
@@ -562,11 +565,11 @@ mod tests {
 
     #[test]
     fn an_envelope_is_no_bigger_than_a_message_with_a_niche() {
+        #[expect(dead_code, reason = "only its size matters")]
         enum Msg {
             Add(u64),
             Get(Reply<u64>),
         }
-        let _ = (Msg::Add(1), Msg::Get);
         assert_eq!(std::mem::size_of::<Envelope<Msg>>(), std::mem::size_of::<Msg>());
         // Without a niche, the tag costs a word, not a call's cancel handle.
         assert_eq!(std::mem::size_of::<Envelope<u64>>(), 2 * std::mem::size_of::<u64>());
