@@ -9,7 +9,9 @@
 //! with (the raw limit as its baseline, ractor as its peer, and any extra
 //! raw limits), each measured in the same process and interleaved with it
 //! (the order of variants alternates every round), and its target as a list
-//! of [`Bound`]s judged on medians. [`Report::to_json`] and
+//! of [`Bound`]s judged on medians. Where it matters (`call_rtt`), a figure
+//! and its references also carry the process's CPU time per operation
+//! (`cpu_ns_per_op`), shown in the table's CPU column. [`Report::to_json`] and
 //! [`Report::to_table`] render it; the JSON carries every median, so each
 //! ratio can be recomputed.
 //!
