@@ -31,6 +31,9 @@ pub struct Config {
     pub calls: u64,
     /// Calls per `call_rtt` repetition for ractor, which is slower per call.
     pub peer_calls: u64,
+    /// Calls per `call_rtt_loaded` repetition (Vigil and the old call
+    /// path), each tens of microseconds with busy threads on the cores.
+    pub loaded_calls: u64,
     /// Restarts per `restart_latency` repetition.
     pub restarts: u64,
     /// The hang timeout in `watchdog_overhead` and `hang_detection`.
@@ -71,6 +74,7 @@ impl Config {
             peer_tell_messages: 3_000_000,
             calls: 100_000,
             peer_calls: 10_000,
+            loaded_calls: 5_000,
             restarts: 1_000,
             hang_timeout: std::time::Duration::from_millis(100),
             hangs: 5,
@@ -95,6 +99,7 @@ impl Config {
             peer_tell_messages: 300_000,
             calls: 20_000,
             peer_calls: 5_000,
+            loaded_calls: 1_000,
             restarts: 100,
             // 2,000 actors; the target is judged per actor (150 µs = 1.5 s / 10,000).
             tree_supervisors: 20,
@@ -116,6 +121,7 @@ impl Config {
             peer_tell_messages: 2_000,
             calls: 200,
             peer_calls: 100,
+            loaded_calls: 100,
             restarts: 5,
             hang_timeout: std::time::Duration::from_millis(20),
             hangs: 2,

@@ -142,18 +142,21 @@ pub(crate) fn figure(config: &crate::Config) -> Result<Figure, BenchError> {
         key: KEY,
         what: "emit -> batcher -> HttpsSink -> vigil-collector (loopback, rustls/ring, one connection)",
         unit: "events/s",
+        cpu_ns_per_op: None,
         value,
         references: vec![
             Reference {
                 name: "raw_serialize_and_post",
                 what: "one thread encodes each 1,000-event NDJSON batch, POSTs it with ureq+rustls, reads the answer",
                 role: Role::Baseline,
+                cpu_ns_per_op: None,
                 summary: baseline,
             },
             Reference {
                 name: "raw_serialize_and_post_timeout",
                 what: "the same with ureq timeout_global(30 s) per request, as HttpsSink sets",
                 role: Role::ExtraBaseline,
+                cpu_ns_per_op: None,
                 summary: with_timeout,
             },
         ],

@@ -2,6 +2,7 @@
 
 use std::sync::Once;
 
+use crate::cpu::process_cpu;
 use crate::error::BenchError;
 use crate::stats::Summary;
 
@@ -46,21 +47,43 @@ pub(crate) fn interleave(
     reps: usize,
     variants: &mut [Variant<'_>],
 ) -> Result<Vec<Summary>, BenchError> {
+    Ok(interleave_cpu(figure, reps, variants, &[])?.into_iter().map(|(value, _)| value).collect())
+}
+
+/// As [`interleave`], and also the process's CPU time per operation of
+/// each repetition, in nanoseconds, for the variants that `ops` gives an
+/// operation count (by position; `None` for the others). The CPU time is
+/// the whole process's over the repetition, so it includes every thread the
+/// variant runs (the server's, the runtime's workers) and its setup.
+///
+/// # Errors
+///
+/// As [`interleave`].
+pub(crate) fn interleave_cpu(
+    figure: &'static str,
+    reps: usize,
+    variants: &mut [Variant<'_>],
+    ops: &[u64],
+) -> Result<Vec<(Summary, Option<Summary>)>, BenchError> {
     for variant in variants.iter_mut() {
         variant()?;
     }
     let n = variants.len();
     let mut samples = vec![Vec::with_capacity(reps); n];
+    let mut cpu = vec![Vec::with_capacity(reps); n];
     for rep in 0..reps {
         let order: Vec<usize> = if rep % 2 == 0 { (0..n).collect() } else { (0..n).rev().collect() };
         for i in order {
+            let before = process_cpu();
             samples[i].push(variants[i]()?);
+            if let Some(&ops) = ops.get(i) {
+                cpu[i].push(process_cpu().saturating_sub(before).as_nanos() as f64 / ops.max(1) as f64);
+            }
         }
     }
-    samples
-        .into_iter()
-        .map(|s| Summary::of(s).ok_or_else(|| BenchError::check(figure, "a repetition gave no finite value")))
-        .collect()
+    let summary =
+        |s: Vec<f64>| Summary::of(s).ok_or_else(|| BenchError::check(figure, "a repetition gave no finite value"));
+    samples.into_iter().zip(cpu).map(|(s, c)| Ok((summary(s)?, Summary::of(c)))).collect()
 }
 
 #[cfg(test)]
@@ -86,6 +109,24 @@ mod tests {
         assert_eq!(log.into_inner().into_iter().collect::<String>(), "ab".to_owned() + "ab" + "ba" + "ab");
         assert_eq!(summaries[0].samples, vec![1.0; 3]);
         assert_eq!(summaries[1].median, 2.0);
+    }
+
+    #[test]
+    fn cpu_time_is_taken_per_operation_for_the_variants_given_a_count() {
+        let spin = |ms: u64| {
+            let start = std::time::Instant::now();
+            while start.elapsed() < std::time::Duration::from_millis(ms) {
+                std::hint::spin_loop();
+            }
+            Ok(1.0)
+        };
+        let mut variants: Vec<Variant<'_>> = vec![Box::new(|| spin(5)), Box::new(|| spin(1))];
+        let out = interleave_cpu("test", 2, &mut variants, &[1000]).unwrap();
+        let cpu = out[0].1.as_ref().expect("the first variant has a count");
+        assert_eq!(cpu.samples.len(), 2);
+        assert!(cpu.median > 0.0);
+        assert!(out[1].1.is_none());
+        assert_eq!(out[1].0.median, 1.0);
     }
 
     #[test]

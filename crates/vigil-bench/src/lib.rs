@@ -9,7 +9,9 @@
 //! with (the raw limit as its baseline, ractor as its peer, and any extra
 //! raw limits), each measured in the same process and interleaved with it
 //! (the order of variants alternates every round), and its target as a list
-//! of [`Bound`]s judged on medians. [`Report::to_json`] and
+//! of [`Bound`]s judged on medians. Where it matters (`call_rtt`), a figure
+//! and its references also carry the process's CPU time per operation
+//! (`cpu_ns_per_op`), shown in the table's CPU column. [`Report::to_json`] and
 //! [`Report::to_table`] render it; the JSON carries every median, so each
 //! ratio can be recomputed.
 //!
@@ -30,6 +32,7 @@
 
 mod call;
 mod config;
+mod cpu;
 mod delivery;
 mod emit;
 mod error;
@@ -53,9 +56,10 @@ pub use rss::{ProbeKind, probe_rss};
 pub use stats::Summary;
 
 /// Every figure key, in the order [`run`] measures them.
-pub const KEYS: [&str; 14] = [
+pub const KEYS: [&str; 15] = [
     "tell_throughput",
     "call_rtt",
+    "call_rtt_loaded",
     "restart_latency",
     "watchdog_overhead",
     "hang_detection",
@@ -103,6 +107,7 @@ pub fn run_figures(config: &Config, keys: &[&str], progress: &mut dyn FnMut(&str
         let figure = match key {
             "tell_throughput" => tell::figure(config, &rt)?,
             "call_rtt" => call::figure(config, &rt)?,
+            "call_rtt_loaded" => call::loaded_figure(config)?,
             "restart_latency" => restart::figure(config, &rt)?,
             "watchdog_overhead" => hang::overhead_figure(config)?,
             "hang_detection" => hang::detection_figure(config)?,

@@ -40,6 +40,9 @@ pub struct Reference {
     pub role: Role,
     /// Its repetitions, in the figure's unit.
     pub summary: Summary,
+    /// The median CPU time (user + system, whole process) per operation, in
+    /// nanoseconds, where the figure measures it.
+    pub cpu_ns_per_op: Option<f64>,
 }
 
 /// One condition of a figure's target, judged on medians.
@@ -61,6 +64,8 @@ pub enum Bound {
     FactBelow(&'static str, f64),
     /// A boolean fact of the figure is true, e.g. `never_blocked`.
     Holds(&'static str),
+    /// `cpu_ns_per_op / baseline's cpu_ns_per_op <= ratio`.
+    BaselineCpuRatioAtMost(f64),
 }
 
 impl Bound {
@@ -74,6 +79,7 @@ impl Bound {
             Bound::ValueAtMost(v) => format!("<= {v} {unit}"),
             Bound::FactBelow(name, v) => format!("{name} < {v}"),
             Bound::Holds(name) => name.replace('_', " "),
+            Bound::BaselineCpuRatioAtMost(r) => format!("cpu <= {r}x baseline's"),
         }
     }
 }
@@ -90,6 +96,9 @@ pub struct Figure {
     pub unit: &'static str,
     /// Vigil's repetitions.
     pub value: Summary,
+    /// Vigil's median CPU time (user + system, whole process) per
+    /// operation, in nanoseconds, where the figure measures it.
+    pub cpu_ns_per_op: Option<f64>,
     /// The raw limits and the peer, each measured in the same run.
     pub references: Vec<Reference>,
     /// The target, every bound of which must hold.
@@ -123,6 +132,12 @@ impl Figure {
         self.peer().map(|p| self.value.median / p)
     }
 
+    /// Vigil's CPU time per operation over the baseline's, on medians.
+    pub fn cpu_ratio_to_baseline(&self) -> Option<f64> {
+        let baseline = self.reference(Role::Baseline)?.cpu_ns_per_op?;
+        self.cpu_ns_per_op.map(|cpu| cpu / baseline)
+    }
+
     fn fact(&self, name: &str) -> Option<&Value> {
         self.facts.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
     }
@@ -140,6 +155,7 @@ impl Figure {
             Bound::ValueAtMost(limit) => v <= *limit,
             Bound::FactBelow(name, limit) => self.fact(name).and_then(Value::as_f64).is_some_and(|x| x < *limit),
             Bound::Holds(name) => self.fact(name).and_then(Value::as_bool) == Some(true),
+            Bound::BaselineCpuRatioAtMost(r) => self.cpu_ratio_to_baseline().is_some_and(|x| x <= *r),
         }
     }
 
@@ -168,6 +184,8 @@ impl Figure {
         obj.insert("peer".into(), json!(self.peer()));
         obj.insert("peer_name".into(), json!(self.reference(Role::Peer).map(|r| r.name)));
         obj.insert("ratio_to_peer".into(), json!(self.ratio_to_peer()));
+        obj.insert("cpu_ns_per_op".into(), json!(self.cpu_ns_per_op));
+        obj.insert("cpu_ratio_to_baseline".into(), json!(self.cpu_ratio_to_baseline()));
         obj.insert("target".into(), json!(self.target_text()));
         obj.insert("meets_target".into(), json!(self.meets_target()));
         let bounds: Map<String, Value> =
@@ -185,6 +203,7 @@ impl Figure {
                     "max": r.summary.max,
                     "unit": self.unit,
                     "samples": r.summary.samples,
+                    "cpu_ns_per_op": r.cpu_ns_per_op,
                 });
                 (r.name.to_owned(), body)
             })
@@ -275,8 +294,8 @@ impl Report {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "{:<20} {:>28} {:>14} {:>7} {:>14} {:>7}  {:<38} met",
-            "figure", "vigil median [min..max]", "baseline", "x base", "peer", "x peer", "target"
+            "{:<20} {:>28} {:>9} {:>14} {:>7} {:>14} {:>7}  {:<38} met",
+            "figure", "vigil median [min..max]", "cpu/op", "baseline", "x base", "peer", "x peer", "target"
         );
         for f in &self.figures {
             let ratio = |r: Option<f64>| r.map_or("-".to_owned(), |r| format!("{r:.2}"));
@@ -288,9 +307,10 @@ impl Report {
             );
             let _ = writeln!(
                 out,
-                "{:<20} {:>28} {:>14} {:>7} {:>14} {:>7}  {:<38} {}",
+                "{:<20} {:>28} {:>9} {:>14} {:>7} {:>14} {:>7}  {:<38} {}",
                 f.key,
                 value,
+                cpu_text(f.cpu_ns_per_op),
                 f.baseline().map_or("-".to_owned(), |b| human(b, f.unit)),
                 ratio(f.ratio_to_baseline()),
                 f.peer().map_or("-".to_owned(), |p| human(p, f.unit)),
@@ -300,18 +320,19 @@ impl Report {
             );
         }
         let _ = writeln!(out);
-        let _ = writeln!(out, "references (median [min..max], same run, interleaved):");
+        let _ = writeln!(out, "references (median [min..max], cpu/op, same run, interleaved):");
         for f in &self.figures {
             for reference in &f.references {
                 let _ = writeln!(
                     out,
-                    "  {:<20} {:<14} {:<34} {} [{}..{}]  {}",
+                    "  {:<20} {:<14} {:<34} {} [{}..{}] {}  {}",
                     f.key,
                     reference.role.as_str(),
                     reference.name,
                     human(reference.summary.median, f.unit),
                     human_bare(reference.summary.min, f.unit),
                     human_bare(reference.summary.max, f.unit),
+                    cpu_text(reference.cpu_ns_per_op),
                     reference.what
                 );
             }
@@ -330,6 +351,11 @@ impl Report {
         }
         out
     }
+}
+
+/// CPU time per operation for the table: `-` where it is not measured.
+fn cpu_text(ns: Option<f64>) -> String {
+    ns.map_or("-".to_owned(), |ns| format!("{} ns", human_bare(ns, "ns")))
 }
 
 /// A value with its unit, scaled for reading: rates in M or k.
@@ -368,10 +394,23 @@ mod tests {
             key: "tell_throughput",
             what: "tells",
             unit: "msg/s",
+            cpu_ns_per_op: None,
             value: summary(&[40.0, 42.0, 41.0]),
             references: vec![
-                Reference { name: "raw", what: "raw", role: Role::Baseline, summary: summary(&[50.0, 49.0, 51.0]) },
-                Reference { name: "ractor", what: "peer", role: Role::Peer, summary: summary(&[4.0, 5.0, 6.0]) },
+                Reference {
+                    name: "raw",
+                    what: "raw",
+                    role: Role::Baseline,
+                    cpu_ns_per_op: None,
+                    summary: summary(&[50.0, 49.0, 51.0]),
+                },
+                Reference {
+                    name: "ractor",
+                    what: "peer",
+                    role: Role::Peer,
+                    cpu_ns_per_op: None,
+                    summary: summary(&[4.0, 5.0, 6.0]),
+                },
             ],
             target: vec![Bound::BaselineRatioAtLeast(0.8), Bound::PeerRatioAtLeast(8.0)],
             facts: vec![("messages", json!(10))],
@@ -396,6 +435,25 @@ mod tests {
         assert_eq!(f.ratio_to_peer(), None);
         assert!(!f.holds(&Bound::PeerRatioAtLeast(8.0)));
         assert!(!f.meets_target());
+    }
+
+    #[test]
+    fn the_cpu_bound_compares_cpu_per_operation_with_the_baseline() {
+        let mut f = figure();
+        f.target = vec![Bound::BaselineCpuRatioAtMost(2.0)];
+        // Not measured: the bound does not hold.
+        assert_eq!(f.cpu_ratio_to_baseline(), None);
+        assert!(!f.meets_target());
+        f.cpu_ns_per_op = Some(300.0);
+        f.references[0].cpu_ns_per_op = Some(200.0);
+        assert_eq!(f.cpu_ratio_to_baseline(), Some(1.5));
+        assert!(f.meets_target());
+        f.cpu_ns_per_op = Some(500.0);
+        assert!(!f.meets_target());
+        let j = f.to_json();
+        assert_eq!(j["cpu_ns_per_op"], json!(500.0));
+        assert_eq!(j["references"]["raw"]["cpu_ns_per_op"], json!(200.0));
+        assert!(f.target_text().contains("cpu <= 2x"));
     }
 
     #[test]

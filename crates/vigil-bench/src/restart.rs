@@ -307,24 +307,28 @@ pub(crate) fn figure(config: &crate::Config, rt: &Runtime) -> Result<Figure, Ben
         key: KEY,
         what: "panic in handle until the restarted actor answers a call (one-for-one, large intensity)",
         unit: "µs",
+        cpu_ns_per_op: None,
         value,
         references: vec![
             Reference {
                 name: "raw_in_place_restart",
                 what: "one thread catches the panic, builds a fresh value and answers the next request",
                 role: Role::Baseline,
+                cpu_ns_per_op: None,
                 summary: baseline,
             },
             Reference {
                 name: "raw_spawn_restart",
                 what: "the panicking thread ends; join it, spawn a replacement, which answers",
                 role: Role::ExtraBaseline,
+                cpu_ns_per_op: None,
                 summary: spawn,
             },
             Reference {
                 name: "ractor_supervised_restart",
                 what: "ractor supervisor respawns a linked child on ActorFailed; call to the new child",
                 role: Role::Peer,
+                cpu_ns_per_op: None,
                 summary: peer,
             },
         ],

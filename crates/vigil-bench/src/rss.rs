@@ -216,18 +216,21 @@ pub(crate) fn figure(config: &crate::Config) -> Result<Figure, BenchError> {
         key: KEY,
         what: "growth of /proc/self/statm resident memory per idle worker (default stack and mailbox)",
         unit: "KiB",
+        cpu_ns_per_op: None,
         value,
         references: vec![
             Reference {
                 name: "raw_idle_thread",
                 what: "a raw thread (default stack) blocked on its own channel",
                 role: Role::Baseline,
+                cpu_ns_per_op: None,
                 summary: baseline,
             },
             Reference {
                 name: "ractor_idle_actor",
                 what: "an idle ractor actor (a tokio task) on a 2-worker runtime",
                 role: Role::Peer,
+                cpu_ns_per_op: None,
                 summary: peer,
             },
         ],

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 
+use crate::spin;
+
 use crate::error::{CallError, TellError, TellTimeoutError, TryTellError};
 use crate::waitfor;
 use crate::watchdog::Cancel;
@@ -14,10 +16,22 @@ use crate::watchdog::Cancel;
 /// What travels through a mailbox: a user message, a request from
 /// [`Addr::call`] with the means to fail its caller if the hook handling it
 /// hangs, or a wake-up that makes a blocked actor look at its stop flag.
+///
+/// A call's request is boxed with its cancel handle, so that an envelope is
+/// no bigger than its message when the message has a niche for the other
+/// variants (an enum's tag), and one word bigger otherwise: the mailbox's
+/// slots, and the cache lines a stream of `tell`s crosses, are (nearly)
+/// those of a raw channel of `M`.
 pub(crate) enum Envelope<M> {
     Msg(M),
-    Call(M, Arc<dyn Cancel>),
+    Call(Box<CallRequest<M>>),
     Wake,
+}
+
+/// A request from [`Addr::call`] and the means to fail its caller.
+pub(crate) struct CallRequest<M> {
+    pub(crate) msg: M,
+    pub(crate) cancel: Arc<dyn Cancel>,
 }
 
 impl<M> Envelope<M> {
@@ -25,7 +39,8 @@ impl<M> Envelope<M> {
     /// sends `Msg`, so the `Wake` arm yields `None` and is never taken there.
     fn into_msg(self) -> Option<M> {
         match self {
-            Envelope::Msg(m) | Envelope::Call(m, _) => Some(m),
+            Envelope::Msg(m) => Some(m),
+            Envelope::Call(call) => Some(call.msg),
             Envelope::Wake => None,
         }
     }
@@ -60,7 +75,12 @@ impl<M> Mailbox<M> {
         self.addr.shared.closed.store(true, Ordering::Release);
         let mut dropped = 0;
         for envelope in self.rx.try_iter() {
-            if let Envelope::Msg(msg) | Envelope::Call(msg, _) = envelope {
+            let msg = match envelope {
+                Envelope::Msg(msg) => Some(msg),
+                Envelope::Call(call) => Some(call.msg),
+                Envelope::Wake => None,
+            };
+            if let Some(msg) = msg {
                 dropped += 1;
                 if let Err(panic) = crate::panic::drop_guarded(msg) {
                     log::warn!(
@@ -245,7 +265,10 @@ impl<M> Addr<M> {
     /// Sends a request built by `make` around a fresh [`Reply`] and waits for
     /// the answer. The whole call, queueing included, takes at most `timeout`.
     ///
-    /// A reply that arrives after the timeout is dropped. Calling an actor
+    /// A reply that arrives after the timeout is refused: [`Reply::send`]
+    /// gives it back to the actor, and it never reaches a later call. The
+    /// caller spins briefly for the reply before it sleeps, for as long as
+    /// its recent calls show that pays off. Calling an actor
     /// that stopped for good fails at once; calling one that is restarting
     /// waits for the next incarnation to answer, within the timeout. It never
     /// hangs.
@@ -307,9 +330,9 @@ impl<M> Addr<M> {
             })
             .map_err(|cycle| CallError::Deadlock { cycle })?;
         let deadline = Instant::now().checked_add(timeout);
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let slot = Arc::new(ReplySlot { tx: parking_lot::Mutex::new(Some(tx)) });
-        let msg = Envelope::Call(make(Reply { slot: Arc::clone(&slot) }), slot);
+        let slot = Arc::new(ReplySlot::new());
+        let msg = make(Reply { slot: Arc::clone(&slot) });
+        let msg = Envelope::Call(Box::new(CallRequest { msg, cancel: Arc::clone(&slot) as Arc<dyn Cancel> }));
         let sent = match deadline {
             Some(deadline) => self.tx.send_deadline(msg, deadline),
             None => self.tx.send(msg).map_err(|e| SendTimeoutError::Disconnected(e.into_inner())),
@@ -319,11 +342,7 @@ impl<M> Addr<M> {
             Err(SendTimeoutError::Timeout(_)) => return Err(CallError::Timeout),
             Err(SendTimeoutError::Disconnected(_)) => return Err(CallError::Closed),
         }
-        let answer = match deadline {
-            Some(deadline) => rx.recv_deadline(deadline).map_err(|e| e.is_timeout()),
-            None => rx.recv().map_err(|_| false),
-        };
-        answer.map_err(|timed_out| if timed_out { CallError::Timeout } else { CallError::Dropped })
+        slot.wait(deadline)
     }
 
     /// The number of messages waiting in the mailbox.
@@ -411,15 +430,102 @@ pub struct Reply<R> {
     slot: Arc<ReplySlot<R>>,
 }
 
-/// The answer channel of one call, shared by its [`Reply`] and its envelope:
-/// the watchdog empties it when the hook holding the request hangs.
+/// Where one call's answer goes: shared by its caller, its [`Reply`] and its
+/// envelope (the watchdog cancels it when the hook holding the request
+/// hangs). One per call, so a reply that comes after its caller gave up can
+/// never reach a later call.
+///
+/// The caller spins on `settled` for a while ([`crate::spin`]), then parks;
+/// whoever settles the slot unparks it. Unlike a channel, nothing here
+/// yields the CPU to other processes before parking.
 struct ReplySlot<R> {
-    tx: parking_lot::Mutex<Option<Sender<R>>>,
+    state: parking_lot::Mutex<Answer<R>>,
+    /// Set, after `state`, once it is no longer `Waiting`.
+    settled: AtomicBool,
+    caller: std::thread::Thread,
+}
+
+/// The state of one call's answer.
+enum Answer<R> {
+    /// Nobody answered yet and the caller still waits.
+    Waiting,
+    /// The answer, not yet taken by the caller.
+    Given(R),
+    /// The request was dropped or cancelled unanswered.
+    Dropped,
+    /// The caller stopped waiting (it timed out) or took its answer.
+    Closed,
+}
+
+impl<R> ReplySlot<R> {
+    fn new() -> ReplySlot<R> {
+        ReplySlot {
+            state: parking_lot::Mutex::new(Answer::Waiting),
+            settled: AtomicBool::new(false),
+            caller: std::thread::current(),
+        }
+    }
+
+    /// Locks the slot if nobody answered it yet and its caller still waits.
+    fn lock_waiting(&self) -> Option<parking_lot::MutexGuard<'_, Answer<R>>> {
+        let state = self.state.lock();
+        matches!(*state, Answer::Waiting).then_some(state)
+    }
+
+    /// Settles a slot locked by [`lock_waiting`](Self::lock_waiting) with
+    /// `answer` and wakes the caller.
+    fn settle(&self, mut state: parking_lot::MutexGuard<'_, Answer<R>>, answer: Answer<R>) {
+        *state = answer;
+        drop(state);
+        self.settled.store(true, Ordering::Release);
+        self.caller.unpark();
+    }
+
+    /// Fails the call with [`CallError::Dropped`] unless it was settled.
+    fn drop_unanswered(&self) {
+        if let Some(state) = self.lock_waiting() {
+            self.settle(state, Answer::Dropped);
+        }
+    }
+
+    /// The caller's side: waits until the slot is settled or `deadline`
+    /// passes, spinning first for as long as this thread's recent calls
+    /// suggest pays off.
+    fn wait(&self, deadline: Option<Instant>) -> Result<R, CallError> {
+        let settled = || self.settled.load(Ordering::Acquire).then_some(true);
+        let in_time = spin::wait(settled, || self.park(deadline));
+        let mut state = self.state.lock();
+        if !in_time && matches!(*state, Answer::Waiting) {
+            *state = Answer::Closed;
+            return Err(CallError::Timeout);
+        }
+        match std::mem::replace(&mut *state, Answer::Closed) {
+            Answer::Given(value) => Ok(value),
+            Answer::Waiting | Answer::Dropped | Answer::Closed => Err(CallError::Dropped),
+        }
+    }
+
+    /// Parks until the slot is settled (true) or `deadline` passes (false).
+    fn park(&self, deadline: Option<Instant>) -> bool {
+        while !self.settled.load(Ordering::Acquire) {
+            match deadline {
+                None => std::thread::park(),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    std::thread::park_timeout(left);
+                }
+            }
+        }
+        true
+    }
 }
 
 impl<R: Send> Cancel for ReplySlot<R> {
     fn cancel(&self) {
-        self.tx.lock().take();
+        self.drop_unanswered();
     }
 }
 
@@ -431,9 +537,11 @@ impl<R> Reply<R> {
     /// Gives the value back if the caller stopped waiting (it timed out, or
     /// the watchdog replaced this hook as hung).
     pub fn send(self, value: R) -> Result<(), R> {
-        let tx = self.slot.tx.lock().take();
-        match tx {
-            Some(tx) => tx.try_send(value).map_err(TrySendError::into_inner),
+        match self.slot.lock_waiting() {
+            Some(state) => {
+                self.slot.settle(state, Answer::Given(value));
+                Ok(())
+            }
             None => Err(value),
         }
     }
@@ -441,7 +549,7 @@ impl<R> Reply<R> {
 
 impl<R> Drop for Reply<R> {
     fn drop(&mut self) {
-        self.slot.tx.lock().take();
+        self.slot.drop_unanswered();
     }
 }
 
@@ -454,6 +562,18 @@ impl<R> fmt::Debug for Reply<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_envelope_is_no_bigger_than_a_message_with_a_niche() {
+        #[expect(dead_code, reason = "only its size matters")]
+        enum Msg {
+            Add(u64),
+            Get(Reply<u64>),
+        }
+        assert_eq!(std::mem::size_of::<Envelope<Msg>>(), std::mem::size_of::<Msg>());
+        // Without a niche, the tag costs a word, not a call's cancel handle.
+        assert_eq!(std::mem::size_of::<Envelope<u64>>(), 2 * std::mem::size_of::<u64>());
+    }
 
     #[test]
     fn a_closed_mailbox_gives_messages_back() {
@@ -474,6 +594,82 @@ mod tests {
         assert_eq!(mailbox.addr.try_tell(2), Err(TryTellError::Full(2)));
         assert_eq!(mailbox.addr.tell_timeout(3, Duration::from_millis(1)), Err(TellTimeoutError::Timeout(3)));
         assert_eq!(TryTellError::Full(2).into_inner(), 2);
+    }
+
+    /// Takes the next call's request off a mailbox of `(n, Reply)` pairs.
+    fn request(rx: &Receiver<Envelope<(u32, Reply<u32>)>>) -> (u32, Reply<u32>, Arc<dyn Cancel>) {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Envelope::Call(request)) => {
+                let CallRequest { msg: (n, reply), cancel } = *request;
+                (n, reply, cancel)
+            }
+            _ => panic!("expected a call's request"),
+        }
+    }
+
+    #[test]
+    fn a_late_reply_is_refused_and_never_reaches_the_next_call() {
+        let mailbox: Mailbox<(u32, Reply<u32>)> = Mailbox::bounded(4);
+        // Nobody serves yet: the first call times out.
+        assert_eq!(mailbox.addr.call(|r| (1, r), Duration::from_millis(20)), Err(CallError::Timeout));
+        // Its answer, given late, is handed back to the replier.
+        let (n, late, _) = request(&mailbox.rx);
+        assert_eq!(late.send(n * 10), Err(10));
+        // The next call from the same thread gets its own answer.
+        let rx = mailbox.rx.clone();
+        let server = std::thread::spawn(move || {
+            let (n, reply, _) = request(&rx);
+            reply.send(n * 10)
+        });
+        assert_eq!(mailbox.addr.call(|r| (2, r), Duration::from_secs(30)), Ok(20));
+        assert_eq!(server.join().unwrap(), Ok(()));
+    }
+
+    #[test]
+    fn a_cancelled_call_fails_at_once_and_refuses_the_answer() {
+        let mailbox: Mailbox<(u32, Reply<u32>)> = Mailbox::bounded(1);
+        let rx = mailbox.rx.clone();
+        let server = std::thread::spawn(move || {
+            let (n, reply, cancel) = request(&rx);
+            // What the watchdog does to a hung hook's request.
+            cancel.cancel();
+            reply.send(n)
+        });
+        assert_eq!(mailbox.addr.call(|r| (7, r), Duration::from_secs(30)), Err(CallError::Dropped));
+        assert_eq!(server.join().unwrap(), Err(7));
+    }
+
+    #[test]
+    fn calls_from_many_threads_each_get_their_own_answer() {
+        let mailbox: Mailbox<(u32, Reply<u32>)> = Mailbox::bounded(8);
+        let rx = mailbox.rx.clone();
+        let server = std::thread::spawn(move || {
+            // Answers every request, some at once and some after a pause,
+            // so that callers both spin and park.
+            while let Ok(Envelope::Call(request)) = rx.recv() {
+                let CallRequest { msg: (n, reply), .. } = *request;
+                if n % 7 == 0 {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                let _ = reply.send(n + 1);
+            }
+        });
+        let callers: Vec<_> = (0..4u32)
+            .map(|t| {
+                let addr = mailbox.addr.clone();
+                std::thread::spawn(move || {
+                    for i in 0..500 {
+                        let n = t * 1000 + i;
+                        assert_eq!(addr.call(|r| (n, r), Duration::from_secs(30)), Ok(n + 1));
+                    }
+                })
+            })
+            .collect();
+        for caller in callers {
+            caller.join().unwrap();
+        }
+        drop(mailbox);
+        server.join().unwrap();
     }
 
     #[test]

@@ -15,6 +15,7 @@ const LAYERS: &[&str] = &[
     "panic",
     "backoff",
     "intensity",
+    "spin",
     // The wait-for graph of calls, and the watchdog's side of a runner.
     "waitfor",
     "watchdog",

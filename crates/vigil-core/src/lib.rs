@@ -100,6 +100,7 @@ mod protocol;
 mod restart;
 mod runner;
 mod spec;
+mod spin;
 mod supervisor;
 mod system;
 mod waitfor;

@@ -15,16 +15,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 
 use crate::actor::{Actor, Context};
-use crate::addr::{self, Envelope, Mailbox};
+use crate::addr::{self, CallRequest, Envelope, Mailbox};
 use crate::error::BoxError;
 use crate::exit::{ExitReason, Hook};
 use crate::intensity::RestartWindow;
 use crate::link::{Link, Parent};
 use crate::panic;
 use crate::restart::{Decision, Restart, decide};
+use crate::spin::Spinner;
 use crate::watchdog::Pulse;
 
 /// A command from the supervisor to a runner.
@@ -404,6 +405,10 @@ fn message_loop<A: Actor>(
     pulse: Option<&Pulse>,
 ) -> ExitReason {
     let message_type = std::any::type_name::<A::Msg>;
+    // Spins for the next message while recent ones came soon after the
+    // mailbox ran empty, so a caller waiting on this actor does not pay a
+    // wake-up.
+    let mut spinner = Spinner::new();
     loop {
         if stop.load(Ordering::Relaxed) {
             return ExitReason::Shutdown;
@@ -411,9 +416,10 @@ fn message_loop<A: Actor>(
         if let Some(reason) = ctx.stop.take() {
             return reason;
         }
-        let next = match ctx.receive_timeout {
-            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            Some(timeout) => rx.recv_timeout(timeout.max(Duration::from_nanos(1))),
+        let next = match rx.try_recv() {
+            Ok(envelope) => Ok(envelope),
+            Err(TryRecvError::Empty) => wait_for_envelope(rx, ctx.receive_timeout, &mut spinner),
+            Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
         };
         match next {
             // `hook` says `Handle` except while `timeout` runs, so the
@@ -434,7 +440,8 @@ fn message_loop<A: Actor>(
                     return panic::failed(Hook::Handle, error, Some(message_type()));
                 }
             }
-            Ok(Envelope::Call(msg, call)) => {
+            Ok(Envelope::Call(request)) => {
+                let CallRequest { msg, cancel: call } = *request;
                 let result = match pulse {
                     None => {
                         drop(call);
@@ -475,6 +482,29 @@ fn message_loop<A: Actor>(
             Err(RecvTimeoutError::Disconnected) => return ExitReason::Shutdown,
         }
     }
+}
+
+/// The next envelope from an empty mailbox, or a timeout after
+/// `receive_timeout`: spun for, then waited for. Kept out of line, so the
+/// message loop stays as tight as a plain `recv` while messages queue.
+#[inline(never)]
+fn wait_for_envelope<M>(
+    rx: &Receiver<Envelope<M>>,
+    receive_timeout: Option<Duration>,
+    spinner: &mut Spinner,
+) -> Result<Envelope<M>, RecvTimeoutError> {
+    // Fixed before spinning, so the spin counts against the timeout.
+    let deadline = receive_timeout.map(|timeout| Instant::now().checked_add(timeout.max(Duration::from_nanos(1))));
+    let poll = || match rx.try_recv() {
+        Ok(envelope) => Some(Ok(envelope)),
+        Err(TryRecvError::Empty) => None,
+        Err(TryRecvError::Disconnected) => Some(Err(RecvTimeoutError::Disconnected)),
+    };
+    spinner.wait(poll, || match deadline {
+        Some(Some(deadline)) => rx.recv_deadline(deadline),
+        // No timeout, or one too far away to represent.
+        None | Some(None) => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+    })
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use crate::observe::{ChildKind, ChildState, StartOutcome, SupervisionEvent};
 use crate::protocol::SupMsg;
 use crate::restart::{Restart, Strategy};
 use crate::runner::{FastRestart, Runner};
+use crate::spin;
 use crate::watchdog::Pulse;
 
 impl Sup {
@@ -234,10 +235,8 @@ impl Sup {
         loop {
             // Waiting for a child within its timeout is not the loop hanging.
             self.idle();
-            let msg = match deadline {
-                Some(deadline) => self.inbox.recv_deadline(deadline).ok(),
-                None => self.inbox.recv().ok(),
-            };
+            // Spins first: a child's report often comes within microseconds.
+            let msg = spin::recv(&self.inbox, deadline);
             self.busy();
             let msg = msg?;
             if matches(&msg) {
