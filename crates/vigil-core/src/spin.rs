@@ -20,18 +20,26 @@
 //!   [`MAX_SPIN`]) shows that spinning that long would have saved the park:
 //!   the limit grows to cover it;
 //! - a long blocking wait halves the limit;
-//! - a spin that failed (it ran out, or it was descheduled: the cores are
-//!   contended, and spinning only takes a core from the thread it waits
-//!   for) forgets the limit and stops spinning for a few waits, twice as
-//!   many after each further failure (up to 64), so that on a loaded
-//!   machine a waiter soon parks at once, as it did before;
+//! - a spin that ran out forgets the limit and stops spinning for a few
+//!   waits, twice as many after each further failure (up to 64), so that a
+//!   waiter whose answers stopped coming quickly soon parks at once again;
+//! - a spin that was descheduled (the cores are contended: spinning only
+//!   takes a core from the thread it waits for, and the scheduler takes it
+//!   back for a whole time slice) fails the same way, and the spinner then
+//!   does not spin again until it has waited [`QUIET_FACTOR`] times the time
+//!   it lost, so that time lost to preemption while spinning stays below
+//!   1/32 of the time spent waiting;
 //! - a spin that found its value keeps the limit and ends the cool-downs.
 //!
 //! The limit never exceeds [`MAX_SPIN`], so a spinning thread wastes at most
 //! that much CPU per wait, about the cost of the wake-up it tries to avoid.
-//! Past its first few hundred nanoseconds a spin yields between polls, so
-//! that two threads the scheduler put on one core hand it to each other;
-//! a yield that keeps it off the core for long fails the spin.
+//!
+//! A spin never yields the core. crossbeam's backoff calls `sched_yield`,
+//! and Linux's EEVDF scheduler answers a yield by pushing the thread's
+//! deadline a whole slice back: with another runnable thread on the core,
+//! the yielder is off the core for about a millisecond, whatever it waits
+//! for. Yielding spins made `call_rtt_loaded` bimodal (6.5 µs or 17–62 µs
+//! per call); see docs/performance.md.
 
 use std::time::{Duration, Instant};
 
@@ -49,13 +57,15 @@ const MIN_SPIN: Duration = Duration::from_micros(2);
 /// the spinning thread was descheduled: the cores are contended.
 const PREEMPTED: Duration = Duration::from_micros(20);
 
+/// After a spin that was descheduled for a time `lost`, the spinner waits
+/// without spinning for `QUIET_FACTOR × lost` (counted in time spent
+/// waiting), so that preemptions while spinning cost at most 1/32 of the
+/// time spent waiting on a machine whose cores stay contended.
+const QUIET_FACTOR: u32 = 32;
+
 /// The pause between polls doubles from one `spin_loop` hint up to this,
 /// as crossbeam's `Backoff` does (a reply from another core is seen within
-/// a fraction of a microsecond); from then on the spinner yields between
-/// polls, so that a waiter sharing a core with the thread it waits for lets
-/// that thread run. Unlike crossbeam, it keeps polling until its time
-/// limit, and ends the spin as soon as a yield (or anything else) kept it
-/// off the core for long.
+/// a fraction of a microsecond), and stays there until the time limit.
 const MAX_PAUSES: u32 = 64;
 
 /// A failed spin stops spinning for this many waits, doubled at each
@@ -71,10 +81,11 @@ const MAX_COOLDOWN: u32 = 64;
 pub(crate) enum Outcome {
     /// The value came while spinning.
     Spun,
-    /// The spin ran out, or the thread was descheduled while spinning: the
-    /// other side was not about to answer, or could not run because the
-    /// cores are contended.
+    /// The spin ran out: the other side was not about to answer.
     Failed,
+    /// The thread was descheduled while spinning, and off the core for
+    /// this long: the cores are contended.
+    Preempted(Duration),
     /// The thread did not spin (the limit is zero, or it is cooling down
     /// after failed spins) and blocked for this long.
     Parked(Duration),
@@ -89,8 +100,9 @@ pub(crate) enum Spun<T> {
     Skipped,
     /// The limit ran out.
     Expired,
-    /// The thread was descheduled while spinning.
-    Preempted,
+    /// The thread was descheduled while spinning, and off the core for
+    /// this long.
+    Preempted(Duration),
 }
 
 /// One waiting thread's spin policy. Keep one per waiter (per caller
@@ -103,6 +115,9 @@ pub(crate) struct Spinner {
     cooldown: u32,
     /// The cool-down the next failed spin starts.
     next_cooldown: u32,
+    /// Time left to spend waiting before spinning again, after a spin that
+    /// was descheduled.
+    quiet: Duration,
 }
 
 impl Default for Spinner {
@@ -115,7 +130,7 @@ impl Spinner {
     /// A spinner that does not spin until a short blocking wait shows it
     /// would pay off.
     pub(crate) const fn new() -> Spinner {
-        Spinner { limit: Duration::ZERO, cooldown: 0, next_cooldown: COOLDOWN }
+        Spinner { limit: Duration::ZERO, cooldown: 0, next_cooldown: COOLDOWN, quiet: Duration::ZERO }
     }
 
     /// The policy after a wait that ended with `outcome`. Pure, so that it
@@ -132,6 +147,13 @@ impl Spinner {
                 next.cooldown = self.next_cooldown;
                 next.next_cooldown = self.next_cooldown.saturating_mul(2).min(MAX_COOLDOWN);
             }
+            Outcome::Preempted(lost) => {
+                next = self.next(Outcome::Failed);
+                next.quiet = self.quiet.max(lost.saturating_mul(QUIET_FACTOR));
+            }
+            // Quiet after a preemption: the wait counts towards the quiet
+            // time, and a short one teaches nothing.
+            Outcome::Parked(waited) if !self.quiet.is_zero() => next.quiet = self.quiet.saturating_sub(waited),
             Outcome::Parked(_) if self.cooldown > 0 => next.cooldown = self.cooldown - 1,
             // Spinning for about this long would have saved the park (the
             // wait includes the wake-up, so this errs on the long side).
@@ -147,7 +169,7 @@ impl Spinner {
 
     /// Whether the next wait spins, and for how long.
     fn budget(&self) -> Option<Duration> {
-        (self.cooldown == 0 && !self.limit.is_zero()).then_some(self.limit)
+        (self.cooldown == 0 && self.quiet.is_zero() && !self.limit.is_zero()).then_some(self.limit)
     }
 
     /// Waits for a value: `poll` once, then `poll` while spinning for at
@@ -163,8 +185,12 @@ impl Spinner {
                 *self = self.next(Outcome::Spun);
                 return value;
             }
-            Spun::Expired | Spun::Preempted => {
+            Spun::Expired => {
                 *self = self.next(Outcome::Failed);
+                return park();
+            }
+            Spun::Preempted(lost) => {
+                *self = self.next(Outcome::Preempted(lost));
                 return park();
             }
             Spun::Skipped => {}
@@ -189,24 +215,17 @@ impl Spinner {
         let mut last = start;
         let mut pauses = 1;
         loop {
-            if pauses < MAX_PAUSES {
-                for _ in 0..pauses {
-                    std::hint::spin_loop();
-                }
-                pauses *= 2;
-            } else {
-                // The other side did not answer within a few hundred
-                // nanoseconds: let it run if it shares this core. On a
-                // loaded core this may hand the core to another process;
-                // the gap check below then ends the spin as failed.
-                std::thread::yield_now();
+            for _ in 0..pauses {
+                std::hint::spin_loop();
             }
+            pauses = (pauses * 2).min(MAX_PAUSES);
             if let Some(value) = poll() {
                 return Spun::Ready(value);
             }
             let t = now();
-            if t.saturating_duration_since(last) > PREEMPTED {
-                return Spun::Preempted;
+            let gap = t.saturating_duration_since(last);
+            if gap > PREEMPTED {
+                return Spun::Preempted(gap);
             }
             if t.saturating_duration_since(start) >= limit {
                 return Spun::Expired;
@@ -313,6 +332,34 @@ mod tests {
         assert_eq!(spinner.cooldown, MAX_COOLDOWN);
     }
 
+    #[test]
+    fn a_preempted_spin_waits_out_32_times_the_time_it_lost_before_spinning_again() {
+        let ms = Duration::from_millis(1);
+        let mut spinner = spinning(40 * US).next(Outcome::Preempted(ms));
+        assert_eq!((spinner.limit, spinner.cooldown, spinner.quiet), (Duration::ZERO, COOLDOWN, 32 * ms));
+        // The quiet time is spent waiting; short parks teach nothing and do
+        // not count down the cool-down meanwhile.
+        for left in [22, 12, 2] {
+            assert_eq!(spinner.budget(), None);
+            spinner = spinner.next(Outcome::Parked(10 * ms));
+            assert_eq!((spinner.quiet, spinner.cooldown), (left * ms, COOLDOWN));
+        }
+        spinner = spinner.next(Outcome::Parked(US)).next(Outcome::Parked(5 * ms));
+        assert_eq!(spinner.quiet, Duration::ZERO);
+        // Then the cool-down, then the next short park sets the limit afresh.
+        for _ in 0..COOLDOWN {
+            assert_eq!(spinner.budget(), None);
+            spinner = spinner.next(Outcome::Parked(US));
+        }
+        spinner = spinner.next(Outcome::Parked(5 * US));
+        assert_eq!(spinner.budget(), Some(10 * US));
+        // A longer preemption never shortens a quiet time already running,
+        // and a huge one saturates instead of overflowing.
+        let quiet = spinning(MAX_SPIN).next(Outcome::Preempted(ms)).next(Outcome::Preempted(US)).quiet;
+        assert_eq!(quiet, 32 * ms);
+        assert_eq!(Spinner::new().next(Outcome::Preempted(Duration::MAX)).quiet, Duration::MAX);
+    }
+
     /// A clock that advances by `step` at every reading.
     fn stepping(step: Duration) -> (Instant, impl FnMut() -> Instant) {
         let start = Instant::now();
@@ -364,7 +411,7 @@ mod tests {
     #[test]
     fn a_gap_in_the_clock_ends_the_spin_as_preempted() {
         let (start, mut now) = stepping(PREEMPTED + US);
-        assert_eq!(spinning(MAX_SPIN).spin::<()>(start, &mut || None, &mut now), Spun::Preempted);
+        assert_eq!(spinning(MAX_SPIN).spin::<()>(start, &mut || None, &mut now), Spun::Preempted(PREEMPTED + US));
     }
 
     #[test]
