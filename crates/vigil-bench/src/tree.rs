@@ -8,6 +8,10 @@
 //! - Peer: ractor, a root actor spawning linked supervisor actors that each
 //!   spawn linked workers in `pre_start`; shutdown stops each level's
 //!   children and waits for them in `post_stop`.
+//! - Extra baselines: the raw threads put through Vigil's handshakes in
+//!   OTP's order (`raw_ordered_spawn_join`), and the same with the next
+//!   thread spawned while one starts, as Vigil does
+//!   (`raw_ordered_prespawned`).
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -119,6 +123,50 @@ fn raw_ordered(n: usize) -> Result<f64, BenchError> {
     Ok(ms(start.elapsed()))
 }
 
+/// As [`raw_ordered`], with Vigil's overlap: while one thread starts, the
+/// next is spawned, waiting for its turn before it says it started. The
+/// limit of a thread per actor under OTP's ordering.
+fn raw_ordered_prespawned(n: usize) -> Result<f64, BenchError> {
+    let start = Instant::now();
+    let (report, reports) = crossbeam_channel::unbounded::<()>();
+    let spawn = || {
+        let (tx, rx) = crossbeam_channel::bounded::<()>(1);
+        let report = report.clone();
+        let thread = thread::Builder::new()
+            .spawn(move || {
+                // Its turn to start, then its turn to stop.
+                let _ = rx.recv();
+                let _ = report.send(());
+                let _ = rx.recv();
+                let _ = report.send(());
+            })
+            .map_err(|e| BenchError::setup(KEY, e))?;
+        Ok::<_, BenchError>((tx, thread))
+    };
+    let mut threads = Vec::with_capacity(n);
+    let mut next = Some(spawn()?);
+    for i in 0..n {
+        let current = match next.take() {
+            Some(current) => current,
+            None => spawn()?,
+        };
+        let _ = current.0.send(());
+        if i + 1 < n {
+            next = Some(spawn()?);
+        }
+        reports.recv().map_err(|_| BenchError::check(KEY, "raw thread did not start"))?;
+        threads.push(current);
+    }
+    for (tx, _) in threads.iter_mut().rev() {
+        let _ = tx.send(());
+        reports.recv().map_err(|_| BenchError::check(KEY, "raw thread did not stop"))?;
+    }
+    for (_, thread) in threads {
+        thread.join().map_err(|_| BenchError::check(KEY, "raw thread panicked"))?;
+    }
+    Ok(ms(start.elapsed()))
+}
+
 struct PeerWorker(Arc<AtomicUsize>);
 
 impl ractor::Actor for PeerWorker {
@@ -212,10 +260,13 @@ pub(crate) fn figure(config: &crate::Config, rt: &Runtime) -> Result<Figure, Ben
         }),
         Box::new(|| ractor_tree(rt, sups, workers)),
         Box::new(|| raw_ordered(actors)),
+        Box::new(|| raw_ordered_prespawned(actors)),
     ];
     let mut s = interleave(KEY, config.reps, &mut variants)?.into_iter();
     drop(variants);
-    let (Some(baseline), Some(value), Some(peer), Some(ordered)) = (s.next(), s.next(), s.next(), s.next()) else {
+    let (Some(baseline), Some(value), Some(peer), Some(ordered), Some(prespawned)) =
+        (s.next(), s.next(), s.next(), s.next(), s.next())
+    else {
         return Err(BenchError::check(KEY, "missing variant"));
     };
     // The first split is the warm-up's.
@@ -251,6 +302,13 @@ pub(crate) fn figure(config: &crate::Config, rt: &Runtime) -> Result<Figure, Ben
                 cpu_ns_per_op: None,
                 summary: ordered,
             },
+            Reference {
+                name: "raw_ordered_prespawned",
+                what: "as raw_ordered_spawn_join, spawning the next thread while one starts (it waits for its turn)",
+                role: Role::ExtraBaseline,
+                cpu_ns_per_op: None,
+                summary: prespawned,
+            },
         ],
         // Issue 18: within 1.2x of spawning and joining as many raw threads.
         target: vec![Bound::BaselineRatioAtMost(1.2)],
@@ -275,6 +333,8 @@ mod tests {
         assert!(start > 0.0 && stop > 0.0);
         assert!(raw(6).unwrap() > 0.0);
         assert!(raw_ordered(6).unwrap() > 0.0);
+        assert!(raw_ordered_prespawned(6).unwrap() > 0.0);
+        assert!(raw_ordered_prespawned(1).unwrap() > 0.0);
         assert!(ractor_tree(&rt, 2, 3).unwrap() > 0.0);
     }
 }

@@ -1,6 +1,7 @@
 //! Starting and stopping one child, synchronously, within its timeouts; a
 //! child that does not stop in time is abandoned.
 
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -21,14 +22,19 @@ impl Sup {
     /// timeout. A start that answers ignore is handled here (see
     /// [`Sup::ignored`]).
     pub(super) fn start_child(&mut self, key: u64) -> Result<StartOutcome, ExitReason> {
+        self.start_child_then(key, None)
+    }
+
+    /// As [`Sup::start_child`], and while the child starts, spawns the
+    /// runner thread of child `next`, the one to start after it (see
+    /// [`Sup::prespawn`]).
+    pub(super) fn start_child_then(&mut self, key: u64, next: Option<u64>) -> Result<StartOutcome, ExitReason> {
         self.fence();
         if let Some(poison) = &self.poison {
             return Err(poison.clone());
         }
         // Gone meanwhile (removed by a request or a strategy): nothing runs.
         let Some(i) = self.index(key) else { return Ok(StartOutcome::Ignored) };
-        let mut link =
-            Link::new(Arc::clone(&self.as_parent), key, Arc::clone(&self.children[i].path), Arc::clone(&self.bus));
         let child = &mut self.children[i];
         child.generation += 1;
         child.state = ChildState::Starting;
@@ -49,41 +55,24 @@ impl Sup {
         let mut started =
             child.runner.as_ref().is_some_and(|r| r.start(generation, incarnation, Arc::clone(&stop), fast.clone()));
         if !started {
-            // No runner yet, or its thread is gone: spawn one, under the
-            // watchdog if the child has a hang timeout.
-            let watched = child.spec.common.hang_timeout.map(|timeout| {
-                let pulse = Arc::new(Pulse::new(timeout, child.spec.body.message_type()));
-                link.pulse = Some(Arc::clone(&pulse));
-                let parent = Arc::clone(&self.as_parent);
-                self.bus.watchdog.watch(
-                    pulse,
-                    Box::new(move |generation, reason| {
-                        parent.report(Report::Hung { key, generation, reason });
-                    }),
-                )
-            });
-            let spawned = match watched {
-                Some(Err(error)) => Err(error),
-                _ => Runner::spawn(child.spec.body.incarnation(), link, child.spec.common.stack_size),
-            };
-            match spawned {
-                Ok(runner) => {
-                    started = runner.start(generation, incarnation, stop, fast);
-                    child.runner = Some(runner);
-                }
-                Err(error) => {
-                    child.state = ChildState::Restarting;
-                    let reason = ExitReason::Spawn { error: error.to_string() };
-                    child.last_exit = Some(reason.clone());
-                    self.sync(i);
-                    return Err(reason);
-                }
+            // No runner yet, or its thread is gone: spawn one.
+            if let Err(error) = self.spawn_runner(i) {
+                let child = &mut self.children[i];
+                child.state = ChildState::Restarting;
+                let reason = ExitReason::Spawn { error: error.to_string() };
+                child.last_exit = Some(reason.clone());
+                self.sync(i);
+                return Err(reason);
             }
+            started = self.children[i].runner.as_ref().is_some_and(|r| r.start(generation, incarnation, stop, fast));
         }
         if !started {
             let reason = ExitReason::Spawn { error: "the runner thread ended unexpectedly".to_owned() };
             self.children[i].state = ChildState::Restarting;
             return Err(reason);
+        }
+        if let Some(next) = next {
+            self.prespawn(next);
         }
         let timeout = self.children[i].spec.common.start_timeout;
         match self.wait_for(key, generation, timeout, false) {
@@ -116,6 +105,45 @@ impl Sup {
                 self.sync(i);
                 Err(reason)
             }
+        }
+    }
+
+    /// Spawns child `i`'s runner thread, under the watchdog if the child
+    /// has a hang timeout. The runner waits for its first `Cmd::Start`.
+    fn spawn_runner(&mut self, i: usize) -> io::Result<()> {
+        let child = &self.children[i];
+        let key = child.key;
+        let mut link = Link::new(Arc::clone(&self.as_parent), key, Arc::clone(&child.path), Arc::clone(&self.bus));
+        if let Some(timeout) = child.spec.common.hang_timeout {
+            let pulse = Arc::new(Pulse::new(timeout, child.spec.body.message_type()));
+            link.pulse = Some(Arc::clone(&pulse));
+            let parent = Arc::clone(&self.as_parent);
+            self.bus.watchdog.watch(
+                pulse,
+                Box::new(move |generation, reason| {
+                    parent.report(Report::Hung { key, generation, reason });
+                }),
+            )?;
+        }
+        let runner = Runner::spawn(child.spec.body.incarnation(), link, child.spec.common.stack_size)?;
+        self.children[i].runner = Some(runner);
+        Ok(())
+    }
+
+    /// Spawns the runner of child `key`, which is to start next, while the
+    /// current child starts: creating a thread costs about as much as a
+    /// start's round trip, and this way the two overlap. Nothing of the
+    /// child runs before its own start, so OTP's order of starts holds. A
+    /// child that is not waiting to start, or already has a runner, is left
+    /// alone. A failed spawn is left for the child's own start to report.
+    fn prespawn(&mut self, key: u64) {
+        if self.poison.is_some() {
+            return;
+        }
+        let Some(i) = self.index(key) else { return };
+        let child = &self.children[i];
+        if child.state == ChildState::Restarting && child.runner.is_none() {
+            let _ = self.spawn_runner(i);
         }
     }
 
@@ -278,11 +306,13 @@ impl Sup {
         drop(self.window.lock());
         self.timers.clear();
         for i in (0..self.children.len()).rev() {
-            self.stop_child(i, ChildState::Stopped);
-            // Let each thread end while the next child stops; joined below.
+            // Queued before the stop, the quit is waiting when the runner
+            // has reported the exit, so its thread ends at once, without a
+            // second wake-up, while the next child stops. Joined below.
             if let Some(runner) = &self.children[i].runner {
                 runner.request_quit();
             }
+            self.stop_child(i, ChildState::Stopped);
         }
         for child in &mut self.children {
             if let Some(runner) = child.runner.take() {

@@ -296,12 +296,12 @@ impl Sup {
     /// the failed child's own group again (for rest-for-one, from the failed
     /// child on; for one-for-all, everything).
     pub(super) fn start_group(&mut self, group: &[u64]) {
-        for &key in group {
+        for (n, &key) in group.iter().enumerate() {
             let Some(i) = self.index(key) else { continue };
             if self.children[i].state != ChildState::Restarting {
                 continue;
             }
-            if let Err(reason) = self.start_child(key) {
+            if let Err(reason) = self.start_child_then(key, group.get(n + 1).copied()) {
                 log::warn!(target: "vigil", "{} failed to restart: {reason}", self.children[i].path);
                 let path = self.children[i].path.to_string();
                 self.bus.publish(|| SupervisionEvent::Exited { path, reason: reason.clone() });

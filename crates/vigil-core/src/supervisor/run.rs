@@ -167,8 +167,8 @@ impl Sup {
         }
         // By key: a temporary child that answers ignore is removed.
         let keys: Vec<u64> = self.children.iter().map(|c| c.key).collect();
-        for key in keys {
-            if let Err(reason) = self.start_child(key) {
+        for (n, &key) in keys.iter().enumerate() {
+            if let Err(reason) = self.start_child_then(key, keys.get(n + 1).copied()) {
                 if let Some(poison) = self.poison.take() {
                     self.stop_all();
                     return (poison, false);

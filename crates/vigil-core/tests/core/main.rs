@@ -18,6 +18,7 @@ mod intensity;
 mod lifecycle;
 mod otp_lifecycle;
 mod panic_abort;
+mod prespawn;
 mod regressions;
 mod shutdown;
 mod strategies;
