@@ -25,7 +25,7 @@ use crate::intensity::RestartWindow;
 use crate::link::{Link, Parent};
 use crate::panic;
 use crate::restart::{Decision, Restart, decide};
-use crate::spin::Spinner;
+use crate::spin::{Pace, Spinner};
 use crate::watchdog::Pulse;
 
 /// A command from the supervisor to a runner.
@@ -409,6 +409,9 @@ fn message_loop<A: Actor>(
     // mailbox ran empty, so a caller waiting on this actor does not pay a
     // wake-up.
     let mut spinner = Spinner::new();
+    // How the next wait polls: for another tell of a stream, or for the
+    // next request after a call.
+    let mut pace = Pace::Answer;
     loop {
         if stop.load(Ordering::Relaxed) {
             return ExitReason::Shutdown;
@@ -418,13 +421,14 @@ fn message_loop<A: Actor>(
         }
         let next = match rx.try_recv() {
             Ok(envelope) => Ok(envelope),
-            Err(TryRecvError::Empty) => wait_for_envelope(rx, ctx.receive_timeout, &mut spinner),
+            Err(TryRecvError::Empty) => wait_for_envelope(rx, ctx.receive_timeout, &mut spinner, pace),
             Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
         };
         match next {
             // `hook` says `Handle` except while `timeout` runs, so the
             // message path writes nothing extra.
             Ok(Envelope::Msg(msg)) => {
+                pace = Pace::Stream;
                 let result = match pulse {
                     None => actor.handle(msg, ctx),
                     Some(pulse) => {
@@ -441,6 +445,7 @@ fn message_loop<A: Actor>(
                 }
             }
             Ok(Envelope::Call(request)) => {
+                pace = Pace::Answer;
                 let CallRequest { msg, cancel: call } = *request;
                 let result = match pulse {
                     None => {
@@ -484,14 +489,16 @@ fn message_loop<A: Actor>(
     }
 }
 
-/// The next envelope from an empty mailbox, or a timeout after
-/// `receive_timeout`: spun for, then waited for. Kept out of line, so the
-/// message loop stays as tight as a plain `recv` while messages queue.
+/// The next envelope from a mailbox the loop just found empty, or a timeout
+/// after `receive_timeout`: spun for at `pace`, then waited for. Kept out of
+/// line, so the message loop stays as tight as a plain `recv` while messages
+/// queue.
 #[inline(never)]
 fn wait_for_envelope<M>(
     rx: &Receiver<Envelope<M>>,
     receive_timeout: Option<Duration>,
     spinner: &mut Spinner,
+    pace: Pace,
 ) -> Result<Envelope<M>, RecvTimeoutError> {
     // Fixed before spinning, so the spin counts against the timeout.
     let deadline = receive_timeout.map(|timeout| Instant::now().checked_add(timeout.max(Duration::from_nanos(1))));
@@ -500,7 +507,7 @@ fn wait_for_envelope<M>(
         Err(TryRecvError::Empty) => None,
         Err(TryRecvError::Disconnected) => Some(Err(RecvTimeoutError::Disconnected)),
     };
-    spinner.wait(poll, || match deadline {
+    spinner.wait_polled(pace, poll, || match deadline {
         Some(Some(deadline)) => rx.recv_deadline(deadline),
         // No timeout, or one too far away to represent.
         None | Some(None) => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
