@@ -113,14 +113,24 @@ fn raw_ordered(n: usize) -> Result<f64, BenchError> {
         reports.recv().map_err(|_| BenchError::check(KEY, "raw thread did not start"))?;
         threads.push((tx, thread));
     }
-    for (tx, _) in threads.iter_mut().rev() {
+    stop_in_reverse(threads, &reports)?;
+    Ok(ms(start.elapsed()))
+}
+
+/// The ordered shutdown of both raw-ordered baselines: wakes each thread in
+/// reverse start order, waiting for it to say it stopped, then joins them all.
+fn stop_in_reverse(
+    threads: Vec<(crossbeam_channel::Sender<()>, thread::JoinHandle<()>)>,
+    reports: &crossbeam_channel::Receiver<()>,
+) -> Result<(), BenchError> {
+    for (tx, _) in threads.iter().rev() {
         let _ = tx.send(());
         reports.recv().map_err(|_| BenchError::check(KEY, "raw thread did not stop"))?;
     }
     for (_, thread) in threads {
         thread.join().map_err(|_| BenchError::check(KEY, "raw thread panicked"))?;
     }
-    Ok(ms(start.elapsed()))
+    Ok(())
 }
 
 /// As [`raw_ordered`], with Vigil's overlap: while one thread starts, the
@@ -157,13 +167,7 @@ fn raw_ordered_prespawned(n: usize) -> Result<f64, BenchError> {
         reports.recv().map_err(|_| BenchError::check(KEY, "raw thread did not start"))?;
         threads.push(current);
     }
-    for (tx, _) in threads.iter_mut().rev() {
-        let _ = tx.send(());
-        reports.recv().map_err(|_| BenchError::check(KEY, "raw thread did not stop"))?;
-    }
-    for (_, thread) in threads {
-        thread.join().map_err(|_| BenchError::check(KEY, "raw thread panicked"))?;
-    }
+    stop_in_reverse(threads, &reports)?;
     Ok(ms(start.elapsed()))
 }
 

@@ -16,14 +16,6 @@ use crossbeam_channel::{Receiver, Sender};
 use support::*;
 use vigil_core::*;
 
-fn threads_named(name: &str) -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .expect("/proc/self/task lists this process's threads")
-        .flatten()
-        .filter(|task| std::fs::read_to_string(task.path().join("comm")).is_ok_and(|comm| comm.trim_end() == name))
-        .count()
-}
-
 /// An actor whose start hook says it began, then waits until the test
 /// lets it go on, and fails if told so.
 struct Gate {
@@ -191,13 +183,7 @@ fn every_runner_of_a_nested_tree_ends_at_shutdown_each_child_after_the_one_start
         .collect();
     assert_eq!(started, all);
     assert!(system.shutdown().unwrap().is_clean());
-    let stopped: Vec<&str> = drain(&notes)
-        .into_iter()
-        .filter_map(|n| match n {
-            Note::Stopped(name, why) if why == "shutdown" => Some(name),
-            _ => None,
-        })
-        .collect();
+    let stopped: Vec<&str> = stopped_for_shutdown(&notes);
     let reversed: Vec<&str> = all.iter().rev().copied().collect();
     assert_eq!(stopped, reversed);
     let threads = || all.iter().chain(&sups).map(|name| threads_named(&format!("vigil:{name}"))).sum::<usize>();

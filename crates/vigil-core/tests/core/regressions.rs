@@ -736,10 +736,7 @@ fn a_mailbox_that_would_allocate_gigabytes_is_refused() {
 // ---- 12. ShutdownReport::abandoned lists only threads still running ----
 
 fn thread_running(name: &str) -> bool {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .flatten()
-        .any(|task| std::fs::read_to_string(task.path().join("comm")).is_ok_and(|comm| comm.trim_end() == name))
+    threads_named(name) > 0
 }
 
 #[test]

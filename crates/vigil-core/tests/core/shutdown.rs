@@ -13,13 +13,7 @@ fn children_stop_in_reverse_start_order() {
         Supervisor::builder().child(probe("a", &tx)).child(probe("b", &tx)).child(probe("c", &tx)).start().unwrap();
     drain(&notes);
     assert!(system.shutdown().unwrap().is_clean());
-    let stopped: Vec<&str> = drain(&notes)
-        .into_iter()
-        .filter_map(|n| match n {
-            Note::Stopped(name, why) if why == "shutdown" => Some(name),
-            _ => None,
-        })
-        .collect();
+    let stopped: Vec<&str> = stopped_for_shutdown(&notes);
     assert_eq!(stopped, ["c", "b", "a"]);
 }
 

@@ -124,6 +124,28 @@ pub fn drain<T>(rx: &Receiver<T>) -> Vec<T> {
     rx.try_iter().collect()
 }
 
+/// The probes that stopped for a shutdown, in the order they stopped, from
+/// what is queued now.
+pub fn stopped_for_shutdown(notes: &Receiver<Note>) -> Vec<&'static str> {
+    drain(notes)
+        .into_iter()
+        .filter_map(|n| match n {
+            Note::Stopped(name, why) if why == "shutdown" => Some(name),
+            _ => None,
+        })
+        .collect()
+}
+
+/// How many of this process's threads are named `name` (a runner is
+/// `vigil:` and the end of its child's path).
+pub fn threads_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task lists this process's threads")
+        .flatten()
+        .filter(|task| std::fs::read_to_string(task.path().join("comm")).is_ok_and(|comm| comm.trim_end() == name))
+        .count()
+}
+
 pub fn started(path: &str, incarnation: u64) -> impl FnMut(&SupervisionEvent) -> bool + '_ {
     move |e| matches!(e, SupervisionEvent::Started { path: p, incarnation: i } if p == path && *i == incarnation)
 }
